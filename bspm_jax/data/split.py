@@ -1,0 +1,41 @@
+"""Seeded per-user holdout split of an interaction matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import DataError
+from .dataset import binary_csr
+
+
+def holdout_split(
+    matrix: sp.csr_matrix, fraction: float, seed: int
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Split each user's items into (kept, held out); held out = round(fraction * degree).
+
+    Users with >= 2 interactions hold out between 1 and degree - 1 items, chosen by
+    ``np.random.default_rng(seed)`` (one uniform key per stored entry, in user order);
+    users with fewer keep everything. Both outputs are binary float32 CSR of the input's
+    shape and partition its nonzero entries.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"holdout fraction must be in (0, 1), got {fraction!r}")
+    m = sp.csr_matrix(matrix, copy=True)
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    m.sort_indices()
+    degree = np.diff(m.indptr)
+    rows = np.repeat(np.arange(m.shape[0]), degree)
+    n_out = np.clip(np.rint(fraction * degree), 1, np.maximum(degree - 1, 1)).astype(np.int64)
+    n_out[degree < 2] = 0
+    keys = np.random.default_rng(seed).random(m.nnz)
+    order = np.lexsort((keys, rows))
+    rank = np.empty(m.nnz, dtype=np.int64)
+    rank[order] = np.arange(m.nnz) - m.indptr[rows[order]]
+    out = rank < n_out[rows]
+    keep = ~out
+    return (
+        binary_csr(rows[keep], m.indices[keep], m.shape),
+        binary_csr(rows[out], m.indices[out], m.shape),
+    )

@@ -1,0 +1,508 @@
+"""Tests of the dataset loaders, the holdout split and the shipped sample."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bspm_jax.data import (
+    Dataset, holdout_split, load_dataset, load_lightgcn, load_pairs, load_sample,
+    make_gowalla_sample,
+)
+from bspm_jax.errors import DataError
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "bspm_jax" / "data" / "gowalla_sample"
+
+
+def _shared_gowalla() -> Path | None:
+    """The shared Gowalla folder, or None when it is not available."""
+    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data" / "gowalla"]
+    if os.environ.get("BSPM_SHARED_DATA"):
+        env = Path(os.environ["BSPM_SHARED_DATA"])
+        candidates += [env / "gowalla", env]
+    for c in candidates:
+        if (c / "train.txt").is_file() and (c / "test.txt").is_file():
+            return c
+    return None
+
+
+GOWALLA = _shared_gowalla()
+needs_gowalla = pytest.mark.skipif(GOWALLA is None, reason="shared Gowalla data not found")
+
+
+def _lgcn(tmp_path: Path, train: str | bytes, test: str | bytes = "0 9\n") -> Path:
+    """A LightGCN folder with the given train.txt and test.txt contents."""
+    folder = tmp_path / "ds"
+    folder.mkdir(exist_ok=True)
+    for fname, content in (("train.txt", train), ("test.txt", test)):
+        data = content.encode() if isinstance(content, str) else content
+        (folder / fname).write_bytes(data)
+    return folder
+
+
+def _pairs(m: sp.csr_matrix) -> set[tuple[int, int]]:
+    """The (row, col) pairs stored in a matrix."""
+    c = m.tocoo()
+    return set(zip(c.row.tolist(), c.col.tolist()))
+
+
+def _labelled(ds: Dataset, m: sp.csr_matrix) -> set[tuple[object, object]]:
+    """The stored pairs in the dataset's original ids."""
+    return {(ds.user_ids[u].item(), ds.item_ids[i].item()) for u, i in _pairs(m)}
+
+
+_FIXTURE_OK = [HealthCheck.function_scoped_fixture]
+TRAIN_OK = "0 1 2 3 4 5 6 7 8\n1 0 1 2 3 4 5 6 7 8 9\n"  # (0, 9) is free for test.txt
+
+
+# ---------------------------------------------------------------- LightGCN format
+
+
+def test_lightgcn_basic_merge_blank_duplicates(tmp_path: Path) -> None:
+    folder = _lgcn(tmp_path, "0 1 1 2\n\n   \n0\t2 3\r\n2\n", "1 3\n1 3 0\n")
+    ds = load_lightgcn(folder)
+    assert ds.name == "ds" and ds.user_ids is None and ds.item_ids is None
+    assert ds.train.shape == (3, 4) and ds.train.dtype == np.float32
+    assert _pairs(ds.train) == {(0, 1), (0, 2), (0, 3)}
+    assert _pairs(ds.test) == {(1, 3), (1, 0)}
+    assert ds.stats == {"duplicates_train": 2, "duplicates_test": 1}
+    assert set(ds.train.data.tolist()) == {1.0}
+    assert load_lightgcn(folder, name="x").name == "x"
+
+
+def test_lightgcn_bom_and_crlf(tmp_path: Path) -> None:
+    ds = load_lightgcn(_lgcn(tmp_path, b"\xef\xbb\xbf0 1 2\r\n1 2\r\n", b"1 1\r\n"))
+    assert _pairs(ds.train) == {(0, 1), (0, 2), (1, 2)} and _pairs(ds.test) == {(1, 1)}
+
+
+def test_lightgcn_missing_paths(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such folder.*nope"):
+        load_lightgcn(tmp_path / "nope")
+    (tmp_path / "f.txt").write_text("0 1\n")
+    with pytest.raises(DataError, match="not a folder"):
+        load_lightgcn(tmp_path / "f.txt")
+    folder = _lgcn(tmp_path, TRAIN_OK)
+    (folder / "test.txt").unlink()
+    with pytest.raises(DataError, match=r"missing test\.txt.*test\.txt"):
+        load_lightgcn(folder)
+    (folder / "train.txt").unlink()
+    with pytest.raises(DataError, match=r"missing train\.txt"):
+        load_lightgcn(folder)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n", "0\n1\n2\n"])
+@pytest.mark.parametrize("which", ["train", "test"])
+def test_lightgcn_empty_file(tmp_path: Path, content: str, which: str) -> None:
+    args = (content, "0 9\n") if which == "train" else (TRAIN_OK, content)
+    with pytest.raises(DataError, match=rf"{which}\.txt has no interactions"):
+        load_lightgcn(_lgcn(tmp_path, *args))
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "token", "kind"),
+    [
+        (b"3 4 abc", "'abc'", "not an integer id"),
+        (b"3 4.5 6", "'4.5'", "not an integer id"),
+        (b"3 NaN", "'NaN'", "not an integer id"),
+        (b"3 1e3", "'1e3'", "not an integer id"),
+        (b"3 +5", "'+5'", "not an integer id"),
+        (b"abc 1", "'abc'", "not an integer id"),
+        (b"3 4 -4", "'-4'", "negative id"),
+        (b"-1 2", "'-1'", "negative id"),
+        ("3 \u0663".encode(), "'\u0663'", "not an integer id"),
+        ("3 ½".encode(), "'½'", "not an integer id"),
+        (b"3 \xff\xfe\x00\x01", "'\ufffd\ufffd\\x00\\x01'", "not an integer id"),
+        (b"3 4,5", "'4,5'", "not an integer id"),
+    ],
+)
+@pytest.mark.parametrize("which", ["train", "test"])
+def test_lightgcn_malformed_line(
+    tmp_path: Path, bad_line: bytes, token: str, kind: str, which: str
+) -> None:
+    text = b"0 1 2 3 4 5 6\n\n" + bad_line + b"\n4 5\n"
+    args = (text, b"0 9\n") if which == "train" else (TRAIN_OK.encode(), text)
+    with pytest.raises(DataError) as info:
+        load_lightgcn(_lgcn(tmp_path, *args))
+    msg = str(info.value)
+    assert msg.startswith(f"{which}.txt line 3: ")
+    assert kind in msg and token in msg and "(line: " in msg
+    assert "\n" not in msg
+
+
+def test_lightgcn_malformed_message_example(tmp_path: Path) -> None:
+    train = "\n".join(["0 1"] * 16 + ["3 4 abc"]) + "\n"
+    with pytest.raises(DataError) as info:
+        load_lightgcn(_lgcn(tmp_path, train))
+    assert str(info.value) == "train.txt line 17: 'abc' is not an integer id (line: '3 4 abc')"
+
+
+def test_lightgcn_malformed_long_line_is_truncated(tmp_path: Path) -> None:
+    train = "0 " + " ".join(str(i) for i in range(500)) + " x" * 3 + "y" * 1000 + "\n"
+    with pytest.raises(DataError, match=r"line 1: 'x' is not an integer id") as info:
+        load_lightgcn(_lgcn(tmp_path, train))
+    assert len(str(info.value)) < 200 and "..." in str(info.value)
+
+
+@pytest.mark.parametrize("big", [str(2**31 - 1), "99999999999", "9" * 10_000])
+def test_lightgcn_id_too_large(tmp_path: Path, big: str) -> None:
+    with pytest.raises(DataError, match=r"train\.txt line 2: id \d+(\.\.\.)? is too large"):
+        load_lightgcn(_lgcn(tmp_path, f"0 1\n1 {big}\n"))
+    with pytest.raises(DataError, match=r"train\.txt line 1: id .* is too large"):
+        load_lightgcn(_lgcn(tmp_path, f"{big} 1\n"))
+    with pytest.raises(DataError, match=r"test\.txt line 1: id .* is too large"):
+        load_lightgcn(_lgcn(tmp_path, TRAIN_OK, f"0 {big}\n"))
+
+
+def test_lightgcn_leading_zeros_are_not_too_large(tmp_path: Path) -> None:
+    ds = load_lightgcn(_lgcn(tmp_path, "0 0000000000002 1\n", "0 00000000000000\n"))
+    assert _pairs(ds.train) == {(0, 2), (0, 1)} and _pairs(ds.test) == {(0, 0)}
+
+
+@pytest.mark.parametrize("train", [f"0 1\n{2**31 - 2} 2\n", "0 1 5000000\n"])
+def test_lightgcn_sparse_ids_rejected(tmp_path: Path, train: str) -> None:
+    with pytest.raises(DataError, match=r"distinct ids.*load_pairs.*remaps"):
+        load_lightgcn(_lgcn(tmp_path, train))
+
+
+def test_lightgcn_moderately_sparse_ids_accepted(tmp_path: Path) -> None:
+    ds = load_lightgcn(_lgcn(tmp_path, "0 1\n900000 999999\n", "900000 1\n"))
+    assert ds.train.shape == (900001, 1000000) and ds.n_train == 2
+
+
+@pytest.mark.parametrize(
+    ("test", "pattern"),
+    [
+        ("0 9\n\n2 1\n", r"test\.txt line 3: user id 2 is outside the train ranges"),
+        ("0 9\n1 10\n", r"test\.txt line 2: item id 10 is outside the train ranges"),
+        ("0 9\n5\n", r"test\.txt line 2: user id 5 is outside"),
+    ],
+)
+def test_lightgcn_test_ids_outside_train(tmp_path: Path, test: str, pattern: str) -> None:
+    with pytest.raises(DataError, match=pattern):
+        load_lightgcn(_lgcn(tmp_path, TRAIN_OK, test))
+
+
+def test_lightgcn_pair_in_train_and_test(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"\(user 0, item 3\) is in both.*\(4 pairs overlap\)"):
+        load_lightgcn(_lgcn(tmp_path, TRAIN_OK, "1 4 9\n0 9 5 3\n"))
+
+
+# ---------------------------------------------------------------- pairs (CSV/TSV)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_pairs_int_ids_header_autodetect_and_remap(tmp_path: Path) -> None:
+    train = _write(tmp_path / "r.csv", "userId,movieId,rating,ts\n10,5,4.0,1\n10,7,3,2\n"
+                                      "3,5,1,3\n10,5,2,4\n\n3,100,1,5\n")
+    test = _write(tmp_path / "t.csv", "userId,movieId,rating,ts\n3,7,1,1\n10,100,1,1\n")
+    ds = load_pairs(train, test_path=test)
+    assert ds.name == "r"
+    assert ds.user_ids.tolist() == [3, 10] and ds.item_ids.tolist() == [5, 7, 100]
+    assert ds.user_ids.dtype == np.int64
+    assert _labelled(ds, ds.train) == {(10, 5), (10, 7), (3, 5), (3, 100)}
+    assert _labelled(ds, ds.test) == {(3, 7), (10, 100)}
+    assert ds.stats == {"header": True, "duplicates_train": 1, "duplicates_test": 0,
+                        "split": "file"}
+    assert ds.user_index(10) == 1 and ds.item_label(np.array([2])).tolist() == [100]
+
+
+def test_pairs_header_detected_by_type(tmp_path: Path) -> None:
+    ds = load_pairs(_write(tmp_path / "r.csv", "who,what\n1,2\n3,4\n"), holdout=0.5)
+    assert ds.stats["header"] is True and ds.user_ids.tolist() == [1, 3]
+    ds = load_pairs(_write(tmp_path / "s.csv", "who,what\na,b\nc,d\n"), holdout=0.5)
+    assert ds.stats["header"] is False and ds.user_ids.tolist() == ["a", "c", "who"]
+
+
+def test_pairs_string_ids_by_name_tsv(tmp_path: Path) -> None:
+    train = _write(tmp_path / "r.tsv", "ts\titem\tuser\n1\tx\tbob\n2\ty\talice\n3\tz\tbob\n")
+    test = _write(tmp_path / "t.tsv", "ts\titem\tuser\n1\ty\tbob\n")
+    ds = load_pairs(train, user_col="user", item_col="item", test_path=test)
+    assert ds.user_ids.tolist() == ["alice", "bob"] and ds.item_ids.tolist() == ["x", "y", "z"]
+    assert _labelled(ds, ds.train) == {("bob", "x"), ("alice", "y"), ("bob", "z")}
+    assert _labelled(ds, ds.test) == {("bob", "y")}
+
+
+def test_pairs_mixed_columns_types_are_independent(tmp_path: Path) -> None:
+    train = _write(tmp_path / "r.csv", "1,a\n2,b\n1,b\n")
+    test = _write(tmp_path / "t.csv", "2,a\n")
+    ds = load_pairs(train, test_path=test)
+    assert ds.user_ids.dtype == np.int64 and ds.item_ids.dtype.kind == "U"
+    assert ds.stats["header"] is False
+
+
+@pytest.mark.parametrize(("suffix", "sep"), [(".txt", ";"), (".dat", " "), (".txt", "\t"),
+                                             ("", ",")])
+def test_pairs_sniffed_separator(tmp_path: Path, suffix: str, sep: str) -> None:
+    rows = ["1", "2", "9"], ["1", "3", "9"], ["2", "3", "9"], ["2", "1", "9"]
+    train = _write(tmp_path / f"r{suffix}", "".join(sep.join(r) + "\n" for r in rows))
+    ds = load_pairs(train, holdout=0.5)
+    assert ds.user_ids.tolist() == [1, 2] and ds.item_ids.tolist() == [1, 2, 3]
+    assert _labelled(ds, ds.train) | _labelled(ds, ds.test) == {(1, 2), (1, 3), (2, 3), (2, 1)}
+
+
+def test_pairs_explicit_sep_and_header_false(tmp_path: Path) -> None:
+    train = _write(tmp_path / "r.csv", "u|i\n1|2\n1|3\n")
+    ds = load_pairs(train, sep="|", header=False, holdout=0.5)
+    assert ds.user_ids.tolist() == ["1", "u"]  # header row read as data: string ids
+    with pytest.raises(DataError, match="single character"):
+        load_pairs(train, sep="||")
+    with pytest.raises(DataError, match="need a header"):
+        load_pairs(train, sep="|", header=False, user_col="u")
+
+
+def test_pairs_holdout_split_and_stats(tmp_path: Path) -> None:
+    lines = [f"u{u},i{i}" for u in range(20) for i in range(u % 7 + 1)]
+    train = _write(tmp_path / "r.csv", "\n".join(lines) + "\n")
+    ds = load_pairs(train, holdout=0.3, seed=4)
+    assert ds.stats == {"header": False, "duplicates_train": 0, "duplicates_test": 0,
+                        "split": "holdout", "holdout": 0.3, "seed": 4}
+    everything = {tuple(line.split(",")) for line in lines}
+    assert _labelled(ds, ds.train) | _labelled(ds, ds.test) == everything
+    assert not _labelled(ds, ds.train) & _labelled(ds, ds.test)
+    again = load_pairs(train, holdout=0.3, seed=4)
+    assert _pairs(again.test) == _pairs(ds.test)
+    for bad in (0.0, 1.0, -0.1, 1.5):
+        with pytest.raises(DataError, match=r"holdout.*\(0, 1\)"):
+            load_pairs(train, holdout=bad)
+
+
+def test_pairs_errors_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such file.*nope.csv"):
+        load_pairs(tmp_path / "nope.csv")
+    with pytest.raises(DataError, match="no such file.*nope.txt"):
+        load_pairs(tmp_path / "nope.txt")
+    with pytest.raises(DataError, match=r"e\.csv is empty"):
+        load_pairs(_write(tmp_path / "e.csv", "\n \n"))
+    with pytest.raises(DataError, match=r"h\.csv has no interactions"):
+        load_pairs(_write(tmp_path / "h.csv", "user,item\n"))
+    ok = _write(tmp_path / "ok.csv", "1,2\n1,3\n")
+    with pytest.raises(DataError, match="no such file.*missing_test"):
+        load_pairs(ok, test_path=tmp_path / "missing_test.csv")
+
+
+def test_pairs_errors_rows(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"f\.csv line 3: expected at least 2 columns, found 1 "
+                                        r"\(line: '7'\)"):
+        load_pairs(_write(tmp_path / "f.csv", "1,2\n\n7\n"))
+    with pytest.raises(DataError, match=r"g\.csv line 2: empty item id"):
+        load_pairs(_write(tmp_path / "g.csv", "1,2\n3, \n"))
+    with pytest.raises(DataError, match=r"n\.csv line 3: negative user id '-3'"):
+        load_pairs(_write(tmp_path / "n.csv", "1,2\n4,2\n-3,2\n"))
+    with pytest.raises(DataError, match=r"m\.csv line 1: negative item id '-2'"):
+        load_pairs(_write(tmp_path / "m.csv", "1,-2\n4,2\n"))
+    cols = _write(tmp_path / "c.csv", "user,item,rating\n1,2,3\n")
+    with pytest.raises(DataError, match=r"no column named 'movie'; available: 'user', 'item', "
+                                        r"'rating'"):
+        load_pairs(cols, item_col="movie")
+    with pytest.raises(DataError, match="expected at least 6 columns"):
+        load_pairs(cols, item_col=5)
+
+
+def test_pairs_test_file_errors(tmp_path: Path) -> None:
+    train = _write(tmp_path / "r.csv", "1,a\n2,b\n1,b\n")
+    cases = [("2,c\n", r"t\.csv line 1: item 'c' is not in the train file"),
+             ("2,a\n7,a\n", r"t\.csv line 2: user '7' is not in the train file"),
+             ("x,a\n", r"t\.csv line 1: user 'x' is not in the train file"),
+             ("2,a\n-1,a\n", r"t\.csv line 2: negative user id '-1'"),
+             ("1,b\n2,a\n2,b\n", r"pair \(user 1, item 'b'\) is in both r\.csv and t\.csv "
+                                 r"\(2 pairs overlap\)")]
+    for text, pattern in cases:
+        with pytest.raises(DataError, match=pattern):
+            load_pairs(train, test_path=_write(tmp_path / "t.csv", text))
+
+
+# ---------------------------------------------------------------- round trip property
+
+_ids = st.one_of(
+    st.integers(0, 40),
+    st.text(alphabet="abcxyz0123456789", min_size=1, max_size=4),
+)
+
+
+@st.composite
+def _pair_sets(draw: st.DrawFn, id_strategy: st.SearchStrategy) -> tuple[list, list]:
+    """Train and test pair lists (with duplicates) whose pair sets are disjoint."""
+    pairs = draw(st.lists(st.tuples(id_strategy, id_strategy), min_size=2, max_size=60))
+    in_test = draw(st.lists(st.booleans(), min_size=len(pairs), max_size=len(pairs)))
+    train = [p for p, t in zip(pairs, in_test) if not t]
+    test = [p for p, t in zip(pairs, in_test) if t and p not in set(train)]
+    return train, test
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=_FIXTURE_OK)
+@given(data=_pair_sets(st.integers(0, 30)), shuffle_seed=st.integers(0, 2**16))
+def test_property_lightgcn_round_trip(tmp_path: Path, data: tuple[list, list],
+                                      shuffle_seed: int) -> None:
+    train, test = data
+    if not train:
+        return
+    n_users = max(u for u, _ in train) + 1
+    n_items = max(i for _, i in train) + 1
+    test = [(u, i) for u, i in test if u < n_users and i < n_items]
+    if not test:
+        return
+    rng = np.random.default_rng(shuffle_seed)
+
+    def text(pairs: list[tuple[int, int]]) -> str:
+        lines = [f"{u} {i}" if rng.random() < 0.5 else f"{u}\t{i}  " for u, i in pairs]
+        by_user: dict[int, list[int]] = {}
+        for u, i in pairs:
+            by_user.setdefault(u, []).append(i)
+        lines += [" ".join(map(str, [u, *items])) for u, items in by_user.items()]
+        lines.append("")
+        rng.shuffle(lines)
+        return "\n".join(lines)
+
+    ds = load_lightgcn(_lgcn(tmp_path, text(train), text(test)))
+    assert ds.train.shape == (n_users, n_items)
+    assert _pairs(ds.train) == set(train) and _pairs(ds.test) == set(test)
+    assert ds.stats["duplicates_train"] == 2 * len(train) - len(set(train))
+    assert ds.stats["duplicates_test"] == 2 * len(test) - len(set(test))
+
+
+def _expected_ids(tokens: list[str]) -> list:
+    """Original ids as the pairs loader should read them, computed independently."""
+    if all(re.fullmatch(r"[0-9]+", t) for t in tokens):
+        return [int(t) for t in tokens]
+    return tokens
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=_FIXTURE_OK)
+@given(data=st.one_of(_pair_sets(st.integers(0, 40).map(str)), _pair_sets(_ids.map(str))),
+       with_header=st.booleans(),
+       sep=st.sampled_from([",", "\t", ";"]))
+def test_property_pairs_round_trip(tmp_path: Path, data: tuple[list, list], with_header: bool,
+                                   sep: str) -> None:
+    train, test = data
+    if not train:
+        return
+    users = _expected_ids([u for u, _ in train])
+    items = _expected_ids([i for _, i in train])
+    key_u = dict(zip((u for u, _ in train), users))
+    key_i = dict(zip((i for _, i in train), items))
+    test = [(u, i) for u, i in test if u in key_u and i in key_i
+            and (key_u[u], key_i[i]) not in set(zip(users, items))]
+    for fname, rows in (("train.txt", train), ("test.txt", test)):
+        with open(tmp_path / fname, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, delimiter=sep)
+            if with_header:
+                writer.writerow(["user_id", "item_id", "rating"])
+            writer.writerows([u, i, "5"] for u, i in rows)
+    kwargs = {"header": None if with_header else False, "sep": sep}
+    if test:
+        ds = load_pairs(tmp_path / "train.txt", test_path=tmp_path / "test.txt", **kwargs)
+    else:
+        ds = load_pairs(tmp_path / "train.txt", holdout=0.5, **kwargs)
+    assert ds.user_ids.tolist() == sorted(set(users))
+    assert ds.item_ids.tolist() == sorted(set(items))
+    expected_train = set(zip(users, items))
+    if test:
+        assert _labelled(ds, ds.train) == expected_train
+        assert _labelled(ds, ds.test) == {(key_u[u], key_i[i]) for u, i in test}
+        assert ds.stats["duplicates_train"] == len(train) - len(expected_train)
+    else:
+        assert _labelled(ds, ds.train) | _labelled(ds, ds.test) == expected_train
+    assert ds.stats["header"] is with_header
+
+
+# ---------------------------------------------------------------- holdout split
+
+
+@st.composite
+def _matrices(draw: st.DrawFn) -> sp.csr_matrix:
+    n_users, n_items = draw(st.integers(1, 15)), draw(st.integers(1, 15))
+    cells = draw(st.sets(st.tuples(st.integers(0, n_users - 1), st.integers(0, n_items - 1)),
+                         max_size=n_users * n_items))
+    rows = np.array([c[0] for c in cells], dtype=np.int64)
+    cols = np.array([c[1] for c in cells], dtype=np.int64)
+    return sp.csr_matrix((np.ones(len(cells), np.float32), (rows, cols)), shape=(n_users, n_items))
+
+
+@settings(max_examples=100, deadline=None)
+@given(m=_matrices(), fraction=st.floats(0.01, 0.99), seed=st.integers(0, 2**32 - 1))
+def test_property_holdout_split(m: sp.csr_matrix, fraction: float, seed: int) -> None:
+    kept, held = holdout_split(m, fraction, seed)
+    for part in (kept, held):
+        assert isinstance(part, sp.csr_matrix) and part.dtype == np.float32
+        assert part.shape == m.shape and set(part.data.tolist()) <= {1.0}
+    assert _pairs(kept) | _pairs(held) == _pairs(m) and not _pairs(kept) & _pairs(held)
+    degree = np.diff(m.indptr)
+    n_kept, n_held = np.diff(kept.indptr), np.diff(held.indptr)
+    for d, k, h in zip(degree, n_kept, n_held):
+        if d >= 2:
+            assert k >= 1 and h >= 1 and h == min(max(round(fraction * d), 1), d - 1)
+        else:
+            assert h == 0
+    again = holdout_split(m, fraction, seed)
+    assert _pairs(again[0]) == _pairs(kept) and _pairs(again[1]) == _pairs(held)
+
+
+def test_holdout_seed_matters_and_errors() -> None:
+    m = sp.random(50, 40, density=0.3, format="csr", random_state=1)
+    a, b = holdout_split(m, 0.2, 0)[1], holdout_split(m, 0.2, 1)[1]
+    assert _pairs(a) != _pairs(b)
+    for bad in (0, 1, -1, 2.0):
+        with pytest.raises(DataError, match=r"\(0, 1\)"):
+            holdout_split(m, bad, 0)
+
+
+# ---------------------------------------------------------------- load_dataset, sample, Gowalla
+
+
+def test_load_dataset_dispatch(tmp_path: Path) -> None:
+    folder = _lgcn(tmp_path, TRAIN_OK)
+    assert load_dataset(folder).n_train == 18
+    assert load_dataset(folder, name="n").name == "n"
+    csv_file = _write(tmp_path / "p.csv", "1,2\n1,3\n2,2\n")
+    assert load_dataset(csv_file, holdout=0.5).stats["split"] == "holdout"
+    with pytest.raises(DataError, match="no such file or directory"):
+        load_dataset(tmp_path / "missing")
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(DataError, match="folder has no train.txt"):
+        load_dataset(tmp_path / "empty_dir")
+
+
+def test_sample_loads_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    ds = load_sample()
+    assert ds.name == "gowalla-sample" and ds.user_ids is None
+    assert (ds.n_users, ds.n_items, ds.n_train, ds.n_test) == (7183, 3500, 91653, 26056)
+    assert load_dataset().summary() == ds.summary()
+    assert np.diff(ds.train.indptr).min() >= 2 and np.diff(ds.test.indptr).min() >= 1
+    assert np.diff(ds.train.tocsc().indptr).min() >= 1
+    size = sum((SAMPLE_DIR / f).stat().st_size for f in ("train.txt", "test.txt"))
+    assert size <= 1_000_000
+    assert (SAMPLE_DIR / "PROVENANCE.md").is_file()
+
+
+@needs_gowalla
+def test_sample_matches_regeneration(tmp_path: Path) -> None:
+    counts = make_gowalla_sample(GOWALLA, tmp_path)
+    assert counts == {"users": 7183, "items": 3500, "train": 91653, "test": 26056}
+    for fname in ("train.txt", "test.txt"):
+        assert (tmp_path / fname).read_bytes() == (SAMPLE_DIR / fname).read_bytes()
+
+
+@needs_gowalla
+def test_real_gowalla_counts() -> None:
+    ds = load_lightgcn(GOWALLA)
+    assert (ds.n_users, ds.n_items, ds.n_train, ds.n_test) == (29858, 40981, 810128, 217242)
+    assert ds.stats == {"duplicates_train": 0, "duplicates_test": 0}
+    assert ds.name == "gowalla"
