@@ -1,0 +1,115 @@
+"""The interface every recommender implements: fit on the train matrix, score user rows."""
+
+from __future__ import annotations
+
+import abc
+import functools
+import dataclasses
+from typing import Any, Self
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+from jaxtyping import Array, Float, Int
+
+from ..errors import ConfigError
+
+
+def fitted_train_field() -> Any:
+    """The static field in which a fitted model keeps its train matrix."""
+    return eqx.field(static=True, default=None, metadata={"fitted": True})
+
+
+class HostMatrix:
+    """A host-side scipy CSR kept in a model as a static field (hashed by identity)."""
+
+    def __init__(self, matrix: sp.csr_matrix):
+        self.matrix = matrix
+
+    def rows(self, users: np.ndarray) -> np.ndarray:
+        """Dense float32 rows of the given users."""
+        return self.matrix[np.asarray(users)].toarray().astype(np.float32, copy=False)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def masked_top_k(
+    scores: Float[Array, "b n"], seen: Float[Array, "b n"], k: int
+) -> tuple[Float[Array, "b k"], Int[Array, "b k"]]:
+    """Top-k items per row with seen items (``seen > 0``) scored -inf; ties: lower index."""
+    masked = jnp.where(seen > 0, -jnp.inf, scores)
+    return jax.lax.top_k(masked, k)
+
+
+class AbstractRecommender(eqx.Module):
+    """A recommender: ``fit(R)`` returns a fitted copy, ``score(rows)`` scores user rows.
+
+    Settings are static fields; fitted arrays are array fields (``None`` before fit).
+    """
+
+    @abc.abstractmethod
+    def fit(self, train: sp.csr_matrix) -> Self:
+        """Return a copy of the model fitted on the binary (n_users, n_items) matrix."""
+
+    @abc.abstractmethod
+    def score(self, rows: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+        """Scores of every item for each user row (the user's interaction history)."""
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """Short model name used in outputs."""
+
+    @property
+    @abc.abstractmethod
+    def train_matrix(self) -> HostMatrix | None:
+        """The matrix the model was fitted on (``None`` before fit)."""
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """Names of the model's settings: its static fields that are not fitted state."""
+        return [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.metadata.get("static", False) and not f.metadata.get("fitted", False)
+        ]
+
+    def config(self) -> dict[str, Any]:
+        """Every setting of the model, by name."""
+        return {name: getattr(self, name) for name in self.setting_names()}
+
+    def recommend(
+        self, users_or_rows: Any, k: int = 20, filter_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices and scores for user indices (1-D ints) or interaction rows (2-D)."""
+        rows = self._as_rows(users_or_rows)
+        n_items = rows.shape[1]
+        if not 1 <= k <= n_items:
+            raise ConfigError(f"k must be in 1..{n_items}, got {k}")
+        x = jnp.asarray(rows)
+        seen = x if filter_seen else jnp.zeros_like(x)
+        scores, items = masked_top_k(self.score(x), seen, k)
+        return np.asarray(items), np.asarray(scores)
+
+    def _as_rows(self, users_or_rows: Any) -> np.ndarray:
+        if sp.issparse(users_or_rows):
+            return users_or_rows.toarray().astype(np.float32)
+        arr = np.asarray(users_or_rows)
+        if arr.ndim == 2:
+            return arr.astype(np.float32)
+        if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
+            train = self.train_matrix
+            if train is None:
+                raise ConfigError("the model is not fitted: call fit(train) first")
+            n = train.matrix.shape[0]
+            if arr.size and (arr.min() < 0 or arr.max() >= n):
+                raise ConfigError(f"user indices must be in 0..{n - 1}")
+            return train.rows(arr)
+        raise ConfigError("pass user indices (1-D integers) or interaction rows (2-D)")
