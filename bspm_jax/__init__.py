@@ -1,0 +1,67 @@
+"""bspm_jax: training-free, ODE-based graph-filter collaborative filtering in JAX.
+
+Fit a model on a binary user-item matrix and score user rows::
+
+    from bspm_jax import BSPM, load_sample
+    data = load_sample()
+    model = BSPM(rank=256).fit(data.train)
+    items, scores = model.recommend([0, 1, 2], k=20)
+"""
+
+from .data import Dataset, holdout_split, load_dataset, load_lightgcn, load_pairs, load_sample
+from .errors import BSPMError, ConfigError, DataError, ResourceError
+from .evaluation import Evaluation, evaluate
+from .experiment import run_experiment
+from .filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
+from .graph import ItemGraph, build_graph, normalize, truncated_svd
+from .models import BSPM, LGCNIDE, MODELS, AbstractRecommender, Popularity, make_model
+from .operators import AbstractOperator, Dense, Gram, Identity, LowRank, SparseMatrix
+from .presets import PRESETS, get_preset
+from .solvers import RK4, AbstractIntegrator, ClassicRK4, Dopri5, Euler, make_integrator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BSPM",
+    "LGCNIDE",
+    "MODELS",
+    "PRESETS",
+    "RK4",
+    "AbstractFilter",
+    "AbstractIntegrator",
+    "AbstractOperator",
+    "AbstractRecommender",
+    "BSPMError",
+    "ClassicRK4",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "Dense",
+    "Dopri5",
+    "Euler",
+    "Evaluation",
+    "Gram",
+    "HeatBlur",
+    "IdealBlur",
+    "Identity",
+    "ItemGraph",
+    "LowRank",
+    "MixedBlur",
+    "Popularity",
+    "ResourceError",
+    "Sharpen",
+    "SparseMatrix",
+    "build_graph",
+    "evaluate",
+    "get_preset",
+    "holdout_split",
+    "load_dataset",
+    "load_lightgcn",
+    "load_pairs",
+    "load_sample",
+    "make_integrator",
+    "make_model",
+    "normalize",
+    "run_experiment",
+    "truncated_svd",
+]

@@ -1,0 +1,192 @@
+"""BSPM: blur the interactions with graph-filter ODEs, then sharpen with a reverse ODE.
+
+Scores of a batch of user rows ``R_u`` (the semantics of the official code):
+
+- ``B`` = blur ODE from ``R_u`` over ``[0, T_b]`` (filter ``blur``), states at ``K_b`` times;
+- ``I`` = ideal low-pass ODE ``dI/dt = I (M - I)`` from ``R_u`` over ``[0, T_idl]`` (only when
+  ``beta != 0``);
+- ``S(0) = B(T_b) + beta I(T_idl)`` (early merge) or ``B(T_b)`` (late merge), and ``S`` the
+  sharpening ODE ``dS/dt = -S P~`` over ``[0, T_s]``, states at ``K_s`` times;
+- ``U = S(T_s)``, or with ``t_point`` the mean of the ``K_b`` blur states and the ``K_s``
+  sharpening states after time 0; with sharpening off ``U = B(T_b)`` (``t_point``: mean of
+  the blur states);
+- result ``U``, plus ``beta I(T_idl)`` for late merge or when sharpening is off, plus
+  ``S(0)`` with the residual connection.
+
+GF-CF is the special case: blur "gfcf", Euler, ``T_b = 1``, one step, no sharpening.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Self
+
+import equinox as eqx
+import jax.numpy as jnp
+import scipy.sparse as sp
+from jaxtyping import Array, Float
+
+from ..errors import ConfigError
+from ..filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
+from ..graph import ItemGraph, build_graph
+from ..solvers import AbstractIntegrator, make_integrator
+from .base import AbstractRecommender, HostMatrix, fitted_train_field
+
+MERGES = ("early", "late")
+BLURS: dict[str, Callable[[BSPM], AbstractFilter]] = {
+    "heat": lambda m: HeatBlur(m.k),
+    "ideal": lambda m: IdealBlur(),
+    "gfcf": lambda m: MixedBlur(m.k, m.gfcf_beta),
+}
+
+
+def _finite(name: str, value: float, low: float = -math.inf, strict: bool = False) -> None:
+    ok = isinstance(value, int | float) and math.isfinite(value) and (value > low if strict else value >= low)
+    if not ok:
+        raise ConfigError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
+
+
+class BSPM(AbstractRecommender):
+    """Blurring-Sharpening Process Model (early/late merge, residual, t-point combination)."""
+
+    blur: str = eqx.field(static=True, default="heat")
+    k: float = eqx.field(static=True, default=1.0)
+    gfcf_beta: float = eqx.field(static=True, default=0.3)
+    blur_solver: str = eqx.field(static=True, default="euler")
+    T_b: float = eqx.field(static=True, default=1.0)
+    K_b: int = eqx.field(static=True, default=1)
+    beta: float = eqx.field(static=True, default=0.2)
+    idl_solver: str = eqx.field(static=True, default="euler")
+    T_idl: float = eqx.field(static=True, default=1.0)
+    K_idl: int = eqx.field(static=True, default=1)
+    rank: int = eqx.field(static=True, default=448)
+    sharpen: bool = eqx.field(static=True, default=True)
+    sharpen_solver: str = eqx.field(static=True, default="rk4")
+    T_s: float = eqx.field(static=True, default=2.5)
+    K_s: int = eqx.field(static=True, default=1)
+    merge: str = eqx.field(static=True, default="early")
+    residual: bool = eqx.field(static=True, default=False)
+    t_point: bool = eqx.field(static=True, default=False)
+    rtol: float = eqx.field(static=True, default=1e-6)
+    atol: float = eqx.field(static=True, default=1e-8)
+    dense: bool = eqx.field(static=True, default=False)
+    graph: ItemGraph | None = None
+    train: HostMatrix | None = fitted_train_field()
+
+    def __check_init__(self) -> None:
+        if self.blur not in BLURS:
+            raise ConfigError(f"unknown blur {self.blur!r}; available: {', '.join(BLURS)}")
+        if self.merge not in MERGES:
+            raise ConfigError(f"merge must be 'early' or 'late', got {self.merge!r}")
+        _finite("heat capacity k", self.k, 0.0, strict=True)
+        _finite("beta", self.beta, 0.0)
+        _finite("gfcf_beta", self.gfcf_beta)
+        if self.residual and not self.sharpen:
+            raise ConfigError("the residual connection adds S(0): it needs sharpening on")
+        if self.needs_svd and not (isinstance(self.rank, int) and self.rank >= 1):
+            raise ConfigError(f"SVD rank must be an integer >= 1, got {self.rank!r}")
+        for name, solver, T, K in self._processes():
+            try:
+                self._integrator(solver, T, K)
+            except ConfigError as err:
+                raise ConfigError(f"{name} process: {err}") from None
+
+    def _processes(self) -> list[tuple[str, str, float, int]]:
+        out = [("blur", self.blur_solver, self.T_b, self.K_b)]
+        if self.beta != 0:
+            out.append(("ideal", self.idl_solver, self.T_idl, self.K_idl))
+        if self.sharpen:
+            out.append(("sharpen", self.sharpen_solver, self.T_s, self.K_s))
+        return out
+
+    def _integrator(self, solver: str, T: float, K: int) -> AbstractIntegrator:
+        return make_integrator(solver, T, K, rtol=self.rtol, atol=self.atol)
+
+    @property
+    def name(self) -> str:
+        return "bspm"
+
+    @property
+    def train_matrix(self) -> HostMatrix | None:
+        return self.train
+
+    @property
+    def blur_filter(self) -> AbstractFilter:
+        """The blur function selected by ``blur``."""
+        return BLURS[self.blur](self)
+
+    @property
+    def needs_svd(self) -> bool:
+        return self.beta != 0 or self.blur_filter.needs_svd
+
+    def fit(self, train: sp.csr_matrix) -> Self:
+        graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense)
+        return dataclasses.replace(self, graph=graph, train=HostMatrix(train))
+
+    @eqx.filter_jit
+    def score(self, rows: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+        return self.score_with_stats(rows)[0]
+
+    def score_with_stats(self, rows: Float[Array, "b n_items"]) -> tuple[Array, dict[str, Array]]:
+        """Scores and the number of solver steps taken by each process."""
+        if self.graph is None:
+            raise ConfigError("the model is not fitted: call fit(train) first")
+        g = self.graph
+        stats: dict[str, Array] = {}
+        blur, stats["blur_steps"] = self._solve(self.blur_filter.operator(g), rows, self.T_b, self.K_b, self.blur_solver)
+        ideal = None
+        if self.beta != 0:
+            idl, stats["ideal_steps"] = self._solve(IdealBlur().operator(g), rows, self.T_idl, self.K_idl, self.idl_solver)
+            ideal = self.beta * idl[-1]
+        if self.sharpen:
+            s0 = blur[-1] if ideal is None or self.merge == "late" else blur[-1] + ideal
+            sharp, stats["sharpen_steps"] = self._solve(Sharpen().operator(g), s0, self.T_s, self.K_s, self.sharpen_solver)
+            out = jnp.concatenate([blur, sharp]).mean(axis=0) if self.t_point else sharp[-1]
+            if self.residual:
+                out = out + s0
+        else:
+            out = blur.mean(axis=0) if self.t_point else blur[-1]
+        if ideal is not None and (self.merge == "late" or not self.sharpen):
+            out = out + ideal
+        return out, stats
+
+    def _solve(self, operator, y0, T, K, solver):  # noqa: ANN001, ANN202
+        ys, stats = self._integrator(solver, T, K).solve(operator, y0)
+        return ys, stats["num_steps"]
+
+
+class LGCNIDE(AbstractRecommender):
+    """LightGCN with an ideal design (GF-CF paper): ``R~_u P~^layers`` with ``R~_u = d_u^-1/2 R_u V^-1/2``."""
+
+    layers: int = eqx.field(static=True, default=1)
+    graph: ItemGraph | None = None
+    train: HostMatrix | None = fitted_train_field()
+
+    def __check_init__(self) -> None:
+        if not (isinstance(self.layers, int) and self.layers >= 1):
+            raise ConfigError(f"layers must be an integer >= 1, got {self.layers!r}")
+
+    @property
+    def name(self) -> str:
+        return "lgcn-ide"
+
+    @property
+    def train_matrix(self) -> HostMatrix | None:
+        return self.train
+
+    def fit(self, train: sp.csr_matrix) -> Self:
+        return dataclasses.replace(self, graph=build_graph(train, None), train=HostMatrix(train))
+
+    @eqx.filter_jit
+    def score(self, rows: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+        if self.graph is None:
+            raise ConfigError("the model is not fitted: call fit(train) first")
+        degree = rows.sum(axis=1, keepdims=True)
+        user_scale = jnp.where(degree > 0, 1.0 / jnp.sqrt(jnp.where(degree > 0, degree, 1.0)), 0.0)
+        x = rows * user_scale * self.graph.item_scale
+        for _ in range(self.layers):
+            x = self.graph.gram(x)
+        return x
+

@@ -1,0 +1,156 @@
+"""ODE integrators for linear row-batch vector fields, built on diffrax.
+
+Each integrator solves ``dY/dt = f(Y)`` from ``t = 0`` to ``T`` and returns the states at
+the K output times ``T/K, 2T/K, ..., T`` (the last one is ``Y(T)``). Fixed-step solvers
+take exactly K steps of ``tau = T/K`` (``diffrax.StepTo``); the adaptive one picks its own
+steps and reports the states at those K output times.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import diffrax
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from diffrax import AbstractERK, ButcherTableau, ThirdOrderHermitePolynomialInterpolation
+from jaxtyping import Array, Float
+
+from .errors import ConfigError
+from .operators import AbstractOperator
+
+States = Float[Array, "k batch n"]
+
+_rk4_tableau = ButcherTableau(
+    c=np.array([0.5, 0.5, 1.0]),
+    b_sol=np.array([1 / 6, 1 / 3, 1 / 3, 1 / 6]),
+    b_error=np.zeros(4),
+    a_lower=(np.array([0.5]), np.array([0.0, 0.5]), np.array([0.0, 0.0, 1.0])),
+)
+
+
+class ClassicRK4(AbstractERK):
+    """The classic 4-stage, 4th-order Runge-Kutta method (no embedded error: fixed steps)."""
+
+    tableau: ClassVar[ButcherTableau] = _rk4_tableau
+    interpolation_cls: ClassVar[Any] = ThirdOrderHermitePolynomialInterpolation.from_k
+
+    def order(self, terms: Any) -> int:
+        del terms
+        return 4
+
+
+class LinearField(eqx.Module):
+    """The vector field ``f(t, Y, args) = Y A`` of a linear operator ``A``."""
+
+    operator: AbstractOperator
+
+    def __call__(self, t: Any, y: Array, args: Any) -> Array:
+        del t, args
+        return self.operator(y)
+
+
+def max_row_rms(y: Any) -> Array:
+    """Error norm for adaptive steps: the largest per-row RMS, so every user meets tolerance."""
+    return jnp.max(jnp.sqrt(jnp.mean(jnp.square(y), axis=-1)))
+
+
+class AbstractIntegrator(eqx.Module):
+    """Integrates a linear field over ``[0, T]`` and returns the states at K output times."""
+
+    T: eqx.AbstractVar[float]
+    steps: eqx.AbstractVar[int]
+
+    def __check_init__(self) -> None:
+        if not (np.isfinite(self.T) and self.T > 0):
+            raise ConfigError(f"terminal time T must be a finite number > 0, got {self.T!r}")
+        if not (isinstance(self.steps, int | np.integer) and self.steps >= 1):
+            raise ConfigError(f"number of steps must be an integer >= 1, got {self.steps!r}")
+
+    @property
+    def output_times(self) -> Array:
+        """``T/K, 2T/K, ..., T``."""
+        return jnp.linspace(0.0, self.T, self.steps + 1)[1:]
+
+    @abc.abstractmethod
+    def _solver_kwargs(self) -> dict[str, Any]:
+        """The diffrax solver, step-size controller and step budget."""
+
+    def solve(self, operator: AbstractOperator, y0: Array) -> tuple[States, dict[str, Array]]:
+        """States at the output times (shape (K, *y0.shape)) and diffrax's step statistics."""
+        kwargs = {"dt0": None, **self._solver_kwargs()}
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(LinearField(operator)),
+            t0=0.0,
+            t1=self.T,
+            y0=y0,
+            saveat=diffrax.SaveAt(ts=self.output_times),
+            **kwargs,
+        )
+        return sol.ys, sol.stats
+
+
+class _FixedStep(AbstractIntegrator):
+    T: float = eqx.field(static=True)
+    steps: int = eqx.field(static=True)
+    solver: ClassVar[diffrax.AbstractSolver]
+
+    def _solver_kwargs(self) -> dict[str, Any]:
+        return {
+            "solver": self.solver,
+            "stepsize_controller": diffrax.StepTo(ts=jnp.linspace(0.0, self.T, self.steps + 1)),
+            "max_steps": self.steps,
+        }
+
+
+class Euler(_FixedStep):
+    """Explicit Euler: ``Y <- Y + tau f(Y)``, K steps."""
+
+    solver: ClassVar[diffrax.AbstractSolver] = diffrax.Euler()
+
+
+class RK4(_FixedStep):
+    """Classic Runge-Kutta 4, K steps."""
+
+    solver: ClassVar[diffrax.AbstractSolver] = ClassicRK4()
+
+
+class Dopri5(AbstractIntegrator):
+    """Adaptive Dormand-Prince 5(4); ``steps`` is the number of output times.
+
+    The step size is shared by the rows of a batch and controlled by the largest per-row
+    error, so every user meets ``rtol``/``atol``.
+    """
+
+    T: float = eqx.field(static=True)
+    steps: int = eqx.field(static=True, default=1)
+    rtol: float = eqx.field(static=True, default=1e-6)
+    atol: float = eqx.field(static=True, default=1e-8)
+    max_steps: int = eqx.field(static=True, default=4096)
+
+    def __check_init__(self) -> None:
+        if not (self.rtol > 0 and self.atol > 0):
+            raise ConfigError(f"rtol and atol must be > 0, got {self.rtol}, {self.atol}")
+
+    def _solver_kwargs(self) -> dict[str, Any]:
+        controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol, norm=max_row_rms)
+        return {
+            "solver": diffrax.Dopri5(),
+            "stepsize_controller": controller,
+            "dt0": self.T / self.steps,
+            "max_steps": self.max_steps,
+        }
+
+
+INTEGRATORS: dict[str, type[AbstractIntegrator]] = {"euler": Euler, "rk4": RK4, "dopri5": Dopri5}
+
+
+def make_integrator(name: str, T: float, steps: int, **options: Any) -> AbstractIntegrator:
+    """The integrator registered as ``name`` ("euler", "rk4" or "dopri5")."""
+    try:
+        cls = INTEGRATORS[name]
+    except KeyError:
+        raise ConfigError(f"unknown solver {name!r}; available: {', '.join(INTEGRATORS)}") from None
+    return cls(T=T, steps=steps, **(options if cls is Dopri5 else {}))
