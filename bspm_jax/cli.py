@@ -61,7 +61,13 @@ def format_result(result: dict[str, Any]) -> str:
         lines.append(f"{name:<12}" + "".join(f"{metrics[f'{name}@{k}']:>10.4f}" for k in ks))
     timings = "  ".join(f"{k} {v:.2f}" for k, v in result["timings_s"].items())
     env = result["environment"]
-    lines += ["", f"time (s) {timings}", f"on       {env['backend']} ({env['device']}), jax {env['jax']}"]
+    peak = result["memory"]["peak_rss_bytes"] / 2**30
+    lines += [
+        "",
+        f"time (s) {timings}",
+        f"memory   peak RSS {peak:.2f} GiB",
+        f"on       {env['backend']} ({env['device']}), jax {env['jax']}",
+    ]
     return "\n".join(lines)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
+import sys
 from typing import Any
 
 import jax
@@ -21,3 +23,20 @@ def environment_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
     }
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def memory_info() -> dict[str, Any]:
+    """The ``memory`` block of the JSON output: host peak RSS, and device peak when known."""
+    out: dict[str, Any] = {"peak_rss_bytes": peak_rss_bytes()}
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            out["device_peak_bytes"] = int(stats["peak_bytes_in_use"])
+    return out

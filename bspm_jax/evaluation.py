@@ -30,6 +30,7 @@ class Evaluation:
     metrics: dict[str, float]
     n_users: int
     timings_s: dict[str, float]
+    solver_stats: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
 
 def user_batches(users: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -61,13 +62,15 @@ def evaluate(
     batch_size = max(1, min(batch_size, len(users)))
     acc = MetricAccumulator(ks, dataset.n_items, item_self_information(train))
     t_inf = t_eval = 0.0
+    solver_stats: dict[str, dict[str, int]] = {}
     wrap = progress or _no_progress
     for batch in wrap(user_batches(users, batch_size), desc="users", unit="batch"):
         t0 = time.perf_counter()
         rows = np.zeros((batch_size, dataset.n_items), dtype=np.float32)
         rows[: len(batch)] = train[batch].toarray()
         x = jnp.asarray(rows)
-        scores = jax.block_until_ready(model.score(x))
+        scores, stats = jax.block_until_ready(model.score_with_stats(x))
+        _add_stats(solver_stats, stats)
         t1 = time.perf_counter()
         values, items = masked_top_k(scores, x, ks[-1])
         values, items = np.asarray(values)[: len(batch)], np.asarray(items)[: len(batch)]
@@ -75,4 +78,15 @@ def evaluate(
         t_inf += t1 - t0
         t_eval += time.perf_counter() - t1
     timings = {"inference": t_inf, "evaluate": t_eval}
-    return Evaluation(acc.result(), acc.n_users, timings)
+    return Evaluation(acc.result(), acc.n_users, timings, solver_stats)
+
+
+def _add_stats(total: dict[str, dict[str, int]], stats: dict[str, dict[str, Any]]) -> None:
+    """Accumulate per-batch solver counts: totals and the largest batch's value."""
+    for process, counts in stats.items():
+        entry = total.setdefault(process, {"batches": 0})
+        entry["batches"] += 1
+        for key, value in counts.items():
+            value = int(value)
+            entry[f"total_{key}"] = entry.get(f"total_{key}", 0) + value
+            entry[f"max_{key}"] = max(entry.get(f"max_{key}", 0), value)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import Dataset, load_dataset
-from .environment import environment_info
+from .environment import environment_info, memory_info
 from .evaluation import Progress, evaluate
 from .models import AbstractRecommender
 
@@ -46,11 +46,13 @@ def run_experiment(
         "config": config,
         "dataset": {**dataset.summary(), "n_users_evaluated": result.n_users, **dataset.stats},
         "metrics": result.metrics,
+        "solver_stats": result.solver_stats,
         "timings_s": {
             "load": t_loaded - t_start,
             "preprocess": t_fitted - t_loaded,
             **result.timings_s,
             "total": total,
         },
+        "memory": memory_info(),
         "environment": environment_info(),
     }

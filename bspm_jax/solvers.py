@@ -75,6 +75,10 @@ class AbstractIntegrator(eqx.Module):
         return jnp.linspace(0.0, self.T, self.steps + 1)[1:]
 
     @abc.abstractmethod
+    def evaluations(self, num_steps: Array) -> Array:
+        """Vector-field evaluations used for ``num_steps`` steps (accepted and rejected)."""
+
+    @abc.abstractmethod
     def _solver_kwargs(self) -> dict[str, Any]:
         """The diffrax solver, step-size controller and step budget."""
 
@@ -96,6 +100,10 @@ class _FixedStep(AbstractIntegrator):
     T: float = eqx.field(static=True)
     steps: int = eqx.field(static=True)
     solver: ClassVar[diffrax.AbstractSolver]
+    stages: ClassVar[int]
+
+    def evaluations(self, num_steps: Array) -> Array:
+        return self.stages * num_steps
 
     def _solver_kwargs(self) -> dict[str, Any]:
         return {
@@ -109,12 +117,14 @@ class Euler(_FixedStep):
     """Explicit Euler: ``Y <- Y + tau f(Y)``, K steps."""
 
     solver: ClassVar[diffrax.AbstractSolver] = diffrax.Euler()
+    stages: ClassVar[int] = 1
 
 
 class RK4(_FixedStep):
     """Classic Runge-Kutta 4, K steps."""
 
     solver: ClassVar[diffrax.AbstractSolver] = ClassicRK4()
+    stages: ClassVar[int] = 4
 
 
 class Dopri5(AbstractIntegrator):
@@ -133,6 +143,10 @@ class Dopri5(AbstractIntegrator):
     def __check_init__(self) -> None:
         if not (self.rtol > 0 and self.atol > 0):
             raise ConfigError(f"rtol and atol must be > 0, got {self.rtol}, {self.atol}")
+
+    def evaluations(self, num_steps: Array) -> Array:
+        # 6 new stages per step (first-same-as-last), plus 2 to start the first step
+        return 6 * num_steps + 2
 
     def _solver_kwargs(self) -> dict[str, Any]:
         controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol, norm=max_row_rms)

@@ -62,6 +62,10 @@ class AbstractRecommender(eqx.Module):
     def score(self, rows: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
         """Scores of every item for each user row (the user's interaction history)."""
 
+    def score_with_stats(self, rows: Float[Array, "b n_items"]) -> tuple[Array, dict[str, Any]]:
+        """Scores and solver statistics (none for models without ODEs)."""
+        return self.score(rows), {}
+
     @property
     @abc.abstractmethod
     def name(self) -> str:

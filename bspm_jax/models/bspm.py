@@ -125,24 +125,24 @@ class BSPM(AbstractRecommender):
         graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense)
         return dataclasses.replace(self, graph=graph, train=HostMatrix(train))
 
-    @eqx.filter_jit
     def score(self, rows: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
         return self.score_with_stats(rows)[0]
 
+    @eqx.filter_jit
     def score_with_stats(self, rows: Float[Array, "b n_items"]) -> tuple[Array, dict[str, Array]]:
-        """Scores and the number of solver steps taken by each process."""
+        """Scores and, per process, the solver steps and vector-field evaluations."""
         if self.graph is None:
             raise ConfigError("the model is not fitted: call fit(train) first")
         g = self.graph
-        stats: dict[str, Array] = {}
-        blur, stats["blur_steps"] = self._solve(self.blur_filter.operator(g), rows, self.T_b, self.K_b, self.blur_solver)
+        stats: dict[str, dict[str, Array]] = {}
+        blur, stats["blur"] = self._solve(self.blur_filter.operator(g), rows, self.T_b, self.K_b, self.blur_solver)
         ideal = None
         if self.beta != 0:
-            idl, stats["ideal_steps"] = self._solve(IdealBlur().operator(g), rows, self.T_idl, self.K_idl, self.idl_solver)
+            idl, stats["ideal"] = self._solve(IdealBlur().operator(g), rows, self.T_idl, self.K_idl, self.idl_solver)
             ideal = self.beta * idl[-1]
         if self.sharpen:
             s0 = blur[-1] if ideal is None or self.merge == "late" else blur[-1] + ideal
-            sharp, stats["sharpen_steps"] = self._solve(Sharpen().operator(g), s0, self.T_s, self.K_s, self.sharpen_solver)
+            sharp, stats["sharpen"] = self._solve(Sharpen().operator(g), s0, self.T_s, self.K_s, self.sharpen_solver)
             out = jnp.concatenate([blur, sharp]).mean(axis=0) if self.t_point else sharp[-1]
             if self.residual:
                 out = out + s0
@@ -153,8 +153,10 @@ class BSPM(AbstractRecommender):
         return out, stats
 
     def _solve(self, operator, y0, T, K, solver):  # noqa: ANN001, ANN202
-        ys, stats = self._integrator(solver, T, K).solve(operator, y0)
-        return ys, stats["num_steps"]
+        integrator = self._integrator(solver, T, K)
+        ys, stats = integrator.solve(operator, y0)
+        steps = stats["num_steps"]
+        return ys, {"steps": steps, "evaluations": integrator.evaluations(steps)}
 
 
 class LGCNIDE(AbstractRecommender):

@@ -1,0 +1,1 @@
+"""Benchmark harnesses (run as ``python -m benchmarks.<name>``)."""
