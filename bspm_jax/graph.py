@@ -38,20 +38,47 @@ def check_rank(rank: int, shape: tuple[int, int]) -> None:
         raise ConfigError(f"SVD rank must be an integer in 1..{limit - 1} for a {shape[0]} x {shape[1]} matrix, got {rank!r}")
 
 
+DENSE_SVD_LIMIT = 2_000
+"""Matrices whose smaller side is at most this use a dense LAPACK SVD (exact, fast)."""
+
+
 def truncated_svd(matrix: sp.spmatrix, rank: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Top-``rank`` singular values (descending) and right singular vectors (rank, n).
 
-    Deterministic: fixed start vector seed, and each vector's sign is chosen so that its
-    entry of largest magnitude is positive.
+    Small matrices use a dense SVD; large ones PROPACK, checked by its residuals
+    ``||M^T u - s v||`` and redone with ARPACK when PROPACK did not converge. Deterministic:
+    fixed start vector seed, and each vector's sign is chosen so that its entry of largest
+    magnitude is positive.
     """
     check_rank(rank, matrix.shape)
-    _, s, vt = svds(sp.csr_matrix(matrix, dtype=np.float64), k=rank, solver="propack", random_state=seed)
-    order = np.argsort(-s, kind="stable")
-    s, vt = s[order], vt[order]
+    m = sp.csr_matrix(matrix, dtype=np.float64)
+    if min(m.shape) <= DENSE_SVD_LIMIT:
+        _, s, vt = np.linalg.svd(m.toarray(), full_matrices=False)
+        s, vt = s[:rank], vt[:rank]
+    else:
+        s, vt = _sparse_svd(m, rank, seed)
     pivot = np.abs(vt).argmax(axis=1)
     signs = np.sign(vt[np.arange(rank), pivot])
     signs[signs == 0] = 1.0
     return s, vt * signs[:, None]
+
+
+def _sparse_svd(m: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Iterative SVD: PROPACK, falling back to ARPACK when it fails or its residuals are large."""
+    scale = max(float(abs(m).max()), 1.0)
+    for solver in ("propack", "arpack"):
+        try:
+            u, s, vt = svds(m, k=rank, solver=solver, random_state=seed)
+        except np.linalg.LinAlgError:
+            continue
+        order = np.argsort(-s, kind="stable")
+        u, s, vt = u[:, order], s[order], vt[order]
+        residual = np.linalg.norm(m.T @ u - vt.T * s, axis=0).max()
+        if np.all(np.isfinite(s)) and residual <= 1e-6 * scale * max(1.0, s[0]):
+            return s, vt
+    raise ConfigError(
+        f"the rank-{rank} SVD of the {m.shape[0]} x {m.shape[1]} matrix did not converge; try a smaller rank"
+    )
 
 
 class ItemGraph(eqx.Module):

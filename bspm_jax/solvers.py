@@ -9,6 +9,7 @@ steps and reports the states at those K output times.
 from __future__ import annotations
 
 import abc
+import numbers
 from typing import Any, ClassVar
 
 import diffrax
@@ -42,6 +43,10 @@ class ClassicRK4(AbstractERK):
         return 4
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
 class LinearField(eqx.Module):
     """The vector field ``f(t, Y, args) = Y A`` of a linear operator ``A``."""
 
@@ -64,9 +69,9 @@ class AbstractIntegrator(eqx.Module):
     steps: eqx.AbstractVar[int]
 
     def __check_init__(self) -> None:
-        if not (np.isfinite(self.T) and self.T > 0):
+        if not (_is_number(self.T) and np.isfinite(self.T) and self.T > 0):
             raise ConfigError(f"terminal time T must be a finite number > 0, got {self.T!r}")
-        if not (isinstance(self.steps, int | np.integer) and self.steps >= 1):
+        if not (isinstance(self.steps, numbers.Integral) and not isinstance(self.steps, bool) and self.steps >= 1):
             raise ConfigError(f"number of steps must be an integer >= 1, got {self.steps!r}")
 
     @property
@@ -75,8 +80,8 @@ class AbstractIntegrator(eqx.Module):
         return jnp.linspace(0.0, self.T, self.steps + 1)[1:]
 
     @abc.abstractmethod
-    def evaluations(self, num_steps: Array) -> Array:
-        """Vector-field evaluations used for ``num_steps`` steps (accepted and rejected)."""
+    def evaluations(self, stats: dict[str, Array]) -> Array:
+        """Vector-field evaluations of a solve, from diffrax's step statistics."""
 
     @abc.abstractmethod
     def _solver_kwargs(self) -> dict[str, Any]:
@@ -102,8 +107,8 @@ class _FixedStep(AbstractIntegrator):
     solver: ClassVar[diffrax.AbstractSolver]
     stages: ClassVar[int]
 
-    def evaluations(self, num_steps: Array) -> Array:
-        return self.stages * num_steps
+    def evaluations(self, stats: dict[str, Array]) -> Array:
+        return self.stages * stats["num_steps"]
 
     def _solver_kwargs(self) -> dict[str, Any]:
         return {
@@ -141,12 +146,12 @@ class Dopri5(AbstractIntegrator):
     max_steps: int = eqx.field(static=True, default=4096)
 
     def __check_init__(self) -> None:
-        if not (self.rtol > 0 and self.atol > 0):
+        if not all(_is_number(x) and np.isfinite(x) and x > 0 for x in (self.rtol, self.atol)):
             raise ConfigError(f"rtol and atol must be > 0, got {self.rtol}, {self.atol}")
 
-    def evaluations(self, num_steps: Array) -> Array:
-        # 6 new stages per step (first-same-as-last), plus 2 to start the first step
-        return 6 * num_steps + 2
+    def evaluations(self, stats: dict[str, Array]) -> Array:
+        # one to start; 6 new stages per accepted step (first-same-as-last), 7 per rejected one
+        return 1 + 6 * stats["num_accepted_steps"] + 7 * stats["num_rejected_steps"]
 
     def _solver_kwargs(self) -> dict[str, Any]:
         controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol, norm=max_row_rms)

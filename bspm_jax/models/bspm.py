@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable
 from typing import Self
 
@@ -43,7 +44,8 @@ BLURS: dict[str, Callable[[BSPM], AbstractFilter]] = {
 
 
 def _finite(name: str, value: float, low: float = -math.inf, strict: bool = False) -> None:
-    ok = isinstance(value, int | float) and math.isfinite(value) and (value > low if strict else value >= low)
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = number and math.isfinite(value) and (value > low if strict else value >= low)
     if not ok:
         raise ConfigError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
 
@@ -83,9 +85,12 @@ class BSPM(AbstractRecommender):
         _finite("heat capacity k", self.k, 0.0, strict=True)
         _finite("beta", self.beta, 0.0)
         _finite("gfcf_beta", self.gfcf_beta)
+        for flag in ("sharpen", "residual", "t_point", "dense"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         if self.residual and not self.sharpen:
             raise ConfigError("the residual connection adds S(0): it needs sharpening on")
-        if self.needs_svd and not (isinstance(self.rank, int) and self.rank >= 1):
+        if self.needs_svd and not (isinstance(self.rank, numbers.Integral) and not isinstance(self.rank, bool) and self.rank >= 1):
             raise ConfigError(f"SVD rank must be an integer >= 1, got {self.rank!r}")
         for name, solver, T, K in self._processes():
             try:
@@ -155,8 +160,7 @@ class BSPM(AbstractRecommender):
     def _solve(self, operator, y0, T, K, solver):  # noqa: ANN001, ANN202
         integrator = self._integrator(solver, T, K)
         ys, stats = integrator.solve(operator, y0)
-        steps = stats["num_steps"]
-        return ys, {"steps": steps, "evaluations": integrator.evaluations(steps)}
+        return ys, {"steps": stats["num_steps"], "evaluations": integrator.evaluations(stats)}
 
 
 class LGCNIDE(AbstractRecommender):
