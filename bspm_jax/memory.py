@@ -31,9 +31,13 @@ def available_bytes(device: jax.Device | None = None) -> int:
     return host_available_bytes()
 
 
-def gib(n_bytes: float) -> str:
-    """Bytes as a short GiB string."""
-    return f"{n_bytes / 2**30:.2f} GiB"
+def human_bytes(n_bytes: float) -> str:
+    """Bytes as a short string in B, KiB, MiB, GiB or TiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n_bytes) < 1024:
+            return f"{n_bytes:.1f} {unit}" if unit != "B" else f"{int(n_bytes)} B"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} TiB"
 
 
 def require_bytes(needed: int, what: str, advice: str, device: jax.Device | None = None) -> None:
@@ -41,5 +45,5 @@ def require_bytes(needed: int, what: str, advice: str, device: jax.Device | None
     free = available_bytes(device)
     if needed > free:
         raise ResourceError(
-            f"{what} needs {gib(needed)} but only {gib(free)} is available; {advice}"
+            f"{what} needs {human_bytes(needed)} but only {human_bytes(free)} is available; {advice}"
         )
