@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
+from oracles import euler_states, rk4_states
 from bspm_jax.errors import BSPMError, ConfigError
 from bspm_jax.filters import HeatBlur, IdealBlur, MixedBlur, Sharpen
 from bspm_jax.graph import build_graph, normalize, truncated_svd
@@ -116,26 +117,6 @@ def has_gap(s, rank, gap=1e-3):
     return s[rank - 1] - s[rank] > gap
 
 
-def euler_states(A, y0, T, K):
-    """Explicit Euler for dY/dt = Y A: the K states at T/K, ..., T."""
-    tau, y, out = T / K, y0, []
-    for _ in range(K):
-        y = y + tau * (y @ A)
-        out.append(y)
-    return out
-
-
-def rk4_states(A, y0, T, K):
-    """Classic RK4 for dY/dt = Y A: the K states at T/K, ..., T."""
-    h, y, out = T / K, y0, []
-    for _ in range(K):
-        k1 = y @ A
-        k2 = (y + h / 2 * k1) @ A
-        k3 = (y + h / 2 * k2) @ A
-        k4 = (y + h * k3) @ A
-        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        out.append(y)
-    return out
 
 
 STEPPERS = {"euler": euler_states, "rk4": rk4_states}
@@ -166,7 +147,7 @@ def oracle_scores(R, cfg, rows=None):
     if c["sharpen"]:
         s0 = B[-1] + ideal if (ideal is not None and c["merge"] == "early") else B[-1]
         S = STEPPERS[c["sharpen_solver"]](-P, s0, c["T_s"], c["K_s"])
-        U = np.mean(B + S, axis=0) if c["t_point"] else S[-1]
+        U = np.concatenate([B, S]).mean(axis=0) if c["t_point"] else S[-1]
         if c["residual"]:
             U = U + s0
     else:

@@ -21,6 +21,7 @@ from hypothesis.extra import numpy as hnp
 from scipy.linalg import expm
 
 import bspm_jax.operators
+from oracles import euler_states, rk4_states
 from bspm_jax.errors import ConfigError
 from bspm_jax.operators import Dense, Gram, SparseMatrix
 from bspm_jax.solvers import make_integrator
@@ -99,24 +100,6 @@ def test_one_rk4_step_is_fourth_order_taylor_polynomial(p):
 # --------------------------------------------------------------------------- K steps
 
 
-def numpy_euler(a, y0, T, K):
-    tau, y, out = T / K, y0, []
-    for _ in range(K):
-        y = y + tau * (y @ a)
-        out.append(y)
-    return np.stack(out)
-
-
-def numpy_rk4(a, y0, T, K):
-    h, y, out = T / K, y0, []
-    for _ in range(K):
-        k1 = y @ a
-        k2 = (y + h / 2 * k1) @ a
-        k3 = (y + h / 2 * k2) @ a
-        k4 = (y + h * k3) @ a
-        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        out.append(y)
-    return np.stack(out)
 
 
 # One (T, K) for the multi-step tests: each distinct integrator setting compiles anew.
@@ -130,7 +113,7 @@ def test_k_euler_steps_return_every_iterate():
     ys, stats = solve("euler", T, K, sharpen_op(P_TILDE), S0)
     assert ys.shape == (K, BATCH, N)
     assert int(stats["num_steps"]) == K
-    expected = numpy_euler(-P_TILDE, S0, T, K)
+    expected = euler_states(-P_TILDE, S0, T, K)
     np.testing.assert_allclose(ys, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
 
 
@@ -141,7 +124,7 @@ def test_k_rk4_steps_return_every_iterate_with_matrix_free_gram():
     ys, stats = solve("rk4", T, K, op, S0)
     assert ys.shape == (K, BATCH, N)
     assert int(stats["num_steps"]) == K
-    expected = numpy_rk4(-P_TILDE, S0, T, K)
+    expected = rk4_states(-P_TILDE, S0, T, K)
     np.testing.assert_allclose(ys, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
     dense_ys, _ = solve("rk4", T, K, sharpen_op(P_TILDE), S0)
     np.testing.assert_allclose(ys, dense_ys, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
@@ -160,7 +143,7 @@ def test_fixed_step_iterates_on_random_psd_matrices(a, y0, name):
     p = p / top if top > 1 else p
     T, K = T_MULTI, K_MULTI
     ys, _ = solve(name, T, K, sharpen_op(p), y0)
-    expected = (numpy_euler if name == "euler" else numpy_rk4)(-p.astype(np.float32).astype(np.float64), y0, T, K)
+    expected = (euler_states if name == "euler" else rk4_states)(-p.astype(np.float32).astype(np.float64), y0, T, K)
     scale = max(np.abs(expected).max(), np.abs(y0).max(), 1e-30)
     np.testing.assert_allclose(ys, expected, rtol=1e-5, atol=2e-6 * scale)
 
