@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -19,15 +20,9 @@ from bspm_jax.models.base import AbstractRecommender
 class LinearScores(AbstractRecommender):
     """Test model: score = rows @ W for a fixed matrix W."""
 
-    weights: jnp.ndarray
-
-    @property
-    def name(self) -> str:
-        return "linear"
-
-    @property
-    def train_matrix(self):
-        return None
+    weights: jnp.ndarray | None = None
+    train: None = None
+    name: ClassVar[str] = "linear"
 
     def fit(self, train):
         return self
@@ -95,7 +90,7 @@ def test_metrics_equal_brute_force(problem, k_small, batch_size):
         test = test & ~train
         test[0, 0] = True
     data = Dataset(sp.csr_matrix(train.astype(np.float32)), sp.csr_matrix(test.astype(np.float32)), "t")
-    result = evaluate(LinearScores(jnp.asarray(w)), data, ks=ks, batch_size=batch_size)
+    result = evaluate(LinearScores(weights=jnp.asarray(w)), data, ks=ks, batch_size=batch_size)
     expected = brute_force(train, test, train.astype(np.float32) @ w, ks)
     assert set(result.metrics) == set(expected)
     for key, value in expected.items():
@@ -107,7 +102,7 @@ def test_ties_broken_by_lower_index():
     train = sp.csr_matrix(np.zeros((1, 6), dtype=np.float32))
     test = sp.csr_matrix(np.array([[0, 0, 0, 1, 0, 0]], dtype=np.float32))
     data = Dataset(train, test, "ties")
-    model = LinearScores(jnp.zeros((6, 6)))
+    model = LinearScores(weights=jnp.zeros((6, 6)))
     # all scores tie: the top-3 are items 0, 1, 2, so item 3 is missed; top-4 hits it at rank 4
     assert evaluate(model, data, ks=[3]).metrics["recall@3"] == 0.0
     m = evaluate(model, data, ks=[4]).metrics
@@ -118,6 +113,6 @@ def test_ties_broken_by_lower_index():
 def test_invalid_k_is_a_config_error():
     data = Dataset(sp.csr_matrix(np.eye(3, dtype=np.float32)), sp.csr_matrix(np.ones((3, 3)) - np.eye(3)), "x")
     with pytest.raises(ConfigError, match="K"):
-        evaluate(LinearScores(jnp.eye(3)), data, ks=[4])
+        evaluate(LinearScores(weights=jnp.eye(3)), data, ks=[4])
     with pytest.raises(ConfigError, match="batch_size"):
-        evaluate(LinearScores(jnp.eye(3)), data, ks=[1], batch_size=0)
+        evaluate(LinearScores(weights=jnp.eye(3)), data, ks=[1], batch_size=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import functools
 import dataclasses
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import equinox as eqx
 import jax
@@ -55,7 +55,9 @@ def masked_top_k(
 class AbstractRecommender(eqx.Module):
     """A recommender: ``fit(R)`` returns a fitted copy, ``score(rows)`` scores user rows.
 
-    Settings are static fields; fitted arrays are array fields (``None`` before fit).
+    Settings are static fields; fitted arrays are array fields (``None`` before fit). A
+    fitted model keeps its train matrix in a last field ``train = fitted_train_field()``,
+    which ``recommend`` uses to look users up by index.
     """
 
     @abc.abstractmethod
@@ -70,15 +72,8 @@ class AbstractRecommender(eqx.Module):
         """Scores and solver statistics (none for models without ODEs)."""
         return self.score(rows), {}
 
-    @property
-    @abc.abstractmethod
-    def name(self) -> str:
-        """Short model name used in outputs."""
-
-    @property
-    @abc.abstractmethod
-    def train_matrix(self) -> HostMatrix | None:
-        """The matrix the model was fitted on (``None`` before fit)."""
+    name: ClassVar[str]
+    """Short model name used in outputs."""
 
     @classmethod
     def setting_names(cls) -> list[str]:
@@ -113,7 +108,7 @@ class AbstractRecommender(eqx.Module):
         if arr.ndim == 2:
             return arr.astype(np.float32)
         if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
-            train = self.train_matrix
+            train: HostMatrix | None = getattr(self, "train", None)
             if train is None:
                 raise ConfigError("the model is not fitted: call fit(train) first")
             n = train.matrix.shape[0]

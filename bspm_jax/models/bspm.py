@@ -22,7 +22,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Callable
-from typing import Self
+from typing import ClassVar, Self
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -53,6 +53,7 @@ def _finite(name: str, value: float, low: float = -math.inf, strict: bool = Fals
 class BSPM(AbstractRecommender):
     """Blurring-Sharpening Process Model (early/late merge, residual, t-point combination)."""
 
+    name: ClassVar[str] = "bspm"
     blur: str = eqx.field(static=True, default="heat")
     k: float = eqx.field(static=True, default=1.0)
     gfcf_beta: float = eqx.field(static=True, default=0.3)
@@ -110,14 +111,6 @@ class BSPM(AbstractRecommender):
         return make_integrator(solver, T, K, rtol=self.rtol, atol=self.atol)
 
     @property
-    def name(self) -> str:
-        return "bspm"
-
-    @property
-    def train_matrix(self) -> HostMatrix | None:
-        return self.train
-
-    @property
     def blur_filter(self) -> AbstractFilter:
         """The blur function selected by ``blur``."""
         return BLURS[self.blur](self)
@@ -166,6 +159,7 @@ class BSPM(AbstractRecommender):
 class LGCNIDE(AbstractRecommender):
     """LightGCN with an ideal design (GF-CF paper): ``R~_u P~^layers`` with ``R~_u = d_u^-1/2 R_u V^-1/2``."""
 
+    name: ClassVar[str] = "lgcn-ide"
     layers: int = eqx.field(static=True, default=1)
     graph: ItemGraph | None = None
     train: HostMatrix | None = fitted_train_field()
@@ -173,14 +167,6 @@ class LGCNIDE(AbstractRecommender):
     def __check_init__(self) -> None:
         if not (isinstance(self.layers, int) and self.layers >= 1):
             raise ConfigError(f"layers must be an integer >= 1, got {self.layers!r}")
-
-    @property
-    def name(self) -> str:
-        return "lgcn-ide"
-
-    @property
-    def train_matrix(self) -> HostMatrix | None:
-        return self.train
 
     def fit(self, train: sp.csr_matrix) -> Self:
         return dataclasses.replace(self, graph=build_graph(train, None), train=HostMatrix(train))

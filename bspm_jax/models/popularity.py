@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Self
+from typing import ClassVar, Self
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -17,16 +17,9 @@ from .base import AbstractRecommender, HostMatrix, fitted_train_field
 class Popularity(AbstractRecommender):
     """score(u, i) = deg(i), the number of train interactions of item i."""
 
+    name: ClassVar[str] = "popularity"
     degree: Float[Array, " n_items"] | None = None
     train: HostMatrix | None = fitted_train_field()
-
-    @property
-    def name(self) -> str:
-        return "popularity"
-
-    @property
-    def train_matrix(self) -> HostMatrix | None:
-        return self.train
 
     def fit(self, train: sp.csr_matrix) -> Self:
         degree = np.asarray((train > 0).sum(axis=0), dtype=np.float32).ravel()
