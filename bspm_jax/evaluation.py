@@ -8,13 +8,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .data.dataset import Dataset
 from .errors import ConfigError
 from .metrics import MetricAccumulator, item_self_information
-from .models.base import AbstractRecommender, masked_top_k
+from .models.base import AbstractRecommender, HostMatrix, masked_top_k
 
 Progress = Callable[..., Iterable[Any]]
 
@@ -64,11 +63,10 @@ def evaluate(
     t_inf = t_eval = 0.0
     solver_stats: dict[str, dict[str, int]] = {}
     wrap = progress or _no_progress
+    host_train = HostMatrix(train)
     for batch in wrap(user_batches(users, batch_size), desc="users", unit="batch"):
         t0 = time.perf_counter()
-        rows = np.zeros((batch_size, dataset.n_items), dtype=np.float32)
-        rows[: len(batch)] = train[batch].toarray()
-        x = jnp.asarray(rows)
+        x = host_train.device_rows(batch, batch_size)
         scores, stats = jax.block_until_ready(model.score_with_stats(x))
         _add_stats(solver_stats, stats)
         t1 = time.perf_counter()

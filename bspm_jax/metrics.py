@@ -31,8 +31,11 @@ def item_self_information(train: sp.csr_matrix) -> np.ndarray:
 
 def hit_matrix(topk: np.ndarray, valid: np.ndarray, test_rows: sp.csr_matrix) -> np.ndarray:
     """hits[u, r] = item topk[u, r] is a test item of user u (and a valid candidate)."""
-    dense = test_rows.toarray() > 0
-    return np.take_along_axis(dense, topk, axis=1) & valid
+    n_items = test_rows.shape[1]
+    rows = np.repeat(np.arange(test_rows.shape[0], dtype=np.int64), np.diff(test_rows.indptr))
+    truth = rows * n_items + test_rows.indices
+    ranked = np.arange(topk.shape[0], dtype=np.int64)[:, None] * n_items + topk
+    return np.isin(ranked, truth) & valid
 
 
 def per_user_metrics(hits: np.ndarray, n_test: np.ndarray, k: int) -> dict[str, np.ndarray]:

@@ -36,11 +36,34 @@ class HostMatrix:
         """Dense float32 rows of the given users."""
         return self.matrix[np.asarray(users)].toarray().astype(np.float32, copy=False)
 
+    def device_rows(self, users: np.ndarray, n_rows: int | None = None) -> Float[Array, "n_rows n"]:
+        """Dense rows of ``users`` built on the device, zero-padded to ``n_rows`` rows.
+
+        Only the nonzeros travel to the device; their count is padded to a power of two so
+        that few shapes are compiled.
+        """
+        sub = self.matrix[np.asarray(users)]
+        n_rows = len(users) if n_rows is None else n_rows
+        nnz = sub.nnz
+        size = 1 << max(10, int(np.ceil(np.log2(max(nnz, 1)))))
+        r = np.full(size, n_rows, dtype=np.int32)  # padding rows fall outside and are dropped
+        c = np.zeros(size, dtype=np.int32)
+        v = np.zeros(size, dtype=np.float32)
+        r[:nnz] = np.repeat(np.arange(sub.shape[0], dtype=np.int32), np.diff(sub.indptr))
+        c[:nnz] = sub.indices
+        v[:nnz] = sub.data
+        return _scatter_rows(r, c, v, n_rows, sub.shape[1])
+
     def __hash__(self) -> int:
         return 0
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, HostMatrix)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _scatter_rows(r: Array, c: Array, v: Array, n_rows: int, n_cols: int) -> Array:
+    return jnp.zeros((n_rows, n_cols), jnp.float32).at[r, c].set(v, mode="drop")
 
 
 @functools.partial(jax.jit, static_argnums=2)
