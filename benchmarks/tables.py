@@ -1,0 +1,126 @@
+"""Speed against the BSPM paper's Tables 5 and 6 (pre-processing and inference times).
+
+    python -m benchmarks.tables --data ../shared/data/gowalla [--runs 3] [--batch-sizes 2048 1024]
+
+Every configuration runs in its own process (so its peak RSS is its own): load, then
+``--runs`` fits (pre-processing: normalisation, SVD, operator build), one warm-up pass over
+all users (its extra time over a steady pass is reported as jit compile time), then
+``--runs`` timed passes, each split into inference (scoring) and top-k + metrics. Figures
+are medians. Prints a markdown table beside the paper's (RTX A6000) and writes the raw
+results to ``benchmarks/results/tables-<host>-<date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# name: (preset, overrides, paper Table 6 inference seconds on Gowalla)
+CONFIGS: dict[str, tuple[str, dict, float]] = {
+    "gf-cf": ("gf-cf", {}, 9.8),
+    "bspm-em-euler": ("gowalla-em", {"sharpen_solver": "euler"}, 10.5),
+    "bspm-em-rk4": ("gowalla-em", {}, 17.9),
+    "bspm-lm-euler": ("gowalla-lm", {"sharpen_solver": "euler"}, 10.6),
+    "bspm-lm-rk4": ("gowalla-lm", {}, 17.6),
+}
+PAPER_PREPROCESS_S = 35.4  # Table 5, Gowalla
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """Measure one configuration in this process."""
+    from bspm_jax import evaluate, load_dataset, make_model
+    from bspm_jax.environment import environment_info, memory_info
+    from bspm_jax.presets import get_preset
+
+    preset, overrides, _ = CONFIGS[args.worker]
+    entry = get_preset(preset)
+    model = make_model(entry["model"], **{**entry["settings"], **overrides})
+    t0 = time.perf_counter()
+    data = load_dataset(args.data)
+    load_s = time.perf_counter() - t0
+    fit_s = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        fitted = model.fit(data.train)
+        fit_s.append(time.perf_counter() - t0)
+    warm = evaluate(fitted, data, ks=(20,), batch_size=args.batch_size)
+    passes = [evaluate(fitted, data, ks=(20,), batch_size=args.batch_size) for _ in range(args.runs)]
+    inference = statistics.median(p.timings_s["inference"] for p in passes)
+    topk = statistics.median(p.timings_s["evaluate"] for p in passes)
+    return {
+        "config": args.worker,
+        "settings": model.config(),
+        "batch_size": args.batch_size,
+        "runs": args.runs,
+        "load_s": load_s,
+        "preprocess_s": statistics.median(fit_s),
+        "preprocess_all_s": fit_s,
+        "compile_s": max(0.0, warm.timings_s["inference"] - inference),
+        "inference_s": inference,
+        "inference_all_s": [p.timings_s["inference"] for p in passes],
+        "topk_metrics_s": topk,
+        "end_to_end_s": load_s + statistics.median(fit_s) + inference + topk,
+        "metrics": passes[-1].metrics,
+        "memory": memory_info(),
+        "environment": environment_info(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data/gowalla")
+    parser.add_argument("--only", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[2048])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out")
+    parser.add_argument("--worker", choices=list(CONFIGS), help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=2048, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        Path(args.result).write_text(json.dumps(worker(args)))
+        return 0
+    stamp = datetime.date.today().isoformat()
+    out = Path(args.out or Path(__file__).parent / "results" / f"tables-{platform.node()}-{stamp}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    for name in args.only:
+        for batch in args.batch_sizes:
+            with tempfile.TemporaryDirectory() as tmp:
+                cmd = [sys.executable, "-m", "benchmarks.tables", "--worker", name, "--data", args.data,
+                       "--batch-size", str(batch), "--runs", str(args.runs), "--result", f"{tmp}/r.json"]
+                subprocess.run(cmd, check=True)
+                result = json.loads(Path(f"{tmp}/r.json").read_text())
+            results.append(result)
+            print(_row(result), flush=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    env = results[0]["environment"]
+    print(f"\n{env['backend']} ({env['device']}), {env['cpu_count']} CPUs, jax {env['jax']}; medians of {args.runs} runs")
+    print("| config | batch | preprocess s (paper 35.4) | compile s | inference s | paper inference s (A6000) "
+          "| top-k+metrics s | end to end s | Recall@20 | NDCG@20 | peak RSS GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(_row(r))
+    print(f"\nwrote {out}", file=sys.stderr)
+    return 0
+
+
+def _row(r: dict) -> str:
+    m = r["metrics"]
+    return (
+        f"| {r['config']} | {r['batch_size']} | {r['preprocess_s']:.1f} | {r['compile_s']:.1f} | {r['inference_s']:.1f} "
+        f"| {CONFIGS[r['config']][2]} | {r['topk_metrics_s']:.1f} | {r['end_to_end_s']:.1f} | {m['recall@20']:.5f} "
+        f"| {m['ndcg@20']:.5f} | {r['memory']['peak_rss_bytes'] / 2**30:.2f} |"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
