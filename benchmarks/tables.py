@@ -32,6 +32,30 @@ CONFIGS: dict[str, tuple[str, dict, float]] = {
     "bspm-lm-rk4": ("gowalla-lm", {}, 17.6),
 }
 PAPER_PREPROCESS_S = 35.4  # Table 5, Gowalla
+# baselines of BSPM-EM RK4 (benchmarks/baselines.py), one run each
+BASELINES = {"scipy-bspm-em-rk4": "ScipyBSPM", "official-bspm-em-rk4": "OfficialBSPM"}
+
+
+def baseline_worker(args: argparse.Namespace) -> dict:
+    """Measure a NumPy baseline of BSPM-EM RK4 in this process (one run)."""
+    from benchmarks import baselines
+    from bspm_jax import load_dataset
+    from bspm_jax.environment import environment_info, memory_info
+
+    t0 = time.perf_counter()
+    data = load_dataset(args.data)
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model = getattr(baselines, BASELINES[args.worker])().fit(data.train)
+    fit_s = time.perf_counter() - t0
+    r = baselines.evaluate_numpy(model, data, k=20, batch_size=args.batch_size)
+    return {
+        "config": args.worker, "batch_size": args.batch_size, "runs": 1, "load_s": load_s,
+        "preprocess_s": fit_s, "compile_s": 0.0, "inference_s": r["inference_s"],
+        "topk_metrics_s": r["topk_metrics_s"],
+        "end_to_end_s": load_s + fit_s + r["inference_s"] + r["topk_metrics_s"],
+        "metrics": r["metrics"], "memory": memory_info(), "environment": environment_info(),
+    }
 
 
 def worker(args: argparse.Namespace) -> dict:
@@ -78,29 +102,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data/gowalla")
     parser.add_argument("--only", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--baselines", nargs="*", choices=list(BASELINES), default=list(BASELINES),
+                        help="NumPy baselines of BSPM-EM RK4 to run for ratios (default: both)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[2048])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out")
-    parser.add_argument("--worker", choices=list(CONFIGS), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=[*CONFIGS, *BASELINES], help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=2048, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        Path(args.result).write_text(json.dumps(worker(args)))
+        measure = baseline_worker if args.worker in BASELINES else worker
+        Path(args.result).write_text(json.dumps(measure(args)))
         return 0
     stamp = datetime.date.today().isoformat()
     out = Path(args.out or Path(__file__).parent / "results" / f"tables-{platform.node()}-{stamp}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     results = []
-    for name in args.only:
-        for batch in args.batch_sizes:
-            with tempfile.TemporaryDirectory() as tmp:
-                cmd = [sys.executable, "-m", "benchmarks.tables", "--worker", name, "--data", args.data,
-                       "--batch-size", str(batch), "--runs", str(args.runs), "--result", f"{tmp}/r.json"]
-                subprocess.run(cmd, check=True)
-                result = json.loads(Path(f"{tmp}/r.json").read_text())
-            results.append(result)
-            print(_row(result), flush=True)
+    jobs = [(name, batch) for name in args.only for batch in args.batch_sizes]
+    jobs += [(name, args.batch_sizes[0]) for name in args.baselines]
+    for name, batch in jobs:
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "benchmarks.tables", "--worker", name, "--data", args.data,
+                   "--batch-size", str(batch), "--runs", str(args.runs), "--result", f"{tmp}/r.json"]
+            subprocess.run(cmd, check=True)
+            result = json.loads(Path(f"{tmp}/r.json").read_text())
+        results.append(result)
+        print(_row(result), flush=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
     env = results[0]["environment"]
     print(f"\n{env['backend']} ({env['device']}), {env['cpu_count']} CPUs, jax {env['jax']}; medians of {args.runs} runs")
@@ -109,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(_row(r))
+    ours = next((r for r in results if r["config"] == "bspm-em-rk4"), None)
+    for r in results:
+        if ours and r["config"] in BASELINES:
+            print(f"bspm-em-rk4 speed-up over {r['config']}: end to end {r['end_to_end_s'] / ours['end_to_end_s']:.1f}x, "
+                  f"inference {r['inference_s'] / ours['inference_s']:.1f}x; "
+                  f"Recall@20 difference {ours['metrics']['recall@20'] - r['metrics']['recall@20']:+.5f}")
     print(f"\nwrote {out}", file=sys.stderr)
     return 0
 
@@ -117,7 +151,7 @@ def _row(r: dict) -> str:
     m = r["metrics"]
     return (
         f"| {r['config']} | {r['batch_size']} | {r['preprocess_s']:.1f} | {r['compile_s']:.1f} | {r['inference_s']:.1f} "
-        f"| {CONFIGS[r['config']][2]} | {r['topk_metrics_s']:.1f} | {r['end_to_end_s']:.1f} | {m['recall@20']:.5f} "
+        f"| {CONFIGS[r['config']][2] if r['config'] in CONFIGS else '-'} | {r['topk_metrics_s']:.1f} | {r['end_to_end_s']:.1f} | {m['recall@20']:.5f} "
         f"| {m['ndcg@20']:.5f} | {r['memory']['peak_rss_bytes'] / 2**30:.2f} |"
     )
 
