@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import diffrax
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from diffrax import AbstractERK, ButcherTableau, ThirdOrderHermitePolynomialInterpolation
@@ -101,14 +102,58 @@ class AbstractIntegrator(eqx.Module):
         return sol.ys, sol.stats
 
 
+def step_polynomial(tableau: ButcherTableau) -> tuple[float, ...]:
+    """Coefficients ``c_j`` of an explicit RK step on a linear field ``f(y) = y A``.
+
+    One step is ``y_{n+1} = sum_j c_j y_n (tau A)^j`` with ``c_0 = 1`` and
+    ``c_j = b^T a^(j-1) 1`` (the method's stability polynomial); for classic RK4 these are
+    ``1, 1, 1/2, 1/6, 1/24``.
+    """
+    n = len(tableau.b_sol)
+    a = np.zeros((n, n))
+    for i, row in enumerate(tableau.a_lower):
+        a[i + 1, : len(row)] = row
+    coeffs, v = [1.0], np.ones(n)
+    for _ in range(n):
+        coeffs.append(float(tableau.b_sol @ v))
+        v = a @ v
+    while len(coeffs) > 1 and coeffs[-1] == 0.0:
+        coeffs.pop()
+    return tuple(coeffs)
+
+
 class _FixedStep(AbstractIntegrator):
+    """K steps of ``tau = T/K``.
+
+    By default a step on the linear field is evaluated as its polynomial in Horner form,
+    ``y <- c_0 y + tau A(c_1 y + tau A(c_2 y + ...))``: the same arithmetic as the
+    Runge-Kutta stages, one operator application per stage, without diffrax's per-stage
+    temporaries. ``use_diffrax=True`` integrates with ``diffrax.diffeqsolve`` instead.
+    """
+
     T: float = eqx.field(static=True)
     steps: int = eqx.field(static=True)
+    use_diffrax: bool = eqx.field(static=True, default=False)
     solver: ClassVar[diffrax.AbstractSolver]
     stages: ClassVar[int]
+    coefficients: ClassVar[tuple[float, ...]]
 
     def evaluations(self, stats: dict[str, Array]) -> Array:
         return self.stages * stats["num_steps"]
+
+    def solve(self, operator: AbstractOperator, y0: Array) -> tuple[States, dict[str, Array]]:
+        if self.use_diffrax:
+            return super().solve(operator, y0)
+        tau, coeffs = self.T / self.steps, self.coefficients
+
+        def step(y: Array, _: None) -> tuple[Array, Array]:
+            acc = coeffs[-1] * y
+            for c in reversed(coeffs[:-1]):
+                acc = c * y + tau * operator(acc)
+            return acc, acc
+
+        _, ys = jax.lax.scan(step, y0, None, length=self.steps)
+        return ys, {"num_steps": jnp.asarray(self.steps)}
 
     def _solver_kwargs(self) -> dict[str, Any]:
         return {
@@ -123,6 +168,7 @@ class Euler(_FixedStep):
 
     solver: ClassVar[diffrax.AbstractSolver] = diffrax.Euler()
     stages: ClassVar[int] = 1
+    coefficients: ClassVar[tuple[float, ...]] = (1.0, 1.0)
 
 
 class RK4(_FixedStep):
@@ -130,6 +176,7 @@ class RK4(_FixedStep):
 
     solver: ClassVar[diffrax.AbstractSolver] = ClassicRK4()
     stages: ClassVar[int] = 4
+    coefficients: ClassVar[tuple[float, ...]] = step_polynomial(_rk4_tableau)
 
 
 class Dopri5(AbstractIntegrator):
@@ -172,4 +219,7 @@ def make_integrator(name: str, T: float, steps: int, **options: Any) -> Abstract
         cls = INTEGRATORS[name]
     except KeyError:
         raise ConfigError(f"unknown solver {name!r}; available: {', '.join(INTEGRATORS)}") from None
-    return cls(T=T, steps=steps, **(options if cls is Dopri5 else {}))
+    use_diffrax = options.pop("use_diffrax", False)
+    if cls is Dopri5:
+        return cls(T=T, steps=steps, **options)
+    return cls(T=T, steps=steps, use_diffrax=use_diffrax)

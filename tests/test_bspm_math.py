@@ -535,3 +535,11 @@ def test_make_model_rejects_unknown_names_and_settings():
 def test_unfitted_model_refuses_to_score():
     with pytest.raises(ConfigError):
         BSPM(**BASE).score(ROWS_FIXED)
+
+
+@pytest.mark.parametrize("name", ["early-merge-rk4", "late-residual-tpoint-euler"])
+def test_diffrax_and_polynomial_paths_give_the_same_scores(name):
+    config = SEMANTIC_CONFIGS[name]
+    fast = np.asarray(fitted(key(config)).score(ROWS_FIXED))
+    slow = np.asarray(fitted(key({**config, "use_diffrax": True})).score(ROWS_FIXED))
+    assert_scores_close(fast, slow)

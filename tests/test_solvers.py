@@ -242,3 +242,31 @@ def test_reported_evaluations_equal_counted_applications(name, steps):
     _, stats = integrator.solve(op, jnp.ones((3, 6), jnp.float32))
     jax.effects_barrier()
     assert len(_COUNTER) == int(integrator.evaluations(stats))
+
+
+def test_rk4_step_polynomial_is_the_taylor_polynomial():
+    from bspm_jax.solvers import RK4, Euler
+
+    np.testing.assert_allclose(RK4.coefficients, [1, 1, 1 / 2, 1 / 6, 1 / 24], rtol=1e-15)
+    assert Euler.coefficients == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("name", ["euler", "rk4"])
+@pytest.mark.parametrize("K", [1, 3])
+def test_polynomial_steps_equal_diffrax_steps(name, K):
+    op = sharpen_op(P_TILDE)
+    fast, fast_stats = make_integrator(name, 2.5, K).solve(op, jnp.asarray(S0, jnp.float32))
+    slow, slow_stats = make_integrator(name, 2.5, K, use_diffrax=True).solve(op, jnp.asarray(S0, jnp.float32))
+    assert int(fast_stats["num_steps"]) == int(slow_stats["num_steps"]) == K
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6 * float(np.abs(slow).max()))
+
+
+@pytest.mark.parametrize("name, steps", [("euler", 2), ("rk4", 3)])
+def test_diffrax_path_reports_the_same_evaluations(name, steps):
+    p = np.diag(np.linspace(0.0, 1.0, 6))
+    op = _Counting(-bspm_jax.operators.Dense(jnp.asarray(p, jnp.float32)))
+    integrator = make_integrator(name, 2.5, steps, use_diffrax=True)
+    _COUNTER.clear()
+    _, stats = integrator.solve(op, jnp.ones((3, 6), jnp.float32))
+    jax.effects_barrier()
+    assert len(_COUNTER) == int(integrator.evaluations(stats))

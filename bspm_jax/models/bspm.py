@@ -75,6 +75,7 @@ class BSPM(AbstractRecommender):
     rtol: float = eqx.field(static=True, default=1e-6)
     atol: float = eqx.field(static=True, default=1e-8)
     dense: bool = eqx.field(static=True, default=False)
+    use_diffrax: bool = eqx.field(static=True, default=False)
     graph: ItemGraph | None = None
     train: HostMatrix | None = fitted_train_field()
 
@@ -86,7 +87,7 @@ class BSPM(AbstractRecommender):
         _finite("heat capacity k", self.k, 0.0, strict=True)
         _finite("beta", self.beta, 0.0)
         _finite("gfcf_beta", self.gfcf_beta)
-        for flag in ("sharpen", "residual", "t_point", "dense"):
+        for flag in ("sharpen", "residual", "t_point", "dense", "use_diffrax"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         if self.residual and not self.sharpen:
@@ -108,7 +109,7 @@ class BSPM(AbstractRecommender):
         return out
 
     def _integrator(self, solver: str, T: float, K: int) -> AbstractIntegrator:
-        return make_integrator(solver, T, K, rtol=self.rtol, atol=self.atol)
+        return make_integrator(solver, T, K, rtol=self.rtol, atol=self.atol, use_diffrax=self.use_diffrax)
 
     @property
     def blur_filter(self) -> AbstractFilter:
