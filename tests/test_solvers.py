@@ -76,25 +76,23 @@ def test_oracle_matrices_are_psd_with_unit_spectrum():
 # --------------------------------------------------------------------------- one step
 
 
-@pytest.mark.parametrize("p", [P_GRAM, P_TILDE], ids=["AtA", "Ptilde"])
-def test_one_euler_step(p):
-    T = 0.7
-    ys, stats = solve("euler", T, 1, sharpen_op(p), S0)
-    assert ys.shape == (1, BATCH, N)
-    assert int(stats["num_steps"]) == 1
-    expected = S0 @ (np.eye(N) - T * p)
-    assert rel_err(ys[0], expected) < 1e-5
+def euler_polynomial(hp):
+    return np.eye(N) - hp
+
+
+def rk4_taylor_polynomial(hp):
+    return np.eye(N) - hp + hp @ hp / 2 - hp @ hp @ hp / 6 + hp @ hp @ hp @ hp / 24
 
 
 @pytest.mark.parametrize("p", [P_GRAM, P_TILDE], ids=["AtA", "Ptilde"])
-def test_one_rk4_step_is_fourth_order_taylor_polynomial(p):
-    h = 1.3
-    ys, stats = solve("rk4", h, 1, sharpen_op(p), S0)
+@pytest.mark.parametrize("name, h, polynomial", [("euler", 0.7, euler_polynomial), ("rk4", 1.3, rk4_taylor_polynomial)])
+@pytest.mark.parametrize("use_diffrax", [False, True])
+def test_one_step_is_its_explicit_polynomial(p, name, h, polynomial, use_diffrax):
+    """One Euler step is S0 (I - hP); one RK4 step is S0 times the degree-4 Taylor polynomial of exp(-hP)."""
+    ys, stats = solve(name, h, 1, sharpen_op(p), S0, use_diffrax=use_diffrax)
     assert ys.shape == (1, BATCH, N)
     assert int(stats["num_steps"]) == 1
-    hp = h * p
-    taylor = np.eye(N) - hp + hp @ hp / 2 - hp @ hp @ hp / 6 + hp @ hp @ hp @ hp / 24
-    assert rel_err(ys[0], S0 @ taylor) < 1e-5
+    assert rel_err(ys[0], S0 @ polynomial(h * p)) < 1e-5
 
 
 # --------------------------------------------------------------------------- K steps
