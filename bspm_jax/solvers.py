@@ -2,7 +2,8 @@
 
 Each integrator solves ``dY/dt = f(Y)`` from ``t = 0`` to ``T`` and returns the states at
 the K output times ``T/K, 2T/K, ..., T`` (the last one is ``Y(T)``). Fixed-step solvers
-take exactly K steps of ``tau = T/K`` (``diffrax.StepTo``); the adaptive one picks its own
+take exactly K steps of ``tau = T/K``: as the step's polynomial on the linear field, or
+through diffrax with ``diffrax.StepTo``; the adaptive one (diffrax's Dopri5) picks its own
 steps and reports the states at those K output times.
 """
 
