@@ -32,6 +32,7 @@ from jaxtyping import Array, Float
 from ..errors import ConfigError
 from ..filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
 from ..graph import ItemGraph, build_graph
+from ..operators import AbstractOperator
 from ..solvers import AbstractIntegrator, make_integrator
 from .base import AbstractRecommender, HostMatrix, fitted_train_field
 
@@ -94,21 +95,20 @@ class BSPM(AbstractRecommender):
             raise ConfigError("the residual connection adds S(0): it needs sharpening on")
         if self.needs_svd and not (isinstance(self.rank, numbers.Integral) and not isinstance(self.rank, bool) and self.rank >= 1):
             raise ConfigError(f"SVD rank must be an integer >= 1, got {self.rank!r}")
-        for name, solver, T, K in self._processes():
+        active = ["blur"] + (["ideal"] if self.beta != 0 else []) + (["sharpen"] if self.sharpen else [])
+        for process in active:
             try:
-                self._integrator(solver, T, K)
+                self.integrator(process)
             except ConfigError as err:
-                raise ConfigError(f"{name} process: {err}") from None
+                raise ConfigError(f"{process} process: {err}") from None
 
-    def _processes(self) -> list[tuple[str, str, float, int]]:
-        out = [("blur", self.blur_solver, self.T_b, self.K_b)]
-        if self.beta != 0:
-            out.append(("ideal", self.idl_solver, self.T_idl, self.K_idl))
-        if self.sharpen:
-            out.append(("sharpen", self.sharpen_solver, self.T_s, self.K_s))
-        return out
-
-    def _integrator(self, solver: str, T: float, K: int) -> AbstractIntegrator:
+    def integrator(self, process: str) -> AbstractIntegrator:
+        """The integrator of the "blur", "ideal" or "sharpen" process."""
+        solver, T, K = {
+            "blur": (self.blur_solver, self.T_b, self.K_b),
+            "ideal": (self.idl_solver, self.T_idl, self.K_idl),
+            "sharpen": (self.sharpen_solver, self.T_s, self.K_s),
+        }[process]
         return make_integrator(solver, T, K, rtol=self.rtol, atol=self.atol, use_diffrax=self.use_diffrax)
 
     @property
@@ -134,14 +134,14 @@ class BSPM(AbstractRecommender):
             raise ConfigError("the model is not fitted: call fit(train) first")
         g = self.graph
         stats: dict[str, dict[str, Array]] = {}
-        blur, stats["blur"] = self._solve(self.blur_filter.operator(g), rows, self.T_b, self.K_b, self.blur_solver)
+        blur, stats["blur"] = self._solve("blur", self.blur_filter.operator(g), rows)
         ideal = None
         if self.beta != 0:
-            idl, stats["ideal"] = self._solve(IdealBlur().operator(g), rows, self.T_idl, self.K_idl, self.idl_solver)
+            idl, stats["ideal"] = self._solve("ideal", IdealBlur().operator(g), rows)
             ideal = self.beta * idl[-1]
         if self.sharpen:
             s0 = blur[-1] if ideal is None or self.merge == "late" else blur[-1] + ideal
-            sharp, stats["sharpen"] = self._solve(Sharpen().operator(g), s0, self.T_s, self.K_s, self.sharpen_solver)
+            sharp, stats["sharpen"] = self._solve("sharpen", Sharpen().operator(g), s0)
             out = jnp.concatenate([blur, sharp]).mean(axis=0) if self.t_point else sharp[-1]
             if self.residual:
                 out = out + s0
@@ -151,8 +151,9 @@ class BSPM(AbstractRecommender):
             out = out + ideal
         return out, stats
 
-    def _solve(self, operator, y0, T, K, solver):  # noqa: ANN001, ANN202
-        integrator = self._integrator(solver, T, K)
+    def _solve(self, process: str, operator: AbstractOperator, y0: Array) -> tuple[Array, dict[str, Array]]:
+        """States of one process at its output times, with its step and evaluation counts."""
+        integrator = self.integrator(process)
         ys, stats = integrator.solve(operator, y0)
         return ys, {"steps": stats["num_steps"], "evaluations": integrator.evaluations(stats)}
 
