@@ -95,12 +95,18 @@ class ItemGraph(eqx.Module):
 
 
 def build_graph(
-    train: sp.spmatrix, rank: int | None, dense: bool = False, dtype: type = np.float32
+    train: sp.spmatrix,
+    rank: int | None,
+    dense: bool = False,
+    dtype: type = np.float32,
+    native: bool | None = None,
 ) -> ItemGraph:
     """Normalise ``train``, take its rank-``rank`` SVD (None: no ideal filter), build operators.
 
     ``dense=True`` materialises ``P~`` as an (n_items, n_items) array (opt-in, small
     catalogues): it refuses with the memory it would need when that does not fit.
+    ``native`` picks the sparse product: the compiled CPU kernel (True), BCSR (False), or
+    the kernel whenever it is available (None).
     """
     norm, _, item_degree = normalize(train)
     n_items = norm.shape[1]
@@ -112,7 +118,7 @@ def build_graph(
         )
         gram: AbstractOperator = Dense(jnp.asarray((norm.T @ norm).toarray().astype(dtype)))
     else:
-        gram = Gram(SparseMatrix.from_scipy(norm, dtype))
+        gram = Gram(SparseMatrix.from_scipy(norm, dtype, native=native))
     ideal, s = None, None
     if rank is not None:
         s, vt = truncated_svd(norm, rank)

@@ -16,6 +16,9 @@ import scipy.sparse as sp
 from jax.experimental import sparse as jsparse
 from jaxtyping import Array, Float
 
+from . import native as native_kernel
+from .errors import ConfigError
+
 Rows = Float[Array, "batch n_items"]
 
 
@@ -71,19 +74,27 @@ class Sum(AbstractOperator):
 
 
 class SparseMatrix(eqx.Module):
-    """A sparse (m, n) matrix ``M`` kept with its transpose for row-batch products."""
+    """A sparse (m, n) matrix ``M`` kept with its transpose for row-batch products.
+
+    ``native=True`` computes the products with the compiled CSR kernel of
+    :mod:`bspm_jax.native` (CPU); otherwise with ``jax.experimental.sparse`` BCSR.
+    """
 
     matrix: jsparse.BCSR
     transpose: jsparse.BCSR
+    native: bool = eqx.field(static=True, default=False)
 
     @classmethod
-    def from_scipy(cls, m: sp.spmatrix, dtype: type = np.float32) -> SparseMatrix:
-        """Build from a scipy sparse matrix (cast to ``dtype``)."""
+    def from_scipy(cls, m: sp.spmatrix, dtype: type = np.float32, native: bool | None = None) -> SparseMatrix:
+        """Build from a scipy sparse matrix (cast to ``dtype``); ``native=None``: when available."""
         m = sp.csr_matrix(m, dtype=dtype)
         m.sort_indices()
         t = m.T.tocsr()
         t.sort_indices()
-        return cls(jsparse.BCSR.from_scipy_sparse(m), jsparse.BCSR.from_scipy_sparse(t))
+        use_native = bool(native_kernel.available() if native is None else native)
+        if use_native and (dtype != np.float32 or not native_kernel.available()):
+            raise ConfigError("the native sparse kernel needs float32 data and a CPU build of bspm_jax._native")
+        return cls(jsparse.BCSR.from_scipy_sparse(m), jsparse.BCSR.from_scipy_sparse(t), use_native)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -91,11 +102,29 @@ class SparseMatrix(eqx.Module):
 
     def rmatmul(self, x: Float[Array, "b m"]) -> Float[Array, "b n"]:
         """``X M`` for a batch of rows of length m."""
+        if self.native:
+            return self._chunked(x, (self.transpose,))
         return (self.transpose @ x.T).T
 
     def rmatmul_t(self, x: Float[Array, "b n"]) -> Float[Array, "b m"]:
         """``X M^T`` for a batch of rows of length n."""
+        if self.native:
+            return self._chunked(x, (self.matrix,))
         return (self.matrix @ x.T).T
+
+    def gram(self, x: Float[Array, "b n"]) -> Float[Array, "b n"]:
+        """``X M^T M``; the native path keeps the intermediate in its chunked layout."""
+        if self.native:
+            return self._chunked(x, (self.matrix, self.transpose))
+        return self.rmatmul(self.rmatmul_t(x))
+
+    @staticmethod
+    def _chunked(x: Float[Array, "b k"], factors: tuple[jsparse.BCSR, ...]) -> Float[Array, "b j"]:
+        """``X F_1^T F_2^T ...`` computed as ``F_2 (F_1 X^T)`` on column chunks of ``X^T``."""
+        y = native_kernel.to_chunks(x, native_kernel.chunk_width(x.shape[0]))
+        for f in factors:
+            y = native_kernel.csr_matmul(f.indptr, f.indices, f.data, y)
+        return native_kernel.from_chunks(y, x.shape[0])
 
 
 class Gram(AbstractOperator):
@@ -107,7 +136,7 @@ class Gram(AbstractOperator):
     factor: SparseMatrix
 
     def __call__(self, x: Rows) -> Rows:
-        return self.factor.rmatmul(self.factor.rmatmul_t(x))
+        return self.factor.gram(x)
 
 
 class LowRank(AbstractOperator):

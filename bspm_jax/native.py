@@ -1,0 +1,75 @@
+"""The optional native CPU kernel: CSR x dense products through an XLA FFI custom call.
+
+``bspm_jax._native`` is compiled at install time (``setup.py``). It is used only on the
+CPU backend and only when it loads and passes a self-check against NumPy; otherwise the
+sparse products fall back to ``jax.experimental.sparse`` (pure JAX), automatically.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+TARGET = "bspm_csr_spmm"
+WIDTHS = (64, 32, 16, 8)
+"""Column widths with a compiled kernel; batches are cut into chunks of one of these."""
+
+
+@functools.cache
+def available() -> bool:
+    """Whether the native kernel is built, registered and agrees with NumPy on a small case."""
+    if jax.default_backend() != "cpu":
+        return False
+    try:
+        from . import _native
+    except ImportError:
+        return False
+    try:
+        for name, capsule in _native.handlers().items():
+            jax.ffi.register_ffi_target(name, capsule, platform="cpu")
+        return _self_check()
+    except Exception:  # a kernel that cannot run is no kernel: use the pure-JAX path
+        return False
+
+
+def _self_check() -> bool:
+    indptr = np.array([0, 2, 2, 3], np.int32)
+    indices = np.array([0, 2, 1], np.int32)
+    data = np.array([1.5, -2.0, 0.5], np.float32)
+    x = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5)
+    dense = np.zeros((3, 3), np.float32)
+    dense[[0, 0, 2], indices] = data
+    got = np.asarray(csr_matmul(jnp.asarray(indptr), jnp.asarray(indices), jnp.asarray(data), jnp.asarray(x)))
+    return bool(np.allclose(got, np.einsum("rn,cnw->crw", dense, x), rtol=1e-6))
+
+
+def csr_matmul(
+    indptr: Int[Array, " m1"], indices: Int[Array, " nnz"], data: Float[Array, " nnz"], x: Float[Array, "c n w"]
+) -> Float[Array, "c m w"]:
+    """``y[c] = M x[c]`` for a CSR matrix ``M`` of shape (m, n) and chunks ``x[c]`` of shape (n, w)."""
+    out = jax.ShapeDtypeStruct((x.shape[0], indptr.shape[0] - 1, x.shape[2]), jnp.float32)
+    return jax.ffi.ffi_call(TARGET, out)(indptr, indices, data, x)
+
+
+def chunk_width(batch: int) -> int:
+    """The widest compiled width that divides ``batch`` (8 when none does: the batch is padded)."""
+    return next((w for w in WIDTHS if batch % w == 0), WIDTHS[-1])
+
+
+def to_chunks(x: Float[Array, "b n"], width: int) -> Float[Array, "c n w"]:
+    """Rows of ``x`` as column chunks: ``out[c, :, j] = x[c * width + j]`` (zero padded)."""
+    b, n = x.shape
+    pad = -b % width
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad, n), x.dtype)])
+    return x.reshape(-1, width, n).transpose(0, 2, 1)
+
+
+def from_chunks(y: Float[Array, "c n w"], batch: int) -> Float[Array, "b n"]:
+    """Inverse of :func:`to_chunks`: the first ``batch`` rows."""
+    c, n, w = y.shape
+    return y.transpose(0, 2, 1).reshape(c * w, n)[:batch]

@@ -1,0 +1,75 @@
+"""The native CSR kernel against SciPy, and the operators on both sparse paths."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bspm_jax import native
+from bspm_jax.errors import ConfigError
+from bspm_jax.graph import build_graph
+from bspm_jax.operators import Gram, SparseMatrix
+
+
+def test_kernel_is_built_and_selected_on_cpu():
+    # The README install compiles bspm_jax._native; on the CPU backend it must be in use.
+    assert native.available()
+    assert build_graph(sp.random(30, 20, density=0.2, random_state=0, format="csr"), None).gram.factor.native
+
+
+@st.composite
+def csr_and_chunks(draw):
+    m, n = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    density = draw(st.floats(0.0, 0.6))
+    seed = draw(st.integers(0, 2**16))
+    a = sp.random(m, n, density=density, random_state=seed, format="csr", dtype=np.float32)
+    a.data = (a.data - 0.5).astype(np.float32)  # negative values too
+    chunks = draw(st.integers(1, 3))
+    width = draw(st.sampled_from([1, 3, 8, 16, 17, 32, 64, 70]))
+    x = np.random.default_rng(seed).standard_normal((chunks, n, width)).astype(np.float32)
+    return a, x
+
+
+@given(csr_and_chunks())
+@settings(max_examples=60, deadline=None)
+def test_csr_matmul_equals_scipy(case):
+    a, x = case
+    a.sort_indices()
+    got = native.csr_matmul(
+        jnp.asarray(a.indptr.astype(np.int32)), jnp.asarray(a.indices.astype(np.int32)), jnp.asarray(a.data), jnp.asarray(x)
+    )
+    want = np.stack([a @ xc for xc in x.astype(np.float64)])
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 8, 24, 64, 100, 130])
+def test_chunks_round_trip(batch):
+    x = np.random.default_rng(batch).standard_normal((batch, 11)).astype(np.float32)
+    width = native.chunk_width(batch)
+    chunks = native.to_chunks(jnp.asarray(x), width)
+    assert chunks.shape == (-(-batch // width), 11, width)
+    np.testing.assert_array_equal(np.asarray(chunks[0, :, 0]), x[0])
+    np.testing.assert_array_equal(np.asarray(native.from_chunks(chunks, batch)), x)
+
+
+@given(st.integers(1, 90), st.integers(0, 2**16))
+@settings(max_examples=25, deadline=None)
+def test_sparse_products_native_equal_bcsr_and_numpy(batch, seed):
+    m = sp.random(45, 60, density=0.1, random_state=seed, format="csr", dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, 60)).astype(np.float32)
+    u = rng.standard_normal((batch, 45)).astype(np.float32)
+    dense = m.toarray().astype(np.float64)
+    for flag in (True, False):
+        s = SparseMatrix.from_scipy(m, native=flag)
+        assert s.native is flag
+        np.testing.assert_allclose(np.asarray(s.rmatmul_t(jnp.asarray(x))), x @ dense.T, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(s.rmatmul(jnp.asarray(u))), u @ dense, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(Gram(s)(jnp.asarray(x))), x @ dense.T @ dense, rtol=1e-4, atol=1e-4)
+
+
+def test_native_needs_float32():
+    with pytest.raises(ConfigError, match="float32"):
+        SparseMatrix.from_scipy(sp.eye(3, format="csr"), dtype=np.float64, native=True)
