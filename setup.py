@@ -17,7 +17,7 @@ def native_extension() -> list[Extension]:
     return [
         Extension(
             "bspm_jax._native",
-            sources=["bspm_jax/_native/csr_spmm.cc"],
+            sources=["bspm_jax/_native/kernels.cc"],
             include_dirs=[jax.ffi.include_dir()],
             language="c++",
             extra_compile_args=["-std=c++17", "-O3", "-march=native", "-fvisibility=hidden"],

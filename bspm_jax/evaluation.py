@@ -13,7 +13,7 @@ import numpy as np
 from .data.dataset import Dataset
 from .errors import ConfigError
 from .metrics import MetricAccumulator, item_self_information
-from .models.base import AbstractRecommender, HostMatrix, masked_top_k
+from .models.base import AbstractRecommender, HostMatrix, layout_top_k
 
 Progress = Callable[..., Iterable[Any]]
 
@@ -67,10 +67,10 @@ def evaluate(
     for batch in wrap(user_batches(users, batch_size), desc="users", unit="batch"):
         t0 = time.perf_counter()
         x = host_train.device_rows(batch, batch_size)
-        scores, stats = jax.block_until_ready(model.score_with_stats(x))
+        scores, stats = jax.block_until_ready(model.layout_scores_with_stats(x))
         _add_stats(solver_stats, stats)
         t1 = time.perf_counter()
-        values, items = masked_top_k(scores, x, ks[-1])
+        values, items = layout_top_k(scores, x, ks[-1])
         values, items = np.asarray(values)[: len(batch)], np.asarray(items)[: len(batch)]
         acc.add(items, np.isfinite(values), test[batch])
         t_inf += t1 - t0

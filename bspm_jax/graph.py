@@ -11,7 +11,8 @@ from scipy.sparse.linalg import svds
 
 from .errors import ConfigError
 from .memory import require_bytes
-from .operators import AbstractOperator, Dense, Gram, LowRank, SparseMatrix
+from . import native as native_kernel
+from .operators import AbstractLayout, AbstractOperator, ChunkLayout, Dense, Gram, LowRank, RowLayout, SparseMatrix
 
 
 def inv_sqrt(degree: np.ndarray) -> np.ndarray:
@@ -45,8 +46,9 @@ DENSE_SVD_LIMIT = 2_000
 def truncated_svd(matrix: sp.spmatrix, rank: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Top-``rank`` singular values (descending) and right singular vectors (rank, n).
 
-    Small matrices use a dense SVD; large ones PROPACK, checked by its residuals
-    ``||M^T u - s v||`` and redone with ARPACK when PROPACK did not converge. Deterministic:
+    Small matrices use a dense SVD; large ones PROPACK (right vectors only), checked by
+    the residuals ``||M^T M v - s^2 v||`` and redone with ARPACK when PROPACK did not
+    converge. Deterministic:
     fixed start vector seed, and each vector's sign is chosen so that its entry of largest
     magnitude is positive.
     """
@@ -68,13 +70,15 @@ def _sparse_svd(m: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.
     scale = max(float(abs(m).max()), 1.0)
     for solver in ("propack", "arpack"):
         try:
-            u, s, vt = svds(m, k=rank, solver=solver, random_state=seed)
+            _, s, vt = svds(m, k=rank, solver=solver, random_state=seed, return_singular_vectors="vh")
         except np.linalg.LinAlgError:
             continue
         order = np.argsort(-s, kind="stable")
-        u, s, vt = u[:, order], s[order], vt[order]
-        residual = np.linalg.norm(m.T @ u - vt.T * s, axis=0).max()
-        if np.all(np.isfinite(s)) and residual <= 1e-6 * scale * max(1.0, s[0]):
+        s, vt = s[order], vt[order]
+        if not np.all(np.isfinite(s)):
+            continue
+        residual = np.linalg.norm(m.T @ (m @ vt.T) - vt.T * s**2, axis=0).max()
+        if residual <= 1e-6 * (scale * max(1.0, s[0])) ** 2:
             return s, vt
     raise ConfigError(
         f"the rank-{rank} SVD of the {m.shape[0]} x {m.shape[1]} matrix did not converge; try a smaller rank"
@@ -92,6 +96,12 @@ class ItemGraph(eqx.Module):
     ideal: LowRank | None
     item_scale: Float[Array, " n_items"]
     singular_values: Float[Array, " rank"] | None
+
+    def layout(self, batch: int) -> AbstractLayout:
+        """Storage of a batch while the filters run: column chunks when the native kernel is used."""
+        if isinstance(self.gram, Gram) and self.gram.factor.native:
+            return ChunkLayout(native_kernel.chunk_width(batch))
+        return RowLayout()
 
 
 def build_graph(

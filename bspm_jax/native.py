@@ -55,6 +55,19 @@ def csr_matmul(
     return jax.ffi.ffi_call(TARGET, out)(indptr, indices, data, x)
 
 
+def top_k_chunks(
+    x: Float[Array, "c n w"], seen_indptr: Int[Array, " users1"], seen_cols: Int[Array, " nnz"], k: int
+) -> tuple[Float[Array, "c w k"], Int[Array, "c w k"]]:
+    """Top ``k`` of every user column of every chunk, values descending, ties to the lower index.
+
+    User ``u = c * w + j`` has seen items ``seen_cols[seen_indptr[u]:seen_indptr[u + 1]]``
+    (sorted), which count as -inf, as ``jax.lax.top_k`` on masked rows would; so does NaN.
+    """
+    c, _, w = x.shape
+    out = (jax.ShapeDtypeStruct((c, w, k), jnp.float32), jax.ShapeDtypeStruct((c, w, k), jnp.int32))
+    return jax.ffi.ffi_call("bspm_top_k_chunks", out)(x, seen_indptr, seen_cols)
+
+
 def chunk_width(batch: int) -> int:
     """The widest compiled width that divides ``batch`` (8 when none does: the batch is padded)."""
     return next((w for w in WIDTHS if batch % w == 0), WIDTHS[-1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
@@ -18,8 +19,11 @@ from jaxtyping import Array, Float
 
 from . import native as native_kernel
 from .errors import ConfigError
+from .rows import SparseRows, as_dense
 
 Rows = Float[Array, "batch n_items"]
+Chunks = Float[Array, "chunks n_items width"]
+"""Rows stored as column chunks: ``chunks[c, :, j]`` is row ``c * width + j`` (native layout)."""
 
 
 class AbstractOperator(eqx.Module):
@@ -28,6 +32,14 @@ class AbstractOperator(eqx.Module):
     @abc.abstractmethod
     def __call__(self, x: Rows) -> Rows:
         """Apply the operator to every row of ``x``."""
+
+    def on_chunks(self, x: Chunks) -> Chunks:
+        """The same map on rows stored as column chunks (the native kernel's layout).
+
+        By default through rows (two transposes); the operators here override it.
+        """
+        c, _, w = x.shape
+        return native_kernel.to_chunks(self(native_kernel.from_chunks(x, c * w)), w)
 
     def __add__(self, other: AbstractOperator) -> AbstractOperator:
         return Sum((self, other))
@@ -50,6 +62,9 @@ class Identity(AbstractOperator):
     def __call__(self, x: Rows) -> Rows:
         return x
 
+    def on_chunks(self, x: Chunks) -> Chunks:
+        return x
+
 
 class Scaled(AbstractOperator):
     """``X -> c X A`` for a fixed scalar ``c``."""
@@ -59,6 +74,9 @@ class Scaled(AbstractOperator):
 
     def __call__(self, x: Rows) -> Rows:
         return self.scale * self.operator(x)
+
+    def on_chunks(self, x: Chunks) -> Chunks:
+        return self.scale * self.operator.on_chunks(x)
 
 
 class Sum(AbstractOperator):
@@ -70,6 +88,12 @@ class Sum(AbstractOperator):
         out = self.terms[0](x)
         for term in self.terms[1:]:
             out = out + term(x)
+        return out
+
+    def on_chunks(self, x: Chunks) -> Chunks:
+        out = self.terms[0].on_chunks(x)
+        for term in self.terms[1:]:
+            out = out + term.on_chunks(x)
         return out
 
 
@@ -118,6 +142,14 @@ class SparseMatrix(eqx.Module):
             return self._chunked(x, (self.matrix, self.transpose))
         return self.rmatmul(self.rmatmul_t(x))
 
+    def gram_on_chunks(self, x: Float[Array, "c n w"]) -> Float[Array, "c n w"]:
+        """:meth:`gram` on rows stored as column chunks: ``M^T (M x[c])`` for every chunk."""
+        if self.native:
+            for f in (self.matrix, self.transpose):
+                x = native_kernel.csr_matmul(f.indptr, f.indices, f.data, x)
+            return x
+        return jax.vmap(lambda xc: self.transpose @ (self.matrix @ xc))(x)
+
     @staticmethod
     def _chunked(x: Float[Array, "b k"], factors: tuple[jsparse.BCSR, ...]) -> Float[Array, "b j"]:
         """``X F_1^T F_2^T ...`` computed as ``F_2 (F_1 X^T)`` on column chunks of ``X^T``."""
@@ -138,6 +170,9 @@ class Gram(AbstractOperator):
     def __call__(self, x: Rows) -> Rows:
         return self.factor.gram(x)
 
+    def on_chunks(self, x: Chunks) -> Chunks:
+        return self.factor.gram_on_chunks(x)
+
 
 class LowRank(AbstractOperator):
     """``X -> (X L) R`` with ``L`` of shape (n, k) and ``R`` of shape (k, n)."""
@@ -148,6 +183,9 @@ class LowRank(AbstractOperator):
     def __call__(self, x: Rows) -> Rows:
         return (x @ self.left) @ self.right
 
+    def on_chunks(self, x: Chunks) -> Chunks:
+        return jax.lax.map(lambda xc: self.right.T @ (self.left.T @ xc), x)
+
 
 class Dense(AbstractOperator):
     """``X -> X A`` with an explicit dense (n, n) matrix ``A`` (opt-in, small catalogues)."""
@@ -156,6 +194,93 @@ class Dense(AbstractOperator):
 
     def __call__(self, x: Rows) -> Rows:
         return x @ self.matrix
+
+    def on_chunks(self, x: Chunks) -> Chunks:
+        return jnp.einsum("nm,cnw->cmw", self.matrix, x)
+
+
+class OnChunks(AbstractOperator):
+    """View of an operator that takes and returns column chunks (for the ODE solvers)."""
+
+    operator: AbstractOperator
+
+    def __call__(self, x: Chunks) -> Chunks:
+        return self.operator.on_chunks(x)
+
+    def on_chunks(self, x: Chunks) -> Chunks:
+        raise TypeError("OnChunks already acts on chunks")
+
+
+class AbstractLayout(eqx.Module):
+    """How a batch of user rows is stored while operators act on it."""
+
+    @abc.abstractmethod
+    def enter(self, x: Rows | SparseRows) -> Array:
+        """Rows in this layout."""
+
+    @abc.abstractmethod
+    def low_rank(self, op: LowRank, x: Rows | SparseRows) -> Array:
+        """``(x L) R`` in this layout; ``x L`` from the nonzeros when ``x`` is sparse."""
+
+    @abc.abstractmethod
+    def leave(self, y: Array, batch: int) -> Rows:
+        """Back to ``batch`` rows."""
+
+    @abc.abstractmethod
+    def view(self, op: AbstractOperator) -> AbstractOperator:
+        """The operator acting on states in this layout."""
+
+    @abc.abstractmethod
+    def top_k(self, y: Array, seen: SparseRows, k: int) -> tuple[Float[Array, "b k"], Array]:
+        """Top-k values and items of each of the ``seen.n_rows`` rows, ``seen`` items excluded."""
+
+
+class RowLayout(AbstractLayout):
+    """Plain (batch, n) rows."""
+
+    def enter(self, x: Rows | SparseRows) -> Rows:
+        return as_dense(x)
+
+    def low_rank(self, op: LowRank, x: Rows | SparseRows) -> Rows:
+        return _times(x, op.left) @ op.right
+
+    def leave(self, y: Rows, batch: int) -> Rows:
+        return y
+
+    def view(self, op: AbstractOperator) -> AbstractOperator:
+        return op
+
+    def top_k(self, y: Rows, seen: SparseRows, k: int) -> tuple[Float[Array, "b k"], Array]:
+        return jax.lax.top_k(seen.mask(y), k)
+
+
+class ChunkLayout(AbstractLayout):
+    """Column chunks of ``width`` rows, (chunks, n, width): the native kernel's layout."""
+
+    width: int = eqx.field(static=True)
+
+    def enter(self, x: Rows | SparseRows) -> Chunks:
+        if isinstance(x, SparseRows):
+            return x.chunks(self.width)
+        return native_kernel.to_chunks(x, self.width)
+
+    def low_rank(self, op: LowRank, x: Rows | SparseRows) -> Chunks:
+        xl = native_kernel.to_chunks(_times(x, op.left), self.width)
+        return jax.lax.map(lambda xc: op.right.T @ xc, xl)  # one plain GEMM per chunk
+
+    def leave(self, y: Chunks, batch: int) -> Rows:
+        return native_kernel.from_chunks(y, batch)
+
+    def view(self, op: AbstractOperator) -> AbstractOperator:
+        return OnChunks(op)
+
+    def top_k(self, y: Chunks, seen: SparseRows, k: int) -> tuple[Float[Array, "b k"], Array]:
+        values, items = native_kernel.top_k_chunks(y, seen.indptr(), seen.col, k)
+        return values.reshape(-1, k)[: seen.n_rows], items.reshape(-1, k)[: seen.n_rows]
+
+
+def _times(x: Rows | SparseRows, m: Float[Array, "n k"]) -> Float[Array, "b k"]:
+    return x.matmul(m) if isinstance(x, SparseRows) else x @ m
 
 
 def dense_array(op: AbstractOperator, n: int) -> np.ndarray:

@@ -10,6 +10,7 @@ steps and reports the states at those K output times.
 from __future__ import annotations
 
 import abc
+import math
 import numbers
 from typing import Any, ClassVar
 
@@ -60,8 +61,11 @@ class LinearField(eqx.Module):
 
 
 def max_row_rms(y: Any) -> Array:
-    """Error norm for adaptive steps: the largest per-row RMS, so every user meets tolerance."""
-    return jnp.max(jnp.sqrt(jnp.mean(jnp.square(y), axis=-1)))
+    """Error norm for adaptive steps: the largest per-user RMS, so every user meets tolerance.
+
+    Users are rows of a (batch, n) state, or columns of a (chunks, n, width) chunked state.
+    """
+    return jnp.max(jnp.sqrt(jnp.mean(jnp.square(y), axis=1)))
 
 
 class AbstractIntegrator(eqx.Module):
@@ -84,6 +88,16 @@ class AbstractIntegrator(eqx.Module):
     @abc.abstractmethod
     def evaluations(self, stats: dict[str, Array]) -> Array:
         """Vector-field evaluations of a solve, from diffrax's step statistics."""
+
+    @abc.abstractmethod
+    def projection_decay(self) -> float:
+        """``a`` such that the solution at ``T`` of ``dy/dt = y (M - I)`` with ``M^2 = M`` is
+        ``a y0 + (1 - a) y0 M``.
+
+        ``M - I`` has eigenvalues 0 and -1 only, so any solver's result is fixed by its
+        response ``a`` to ``dy/dt = -y``: this evaluates the ideal low-pass ODE with a
+        single application of ``M``.
+        """
 
     @abc.abstractmethod
     def _solver_kwargs(self) -> dict[str, Any]:
@@ -141,6 +155,11 @@ class _FixedStep(AbstractIntegrator):
 
     def evaluations(self, stats: dict[str, Array]) -> Array:
         return self.stages * stats["num_steps"]
+
+    def projection_decay(self) -> float:
+        # K steps of the stability polynomial p(z) = sum_j c_j z^j at z = -T/K
+        z = -self.T / self.steps
+        return float(sum(c * z**j for j, c in enumerate(self.coefficients)) ** self.steps)
 
     def solve(self, operator: AbstractOperator, y0: Array) -> tuple[States, dict[str, Array]]:
         if self.use_diffrax:
@@ -200,6 +219,10 @@ class Dopri5(AbstractIntegrator):
     def evaluations(self, stats: dict[str, Array]) -> Array:
         # one to start; 6 new stages per accepted step (first-same-as-last), 7 per rejected one
         return 1 + 6 * stats["num_accepted_steps"] + 7 * stats["num_rejected_steps"]
+
+    def projection_decay(self) -> float:
+        # the exact solution, which the adaptive solver approximates to within its tolerances
+        return math.exp(-self.T)
 
     def _solver_kwargs(self) -> dict[str, Any]:
         controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol, norm=max_row_rms)

@@ -73,3 +73,40 @@ def test_sparse_products_native_equal_bcsr_and_numpy(batch, seed):
 def test_native_needs_float32():
     with pytest.raises(ConfigError, match="float32"):
         SparseMatrix.from_scipy(sp.eye(3, format="csr"), dtype=np.float64, native=True)
+
+
+@st.composite
+def ranking_problems(draw):
+    batch = draw(st.integers(1, 80))
+    n = draw(st.integers(1, 30))
+    k = draw(st.integers(1, n))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    ties = draw(st.booleans())
+    scores = rng.integers(-2, 3, (batch, n)) if ties else rng.standard_normal((batch, n))
+    scores = scores.astype(np.float32)
+    if draw(st.booleans()):
+        scores[rng.random((batch, n)) < 0.1] = -np.inf
+    seen = sp.csr_matrix((rng.random((batch, n)) < draw(st.floats(0.0, 0.9))).astype(np.float32))
+    return scores, seen, k
+
+
+@given(ranking_problems())
+@settings(max_examples=80, deadline=None)
+def test_top_k_on_chunks_equals_lax_top_k_on_masked_rows(problem):
+    from bspm_jax.models.base import masked_top_k
+    from bspm_jax.operators import ChunkLayout
+    from bspm_jax.rows import SparseRows
+
+    scores, seen, k = problem
+    batch = scores.shape[0]
+    rows = SparseRows.from_scipy(seen)
+    layout = ChunkLayout(native.chunk_width(batch))
+    values, items = layout.top_k(layout.enter(jnp.asarray(scores)), rows, k)
+    want_values, want_items = masked_top_k(jnp.asarray(scores), rows, k)
+    # brute force: sort by (-score, index) with seen items at -inf
+    masked = np.where(seen.toarray() > 0, -np.inf, scores)
+    brute = np.array([sorted(range(scores.shape[1]), key=lambda i: (-masked[u, i], i))[:k] for u in range(batch)])
+    np.testing.assert_array_equal(np.asarray(items), brute)
+    np.testing.assert_array_equal(np.asarray(want_items), brute)
+    np.testing.assert_array_equal(np.asarray(values), np.take_along_axis(masked, brute, axis=1))

@@ -268,3 +268,18 @@ def test_diffrax_path_reports_the_same_evaluations(name, steps):
     _, stats = integrator.solve(op, jnp.ones((3, 6), jnp.float32))
     jax.effects_barrier()
     assert len(_COUNTER) == int(integrator.evaluations(stats))
+
+
+@pytest.mark.parametrize("name, T, K", [("euler", 1.0, 1), ("euler", 2.5, 3), ("rk4", 1.0, 1), ("rk4", 3.0, 2), ("dopri5", 1.5, 1)])
+def test_projection_decay_gives_the_solution_on_a_projection(name, T, K):
+    # M = Q Q^T is a projection (M^2 = M): the solver's state at T is a y0 + (1 - a) y0 M
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.standard_normal((N, 4)))
+    m = (q @ q.T).astype(np.float32)
+    y0 = rng.standard_normal((5, N)).astype(np.float32)
+    integrator = make_integrator(name, T, K, rtol=1e-7, atol=1e-9)
+    ys, _ = integrator.solve(Dense(jnp.asarray(m - np.eye(N, dtype=np.float32))), jnp.asarray(y0))
+    a = integrator.projection_decay()
+    np.testing.assert_allclose(np.asarray(ys[-1]), a * y0 + (1 - a) * y0 @ m, rtol=1e-4, atol=1e-5)
+    if name == "euler":
+        assert a == pytest.approx((1 - T / K) ** K)

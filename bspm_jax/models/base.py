@@ -15,6 +15,11 @@ import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
 from ..errors import ConfigError
+from ..operators import AbstractLayout, RowLayout
+from ..rows import SparseRows, as_dense
+
+Rows = Float[Array, "b n_items"] | SparseRows
+"""User rows, dense or as :class:`SparseRows`."""
 
 
 def fitted_train_field() -> Any:
@@ -36,23 +41,9 @@ class HostMatrix:
         """Dense float32 rows of the given users."""
         return self.matrix[np.asarray(users)].toarray().astype(np.float32, copy=False)
 
-    def device_rows(self, users: np.ndarray, n_rows: int | None = None) -> Float[Array, "n_rows n"]:
-        """Dense rows of ``users`` built on the device, zero-padded to ``n_rows`` rows.
-
-        Only the nonzeros travel to the device; their count is padded to a power of two so
-        that few shapes are compiled.
-        """
-        sub = self.matrix[np.asarray(users)]
-        n_rows = len(users) if n_rows is None else n_rows
-        nnz = sub.nnz
-        size = 1 << max(10, int(np.ceil(np.log2(max(nnz, 1)))))
-        r = np.full(size, n_rows, dtype=np.int32)  # padding rows fall outside and are dropped
-        c = np.zeros(size, dtype=np.int32)
-        v = np.zeros(size, dtype=np.float32)
-        r[:nnz] = np.repeat(np.arange(sub.shape[0], dtype=np.int32), np.diff(sub.indptr))
-        c[:nnz] = sub.indices
-        v[:nnz] = sub.data
-        return _scatter_rows(r, c, v, n_rows, sub.shape[1])
+    def device_rows(self, users: np.ndarray, n_rows: int | None = None) -> SparseRows:
+        """The rows of ``users`` as :class:`SparseRows` on the device, padded to ``n_rows`` rows."""
+        return SparseRows.from_scipy(self.matrix[np.asarray(users)], n_rows)
 
     def __hash__(self) -> int:
         return 0
@@ -61,18 +52,30 @@ class HostMatrix:
         return isinstance(other, HostMatrix)
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _scatter_rows(r: Array, c: Array, v: Array, n_rows: int, n_cols: int) -> Array:
-    return jnp.zeros((n_rows, n_cols), jnp.float32).at[r, c].set(v, mode="drop")
-
-
 @functools.partial(jax.jit, static_argnums=2)
 def masked_top_k(
-    scores: Float[Array, "b n"], seen: Float[Array, "b n"], k: int
+    scores: Float[Array, "b n"], seen: SparseRows, k: int
 ) -> tuple[Float[Array, "b k"], Int[Array, "b k"]]:
-    """Top-k items per row with seen items (``seen > 0``) scored -inf; ties: lower index."""
-    masked = jnp.where(seen > 0, -jnp.inf, scores)
-    return jax.lax.top_k(masked, k)
+    """Top-k items per row with the ``seen`` items scored -inf; ties: lower index."""
+    return jax.lax.top_k(seen.mask(scores), k)
+
+
+class LayoutScores(eqx.Module):
+    """Scores of a batch kept in the layout the model computed them in, ready for top-k."""
+
+    values: Array
+    layout: AbstractLayout
+    batch: int = eqx.field(static=True)
+
+    def rows(self) -> Float[Array, "b n_items"]:
+        """The scores as (batch, n_items) rows."""
+        return self.layout.leave(self.values, self.batch)
+
+
+@eqx.filter_jit
+def layout_top_k(scores: LayoutScores, seen: SparseRows, k: int) -> tuple[Float[Array, "b k"], Int[Array, "b k"]]:
+    """Top-k items per row of ``scores`` with the ``seen`` items excluded; ties: lower index."""
+    return scores.layout.top_k(scores.values, seen, k)
 
 
 class AbstractRecommender(eqx.Module):
@@ -88,12 +91,21 @@ class AbstractRecommender(eqx.Module):
         """Return a copy of the model fitted on the binary (n_users, n_items) matrix."""
 
     @abc.abstractmethod
-    def score(self, rows: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+    def score(self, rows: Rows) -> Float[Array, "b n_items"]:
         """Scores of every item for each user row (the user's interaction history)."""
 
-    def score_with_stats(self, rows: Float[Array, "b n_items"]) -> tuple[Array, dict[str, Any]]:
-        """Scores and solver statistics (none for models without ODEs)."""
-        return self.score(rows), {}
+    def score_with_stats(self, rows: Rows) -> tuple[Array, dict[str, Any]]:
+        """Scores and solver statistics (none for models without ODEs).
+
+        This is what evaluation and ``recommend`` call, with :class:`SparseRows`; by default
+        ``score`` then gets dense rows. Models that use the sparsity override it.
+        """
+        return self.score(as_dense(rows)), {}
+
+    def layout_scores_with_stats(self, rows: SparseRows) -> tuple[LayoutScores, dict[str, Any]]:
+        """Like :meth:`score_with_stats`, with the scores left in the model's own layout."""
+        scores, stats = self.score_with_stats(rows)
+        return LayoutScores(scores, RowLayout(), rows.n_rows), stats
 
     name: ClassVar[str]
     """Short model name used in outputs."""
@@ -119,9 +131,9 @@ class AbstractRecommender(eqx.Module):
         n_items = rows.shape[1]
         if not 1 <= k <= n_items:
             raise ConfigError(f"k must be in 1..{n_items}, got {k}")
-        x = jnp.asarray(rows)
-        seen = x if filter_seen else jnp.zeros_like(x)
-        scores, items = masked_top_k(self.score(x), seen, k)
+        x = SparseRows.from_scipy(sp.csr_matrix(rows))
+        seen = x if filter_seen else SparseRows.from_scipy(sp.csr_matrix(rows.shape, dtype=np.float32))
+        scores, items = masked_top_k(self.score_with_stats(x)[0], seen, k)
         return np.asarray(items), np.asarray(scores)
 
     def _as_rows(self, users_or_rows: Any) -> np.ndarray:

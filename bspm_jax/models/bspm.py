@@ -4,7 +4,9 @@ Scores of a batch of user rows ``R_u`` (the semantics of the official code):
 
 - ``B`` = blur ODE from ``R_u`` over ``[0, T_b]`` (filter ``blur``), states at ``K_b`` times;
 - ``I`` = ideal low-pass ODE ``dI/dt = I (M - I)`` from ``R_u`` over ``[0, T_idl]`` (only when
-  ``beta != 0``);
+  ``beta != 0``); ``M`` is a projection, so the solver's result is ``a R_u + (1 - a) R_u M``
+  with ``a`` its response to ``dy/dt = -y`` (``Integrator.projection_decay``): one low-rank
+  product, with ``R_u L`` computed from the nonzeros of ``R_u``;
 - ``S(0) = B(T_b) + beta I(T_idl)`` (early merge) or ``B(T_b)`` (late merge), and ``S`` the
   sharpening ODE ``dS/dt = -S P~`` over ``[0, T_s]``, states at ``K_s`` times;
 - ``U = S(T_s)``, or with ``t_point`` the mean of the ``K_b`` blur states and the ``K_s``
@@ -34,7 +36,8 @@ from ..filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
 from ..graph import ItemGraph, build_graph
 from ..operators import AbstractOperator
 from ..solvers import AbstractIntegrator, make_integrator
-from .base import AbstractRecommender, HostMatrix, fitted_train_field
+from ..rows import as_dense
+from .base import AbstractRecommender, HostMatrix, LayoutScores, Rows, fitted_train_field
 
 MERGES = ("early", "late")
 BLURS: dict[str, Callable[[BSPM], AbstractFilter]] = {
@@ -124,24 +127,37 @@ class BSPM(AbstractRecommender):
         graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense)
         return dataclasses.replace(self, graph=graph, train=HostMatrix(train))
 
-    def score(self, rows: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+    def score(self, rows: Rows) -> Float[Array, "b n_items"]:
         return self.score_with_stats(rows)[0]
 
     @eqx.filter_jit
-    def score_with_stats(self, rows: Float[Array, "b n_items"]) -> tuple[Array, dict[str, Array]]:
+    def score_with_stats(self, rows: Rows) -> tuple[Array, dict[str, Array]]:
         """Scores and, per process, the solver steps and vector-field evaluations."""
+        scores, stats = self._filter(rows)
+        return scores.rows(), stats
+
+    @eqx.filter_jit
+    def layout_scores_with_stats(self, rows: Rows) -> tuple[LayoutScores, dict[str, Array]]:
+        return self._filter(rows)
+
+    def _filter(self, rows: Rows) -> tuple[LayoutScores, dict[str, Array]]:
+        """Run the blur, ideal and sharpening processes in the graph's layout."""
         if self.graph is None:
             raise ConfigError("the model is not fitted: call fit(train) first")
         g = self.graph
+        layout = g.layout(rows.shape[0])
+        x = layout.enter(rows)
         stats: dict[str, dict[str, Array]] = {}
-        blur, stats["blur"] = self._solve("blur", self.blur_filter.operator(g), rows)
+        blur, stats["blur"] = self._solve("blur", layout.view(self.blur_filter.operator(g)), x)
         ideal = None
         if self.beta != 0:
-            idl, stats["ideal"] = self._solve("ideal", IdealBlur().operator(g), rows)
-            ideal = self.beta * idl[-1]
+            # M = V^-1/2 Vbar Vbar^T V^1/2 is a projection: I(T) = a R_u + (1 - a) R_u M
+            a = self.integrator("ideal").projection_decay()
+            ideal = self.beta * (a * x + (1.0 - a) * layout.low_rank(g.ideal, rows))
+            stats["ideal"] = {"steps": jnp.asarray(1), "evaluations": jnp.asarray(1)}
         if self.sharpen:
             s0 = blur[-1] if ideal is None or self.merge == "late" else blur[-1] + ideal
-            sharp, stats["sharpen"] = self._solve("sharpen", Sharpen().operator(g), s0)
+            sharp, stats["sharpen"] = self._solve("sharpen", layout.view(Sharpen().operator(g)), s0)
             out = jnp.concatenate([blur, sharp]).mean(axis=0) if self.t_point else sharp[-1]
             if self.residual:
                 out = out + s0
@@ -149,7 +165,7 @@ class BSPM(AbstractRecommender):
             out = blur.mean(axis=0) if self.t_point else blur[-1]
         if ideal is not None and (self.merge == "late" or not self.sharpen):
             out = out + ideal
-        return out, stats
+        return LayoutScores(out, layout, rows.shape[0]), stats
 
     def _solve(self, process: str, operator: AbstractOperator, y0: Array) -> tuple[Array, dict[str, Array]]:
         """States of one process at its output times, with its step and evaluation counts."""
@@ -174,9 +190,10 @@ class LGCNIDE(AbstractRecommender):
         return dataclasses.replace(self, graph=build_graph(train, None), train=HostMatrix(train))
 
     @eqx.filter_jit
-    def score(self, rows: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+    def score(self, rows: Rows) -> Float[Array, "b n_items"]:
         if self.graph is None:
             raise ConfigError("the model is not fitted: call fit(train) first")
+        rows = as_dense(rows)
         degree = rows.sum(axis=1, keepdims=True)
         user_scale = jnp.where(degree > 0, 1.0 / jnp.sqrt(jnp.where(degree > 0, degree, 1.0)), 0.0)
         x = rows * user_scale * self.graph.item_scale

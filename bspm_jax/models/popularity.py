@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float
 
-from .base import AbstractRecommender, HostMatrix, fitted_train_field
+from .base import AbstractRecommender, HostMatrix, Rows, fitted_train_field
 
 
 class Popularity(AbstractRecommender):
@@ -26,5 +26,5 @@ class Popularity(AbstractRecommender):
         return dataclasses.replace(self, degree=jnp.asarray(degree), train=HostMatrix(train))
 
     @eqx.filter_jit
-    def score(self, rows: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+    def score(self, rows: Rows) -> Float[Array, "b n_items"]:
         return jnp.broadcast_to(self.degree, rows.shape)

@@ -1,0 +1,74 @@
+"""A batch of user rows kept sparse: what the scoring functions receive from the data."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+from jaxtyping import Array, Float, Int
+
+
+class SparseRows(eqx.Module):
+    """``n_rows`` user rows as padded COO triples; padding entries have ``row == n_rows``.
+
+    Entries are sorted by row, then column (so the rows are also CSR; see :meth:`indptr`).
+    The number of entries is padded to a power of two, so few shapes are compiled.
+    """
+
+    row: Int[Array, " nnz"]
+    col: Int[Array, " nnz"]
+    value: Float[Array, " nnz"]
+    n_rows: int = eqx.field(static=True)
+    n_cols: int = eqx.field(static=True)
+
+    @classmethod
+    def from_scipy(cls, matrix: sp.spmatrix, n_rows: int | None = None) -> SparseRows:
+        """The rows of ``matrix`` (float32), zero-padded to ``n_rows`` rows."""
+        m = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+        m.sort_indices()
+        n_rows = m.shape[0] if n_rows is None else n_rows
+        if n_rows < m.shape[0]:
+            raise ValueError(f"n_rows={n_rows} is smaller than the {m.shape[0]} rows given")
+        size = 1 << max(10, int(np.ceil(np.log2(max(m.nnz, 1)))))
+        row = np.full(size, n_rows, dtype=np.int32)
+        col = np.zeros(size, dtype=np.int32)
+        value = np.zeros(size, dtype=np.float32)
+        row[: m.nnz] = np.repeat(np.arange(m.shape[0], dtype=np.int32), np.diff(m.indptr))
+        col[: m.nnz] = m.indices
+        value[: m.nnz] = m.data
+        return cls(jnp.asarray(row), jnp.asarray(col), jnp.asarray(value), n_rows, m.shape[1])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_rows, self.n_cols)
+
+    def dense(self) -> Float[Array, "n_rows n_cols"]:
+        """The rows as a dense array."""
+        return jnp.zeros(self.shape, jnp.float32).at[self.row, self.col].set(self.value, mode="drop")
+
+    def chunks(self, width: int) -> Float[Array, "c n_cols width"]:
+        """The rows as column chunks (see :func:`bspm_jax.native.to_chunks`), built directly."""
+        c = -(-self.n_rows // width)
+        out = jnp.zeros((c, self.n_cols, width), jnp.float32)
+        valid = self.row < self.n_rows
+        chunk = jnp.where(valid, self.row // width, c)  # padding lands outside and is dropped
+        return out.at[chunk, self.col, self.row % width].set(self.value, mode="drop")
+
+    def matmul(self, m: Float[Array, "n_cols k"]) -> Float[Array, "n_rows k"]:
+        """``rows @ m`` from the nonzeros only."""
+        return jax.ops.segment_sum(self.value[:, None] * m[self.col], self.row, num_segments=self.n_rows)
+
+    def indptr(self) -> Int[Array, " n_rows_plus_1"]:
+        """CSR row pointers of the entries (rows are stored in order, padding last)."""
+        return jnp.searchsorted(self.row, jnp.arange(self.n_rows + 1, dtype=self.row.dtype)).astype(jnp.int32)
+
+    def mask(self, scores: Float[Array, "n_rows n_cols"], fill: float = -jnp.inf) -> Float[Array, "n_rows n_cols"]:
+        """``scores`` with the entries of these rows' nonzeros replaced by ``fill``."""
+        return scores.at[self.row, self.col].set(fill, mode="drop")
+
+
+def as_dense(rows: Float[Array, "b n"] | SparseRows) -> Float[Array, "b n"]:
+    """Dense rows from either form."""
+    return rows.dense() if isinstance(rows, SparseRows) else rows
