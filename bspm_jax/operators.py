@@ -175,16 +175,27 @@ class Gram(AbstractOperator):
 
 
 class LowRank(AbstractOperator):
-    """``X -> (X L) R`` with ``L`` of shape (n, k) and ``R`` of shape (k, n)."""
+    """``X -> (X L) R`` with ``L`` of shape (n, k) and ``R`` of shape (k, n).
+
+    ``R`` is stored transposed, (n, k) and contiguous: both layouts then run plain GEMMs.
+    """
 
     left: Float[Array, "n k"]
-    right: Float[Array, "k n"]
+    right_t: Float[Array, "n k"]
+
+    def __init__(self, left: Float[Array, "n k"], right: Float[Array, "k n"]):
+        self.left = jnp.asarray(left)
+        self.right_t = jnp.transpose(jnp.asarray(right))
+
+    @property
+    def right(self) -> Float[Array, "k n"]:
+        return self.right_t.T
 
     def __call__(self, x: Rows) -> Rows:
-        return (x @ self.left) @ self.right
+        return (x @ self.left) @ self.right_t.T
 
     def on_chunks(self, x: Chunks) -> Chunks:
-        return jax.lax.map(lambda xc: self.right.T @ (self.left.T @ xc), x)
+        return jax.lax.map(lambda xc: self.right_t @ (self.left.T @ xc), x)
 
 
 class Dense(AbstractOperator):
@@ -242,7 +253,7 @@ class RowLayout(AbstractLayout):
         return as_dense(x)
 
     def low_rank(self, op: LowRank, x: Rows | SparseRows) -> Rows:
-        return _times(x, op.left) @ op.right
+        return _times(x, op.left) @ op.right_t.T
 
     def leave(self, y: Rows, batch: int) -> Rows:
         return y
@@ -266,7 +277,7 @@ class ChunkLayout(AbstractLayout):
 
     def low_rank(self, op: LowRank, x: Rows | SparseRows) -> Chunks:
         xl = native_kernel.to_chunks(_times(x, op.left), self.width)
-        return jax.lax.map(lambda xc: op.right.T @ xc, xl)  # one plain GEMM per chunk
+        return jax.lax.map(lambda xc: op.right_t @ xc, xl)  # one plain GEMM per chunk
 
     def leave(self, y: Chunks, batch: int) -> Rows:
         return native_kernel.from_chunks(y, batch)

@@ -9,6 +9,8 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
+from . import native
+
 
 class SparseRows(eqx.Module):
     """``n_rows`` user rows as padded COO triples; padding entries have ``row == n_rows``.
@@ -57,7 +59,9 @@ class SparseRows(eqx.Module):
         return out.at[chunk, self.col, self.row % width].set(self.value, mode="drop")
 
     def matmul(self, m: Float[Array, "n_cols k"]) -> Float[Array, "n_rows k"]:
-        """``rows @ m`` from the nonzeros only."""
+        """``rows @ m`` from the nonzeros only (the native CSR kernel when available)."""
+        if native.available() and m.dtype == jnp.float32:
+            return native.csr_matmul(self.indptr(), self.col, self.value, m[None])[0]
         return jax.ops.segment_sum(self.value[:, None] * m[self.col], self.row, num_segments=self.n_rows)
 
     def indptr(self) -> Int[Array, " n_rows_plus_1"]:
