@@ -92,10 +92,11 @@ class OfficialBSPM(_Base):
 
     def fit(self, train: sp.csr_matrix) -> OfficialBSPM:
         norm, _, deg = normalize(train)
-        self.p = np.asarray((norm.T @ norm).toarray(), dtype=np.float32)
+        norm32 = norm.astype(np.float32)
+        self.p = (norm32.T @ norm32).toarray()  # float32 throughout: 2 n_items^2 floats in all
         _, _, vt = svds(norm, k=self.rank, solver="arpack", random_state=0)
-        left = inv_sqrt(deg)[:, None] * vt.T
-        self.m = (left @ (vt * np.sqrt(deg)[None, :])).astype(np.float32)
+        left = (inv_sqrt(deg)[:, None] * vt.T).astype(np.float32)
+        self.m = left @ (vt * np.sqrt(deg)[None, :]).astype(np.float32)
         return self
 
     def gram(self, x: np.ndarray) -> np.ndarray:

@@ -110,3 +110,25 @@ def test_top_k_on_chunks_equals_lax_top_k_on_masked_rows(problem):
     np.testing.assert_array_equal(np.asarray(items), brute)
     np.testing.assert_array_equal(np.asarray(want_items), brute)
     np.testing.assert_array_equal(np.asarray(values), np.take_along_axis(masked, brute, axis=1))
+
+
+def test_evaluation_native_equals_pure_jax_path():
+    # The whole pipeline (chunk layout, native products and top-k) against the BCSR/lax path.
+    import dataclasses
+
+    from bspm_jax import BSPM, evaluate
+    from bspm_jax.data.dataset import Dataset
+
+    rng = np.random.default_rng(7)
+    train = sp.csr_matrix((rng.random((90, 60)) < 0.12).astype(np.float32))
+    test = sp.csr_matrix(((rng.random((90, 60)) < 0.08) & (train.toarray() == 0)).astype(np.float32))
+    data = Dataset(train=train, test=test, name="random")
+    model = BSPM(rank=8, beta=0.3).fit(train)
+    assert model.graph.gram.factor.native
+    fallback = dataclasses.replace(model, graph=build_graph(train, 8, native=False))
+    assert not fallback.graph.gram.factor.native
+    for batch in (16, 50):
+        a = evaluate(model, data, ks=(5, 10), batch_size=batch)
+        b = evaluate(fallback, data, ks=(5, 10), batch_size=batch)
+        for key, value in a.metrics.items():
+            assert value == pytest.approx(b.metrics[key], abs=1e-9), key
