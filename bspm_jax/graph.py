@@ -48,9 +48,8 @@ def truncated_svd(matrix: sp.spmatrix, rank: int, seed: int = 0) -> tuple[np.nda
 
     Small matrices use a dense SVD; large ones PROPACK (right vectors only), checked by
     the residuals ``||M^T M v - s^2 v||`` and redone with ARPACK when PROPACK did not
-    converge. Deterministic:
-    fixed start vector seed, and each vector's sign is chosen so that its entry of largest
-    magnitude is positive.
+    converge. Deterministic: fixed start vector seed, and each vector's sign is chosen so
+    that its entry of largest magnitude is positive.
     """
     check_rank(rank, matrix.shape)
     m = sp.csr_matrix(matrix, dtype=np.float64)

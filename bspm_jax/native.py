@@ -1,8 +1,9 @@
-"""The optional native CPU kernel: CSR x dense products through an XLA FFI custom call.
+"""The optional native CPU kernels (XLA FFI custom calls): CSR x dense products and top-k.
 
 ``bspm_jax._native`` is compiled at install time (``setup.py``). It is used only on the
 CPU backend and only when it loads and passes a self-check against NumPy; otherwise the
-sparse products fall back to ``jax.experimental.sparse`` (pure JAX), automatically.
+sparse products fall back to ``jax.experimental.sparse`` and the top-k to
+``jax.lax.top_k`` (pure JAX), automatically.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-TARGET = "bspm_csr_spmm"
+SPMM_TARGET = "bspm_csr_spmm"
+TOP_K_TARGET = "bspm_top_k_chunks"
 WIDTHS = (64, 32, 16, 8)
 """Column widths with a compiled kernel; batches are cut into chunks of one of these."""
 
@@ -52,7 +54,7 @@ def csr_matmul(
 ) -> Float[Array, "c m w"]:
     """``y[c] = M x[c]`` for a CSR matrix ``M`` of shape (m, n) and chunks ``x[c]`` of shape (n, w)."""
     out = jax.ShapeDtypeStruct((x.shape[0], indptr.shape[0] - 1, x.shape[2]), jnp.float32)
-    return jax.ffi.ffi_call(TARGET, out)(indptr, indices, data, x)
+    return jax.ffi.ffi_call(SPMM_TARGET, out)(indptr, indices, data, x)
 
 
 def top_k_chunks(
@@ -65,7 +67,7 @@ def top_k_chunks(
     """
     c, _, w = x.shape
     out = (jax.ShapeDtypeStruct((c, w, k), jnp.float32), jax.ShapeDtypeStruct((c, w, k), jnp.int32))
-    return jax.ffi.ffi_call("bspm_top_k_chunks", out)(x, seen_indptr, seen_cols)
+    return jax.ffi.ffi_call(TOP_K_TARGET, out)(x, seen_indptr, seen_cols)
 
 
 def chunk_width(batch: int) -> int:

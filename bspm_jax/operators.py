@@ -145,18 +145,21 @@ class SparseMatrix(eqx.Module):
     def gram_on_chunks(self, x: Float[Array, "c n w"]) -> Float[Array, "c n w"]:
         """:meth:`gram` on rows stored as column chunks: ``M^T (M x[c])`` for every chunk."""
         if self.native:
-            for f in (self.matrix, self.transpose):
-                x = native_kernel.csr_matmul(f.indptr, f.indices, f.data, x)
-            return x
+            return _csr_chain(x, (self.matrix, self.transpose))
         return jax.vmap(lambda xc: self.transpose @ (self.matrix @ xc))(x)
 
     @staticmethod
     def _chunked(x: Float[Array, "b k"], factors: tuple[jsparse.BCSR, ...]) -> Float[Array, "b j"]:
         """``X F_1^T F_2^T ...`` computed as ``F_2 (F_1 X^T)`` on column chunks of ``X^T``."""
         y = native_kernel.to_chunks(x, native_kernel.chunk_width(x.shape[0]))
-        for f in factors:
-            y = native_kernel.csr_matmul(f.indptr, f.indices, f.data, y)
-        return native_kernel.from_chunks(y, x.shape[0])
+        return native_kernel.from_chunks(_csr_chain(y, factors), x.shape[0])
+
+
+def _csr_chain(x: Chunks, factors: tuple[jsparse.BCSR, ...]) -> Chunks:
+    """``F_k (... (F_1 x[c]))`` for every chunk, with the native kernel."""
+    for f in factors:
+        x = native_kernel.csr_matmul(f.indptr, f.indices, f.data, x)
+    return x
 
 
 class Gram(AbstractOperator):

@@ -57,7 +57,7 @@ def masked_top_k(
     scores: Float[Array, "b n"], seen: SparseRows, k: int
 ) -> tuple[Float[Array, "b k"], Int[Array, "b k"]]:
     """Top-k items per row with the ``seen`` items scored -inf; ties: lower index."""
-    return jax.lax.top_k(seen.mask(scores), k)
+    return RowLayout().top_k(scores, seen, k)
 
 
 class LayoutScores(eqx.Module):
@@ -133,8 +133,9 @@ class AbstractRecommender(eqx.Module):
             raise ConfigError(f"k must be in 1..{n_items}, got {k}")
         x = SparseRows.from_scipy(sp.csr_matrix(rows))
         seen = x if filter_seen else SparseRows.from_scipy(sp.csr_matrix(rows.shape, dtype=np.float32))
-        scores, items = masked_top_k(self.score_with_stats(x)[0], seen, k)
-        return np.asarray(items), np.asarray(scores)
+        scores, _ = self.layout_scores_with_stats(x)
+        values, items = layout_top_k(scores, seen, k)
+        return np.asarray(items), np.asarray(values)
 
     def _as_rows(self, users_or_rows: Any) -> np.ndarray:
         if sp.issparse(users_or_rows):
