@@ -13,7 +13,8 @@ import numpy as np
 from .data.dataset import Dataset
 from .errors import ConfigError
 from .metrics import MetricAccumulator, item_self_information
-from .models.base import AbstractRecommender, HostMatrix, layout_top_k
+from .models.base import AbstractRecommender, batched_top_k
+from .rows import SparseRows
 
 Progress = Callable[..., Iterable[Any]]
 
@@ -45,11 +46,15 @@ def evaluate(
     ks: Sequence[int] = (10, 20),
     batch_size: int = 1024,
     progress: Progress | None = None,
+    batches_per_call: int | None = None,
 ) -> Evaluation:
     """Evaluate a fitted model on ``dataset.test`` with the full-ranking protocol.
 
-    Users without test items are skipped. Every batch is padded to ``batch_size`` rows so
-    the scoring function compiles once. ``progress`` wraps the batch iterable (e.g. tqdm).
+    Users without test items are skipped. Users are scored in batches of ``batch_size``
+    rows (the last one padded, so scoring compiles once), ``batches_per_call`` batches per
+    device call (None: all in one call), each call returning only the top-K items.
+    ``progress`` wraps the iterable of calls (e.g. tqdm). Timings: ``inference`` is the
+    device time (scoring and top-K), ``evaluate`` the metrics on the host.
     """
     ks = tuple(sorted(set(int(k) for k in ks)))
     if not ks or ks[0] < 1 or ks[-1] > dataset.n_items:
@@ -58,21 +63,25 @@ def evaluate(
     users = np.flatnonzero(np.diff(test.indptr) > 0)
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if batches_per_call is not None and not (isinstance(batches_per_call, int) and batches_per_call >= 1):
+        raise ConfigError(f"batches_per_call must be an integer >= 1 or None, got {batches_per_call!r}")
     batch_size = max(1, min(batch_size, len(users)))
+    batches = user_batches(users, batch_size)
+    per_call = batches_per_call or max(1, len(batches))
     acc = MetricAccumulator(ks, dataset.n_items, item_self_information(train))
     t_inf = t_eval = 0.0
     solver_stats: dict[str, dict[str, int]] = {}
     wrap = progress or _no_progress
-    host_train = HostMatrix(train)
-    for batch in wrap(user_batches(users, batch_size), desc="users", unit="batch"):
+    for call in wrap(user_batches(np.arange(len(batches)), per_call), desc="users", unit="call"):
         t0 = time.perf_counter()
-        x = host_train.device_rows(batch, batch_size)
-        scores, stats = jax.block_until_ready(model.layout_scores_with_stats(x))
-        _add_stats(solver_stats, stats)
+        group = [batches[i] for i in call]
+        rows = SparseRows.stacked(train, group, batch_size)
+        values, items, stats = jax.block_until_ready(batched_top_k(model, rows, ks[-1]))
         t1 = time.perf_counter()
-        values, items = layout_top_k(scores, x, ks[-1])
-        values, items = np.asarray(values)[: len(batch)], np.asarray(items)[: len(batch)]
-        acc.add(items, np.isfinite(values), test[batch])
+        values, items, host_stats = jax.tree.map(np.asarray, (values, items, stats))
+        for j, batch in enumerate(group):
+            _add_stats(solver_stats, jax.tree.map(lambda a: a[j], host_stats))
+            acc.add(items[j, : len(batch)], np.isfinite(values[j, : len(batch)]), test[batch])
         t_inf += t1 - t0
         t_eval += time.perf_counter() - t1
     timings = {"inference": t_inf, "evaluate": t_eval}

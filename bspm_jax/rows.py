@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -17,6 +19,7 @@ class SparseRows(eqx.Module):
 
     Entries are sorted by row, then column (so the rows are also CSR; see :meth:`indptr`).
     The number of entries is padded to a power of two, so few shapes are compiled.
+    :meth:`stacked` holds several batches on a leading axis.
     """
 
     row: Int[Array, " nnz"]
@@ -28,19 +31,21 @@ class SparseRows(eqx.Module):
     @classmethod
     def from_scipy(cls, matrix: sp.spmatrix, n_rows: int | None = None) -> SparseRows:
         """The rows of ``matrix`` (float32), zero-padded to ``n_rows`` rows."""
-        m = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-        m.sort_indices()
+        m = _sorted_csr(matrix)
         n_rows = m.shape[0] if n_rows is None else n_rows
-        if n_rows < m.shape[0]:
-            raise ValueError(f"n_rows={n_rows} is smaller than the {m.shape[0]} rows given")
-        size = 1 << max(10, int(np.ceil(np.log2(max(m.nnz, 1)))))
-        row = np.full(size, n_rows, dtype=np.int32)
-        col = np.zeros(size, dtype=np.int32)
-        value = np.zeros(size, dtype=np.float32)
-        row[: m.nnz] = np.repeat(np.arange(m.shape[0], dtype=np.int32), np.diff(m.indptr))
-        col[: m.nnz] = m.indices
-        value[: m.nnz] = m.data
+        row, col, value = _padded(m, n_rows, _padded_size(m.nnz))
         return cls(jnp.asarray(row), jnp.asarray(col), jnp.asarray(value), n_rows, m.shape[1])
+
+    @classmethod
+    def stacked(cls, matrix: sp.spmatrix, batches: Sequence[np.ndarray], n_rows: int) -> SparseRows:
+        """The rows of each batch of ``matrix``'s rows, stacked on a leading axis (for ``lax.map``).
+
+        Every batch is padded to ``n_rows`` rows and to the same number of entries.
+        """
+        parts = [_sorted_csr(matrix[np.asarray(b)]) for b in batches]
+        size = _padded_size(max((m.nnz for m in parts), default=0))
+        row, col, value = (np.stack(a) for a in zip(*(_padded(m, n_rows, size) for m in parts)))
+        return cls(jnp.asarray(row), jnp.asarray(col), jnp.asarray(value), n_rows, matrix.shape[1])
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -71,6 +76,30 @@ class SparseRows(eqx.Module):
     def mask(self, scores: Float[Array, "n_rows n_cols"], fill: float = -jnp.inf) -> Float[Array, "n_rows n_cols"]:
         """``scores`` with the entries of these rows' nonzeros replaced by ``fill``."""
         return scores.at[self.row, self.col].set(fill, mode="drop")
+
+
+def _sorted_csr(matrix: sp.spmatrix) -> sp.csr_matrix:
+    m = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    m.sort_indices()
+    return m
+
+
+def _padded_size(nnz: int) -> int:
+    """Entries are padded to a power of two (at least 1024), so few shapes are compiled."""
+    return 1 << max(10, int(np.ceil(np.log2(max(nnz, 1)))))
+
+
+def _padded(m: sp.csr_matrix, n_rows: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Host arrays (row, col, value) of ``m``'s entries padded to ``size``; padding has row ``n_rows``."""
+    if n_rows < m.shape[0]:
+        raise ValueError(f"n_rows={n_rows} is smaller than the {m.shape[0]} rows given")
+    row = np.full(size, n_rows, dtype=np.int32)
+    col = np.zeros(size, dtype=np.int32)
+    value = np.zeros(size, dtype=np.float32)
+    row[: m.nnz] = np.repeat(np.arange(m.shape[0], dtype=np.int32), np.diff(m.indptr))
+    col[: m.nnz] = m.indices
+    value[: m.nnz] = m.data
+    return row, col, value
 
 
 def as_dense(rows: Float[Array, "b n"] | SparseRows) -> Float[Array, "b n"]:

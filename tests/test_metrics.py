@@ -79,8 +79,8 @@ def problems(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(problems(), st.integers(1, 8), st.sampled_from([1, 2, 5, 64]))
-def test_metrics_equal_brute_force(problem, k_small, batch_size):
+@given(problems(), st.integers(1, 8), st.sampled_from([1, 2, 5, 64]), st.sampled_from([None, 1, 2]))
+def test_metrics_equal_brute_force(problem, k_small, batch_size, per_call):
     train, test, w = problem
     n_items = train.shape[1]
     ks = sorted({min(k_small, n_items - 1), min(5, n_items - 1)})
@@ -90,7 +90,9 @@ def test_metrics_equal_brute_force(problem, k_small, batch_size):
         test = test & ~train
         test[0, 0] = True
     data = Dataset(sp.csr_matrix(train.astype(np.float32)), sp.csr_matrix(test.astype(np.float32)), "t")
-    result = evaluate(LinearScores(weights=jnp.asarray(w)), data, ks=ks, batch_size=batch_size)
+    result = evaluate(
+        LinearScores(weights=jnp.asarray(w)), data, ks=ks, batch_size=batch_size, batches_per_call=per_call
+    )
     expected = brute_force(train, test, train.astype(np.float32) @ w, ks)
     assert set(result.metrics) == set(expected)
     for key, value in expected.items():
@@ -116,3 +118,5 @@ def test_invalid_k_is_a_config_error():
         evaluate(LinearScores(weights=jnp.eye(3)), data, ks=[4])
     with pytest.raises(ConfigError, match="batch_size"):
         evaluate(LinearScores(weights=jnp.eye(3)), data, ks=[1], batch_size=0)
+    with pytest.raises(ConfigError, match="batches_per_call"):
+        evaluate(LinearScores(weights=jnp.eye(3)), data, ks=[1], batches_per_call=0)

@@ -43,3 +43,19 @@ def test_sparse_rows_forms_equal_numpy(case):
 def test_from_scipy_refuses_fewer_rows():
     with pytest.raises(ValueError, match="smaller"):
         SparseRows.from_scipy(sp.eye(4, format="csr"), 2)
+
+
+@given(matrices(), st.integers(1, 7))
+@settings(max_examples=30, deadline=None)
+def test_stacked_batches_equal_their_rows(case, batch):
+    m, _ = case
+    users = np.random.default_rng(batch).permutation(m.shape[0])
+    batches = [users[i : i + batch] for i in range(0, len(users), batch)]
+    stacked = SparseRows.stacked(m, batches, batch)
+    assert stacked.row.shape[0] == len(batches)
+    for j, b in enumerate(batches):
+        dense = np.zeros((batch, m.shape[1]), np.float32)
+        dense[: len(b)] = m[b].toarray()
+        one = SparseRows(stacked.row[j], stacked.col[j], stacked.value[j], batch, m.shape[1])
+        np.testing.assert_array_equal(np.asarray(one.dense()), dense)
+        np.testing.assert_array_equal(np.asarray(one.indptr())[-1], m[b].nnz)

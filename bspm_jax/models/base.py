@@ -78,6 +78,25 @@ def layout_top_k(scores: LayoutScores, seen: SparseRows, k: int) -> tuple[Float[
     return scores.layout.top_k(scores.values, seen, k)
 
 
+@eqx.filter_jit
+def batched_top_k(
+    model: AbstractRecommender, rows: SparseRows, k: int
+) -> tuple[Float[Array, "batches b k"], Int[Array, "batches b k"], dict[str, Any]]:
+    """Top-k of every batch of stacked rows (:meth:`SparseRows.stacked`), seen items excluded.
+
+    One device program scores all batches in turn (``lax.map``): the buffers of a batch
+    are reused by the next instead of being allocated, and page-faulted, on every call.
+    Also returns each batch's solver statistics.
+    """
+
+    def one(x: SparseRows) -> tuple[Array, Array, dict[str, Any]]:
+        scores, stats = model.layout_scores_with_stats(x)
+        values, items = scores.layout.top_k(scores.values, x, k)
+        return values, items, stats
+
+    return jax.lax.map(one, rows)
+
+
 class AbstractRecommender(eqx.Module):
     """A recommender: ``fit(R)`` returns a fitted copy, ``score(rows)`` scores user rows.
 
