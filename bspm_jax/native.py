@@ -9,6 +9,7 @@ sparse products fall back to ``jax.experimental.sparse`` and the top-k to
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,8 @@ from jaxtyping import Array, Float, Int
 
 SPMM_TARGET = "bspm_csr_spmm"
 TOP_K_TARGET = "bspm_top_k_chunks"
+MAX_ADDENDS = 2
+"""Addends the CSR kernel can add to its product as it writes it."""
 WIDTHS = (64, 32, 16, 8)
 """Column widths with a compiled kernel; batches are cut into chunks of one of these."""
 
@@ -50,11 +53,24 @@ def _self_check() -> bool:
 
 
 def csr_matmul(
-    indptr: Int[Array, " m1"], indices: Int[Array, " nnz"], data: Float[Array, " nnz"], x: Float[Array, "c n w"]
+    indptr: Int[Array, " m1"],
+    indices: Int[Array, " nnz"],
+    data: Float[Array, " nnz"],
+    x: Float[Array, "c n w"],
+    scale: float = 1.0,
+    addends: Sequence[tuple[float, Float[Array, "c m w"]]] = (),
 ) -> Float[Array, "c m w"]:
-    """``y[c] = M x[c]`` for a CSR matrix ``M`` of shape (m, n) and chunks ``x[c]`` of shape (n, w)."""
+    """``y[c] = scale M x[c] + sum_j b_j z_j[c]`` for a CSR matrix ``M`` of shape (m, n).
+
+    ``x[c]`` are chunks of shape (n, w); ``addends`` are at most two pairs ``(b_j, z_j)``
+    added as the kernel writes ``y`` (no extra pass over the batch).
+    """
+    if len(addends) > MAX_ADDENDS:
+        raise ValueError(f"at most {MAX_ADDENDS} addends, got {len(addends)}")
+    betas = [float(b) for b, _ in addends] + [0.0] * (MAX_ADDENDS - len(addends))
     out = jax.ShapeDtypeStruct((x.shape[0], indptr.shape[0] - 1, x.shape[2]), jnp.float32)
-    return jax.ffi.ffi_call(SPMM_TARGET, out)(indptr, indices, data, x)
+    attrs = {"alpha": np.float32(scale), "beta0": np.float32(betas[0]), "beta1": np.float32(betas[1])}
+    return jax.ffi.ffi_call(SPMM_TARGET, out)(indptr, indices, data, x, *(z for _, z in addends), **attrs)
 
 
 def top_k_chunks(

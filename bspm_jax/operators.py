@@ -24,6 +24,8 @@ from .rows import SparseRows, as_dense
 Rows = Float[Array, "batch n_items"]
 Chunks = Float[Array, "chunks n_items width"]
 """Rows stored as column chunks: ``chunks[c, :, j]`` is row ``c * width + j`` (native layout)."""
+Addends = tuple[tuple[float, Array], ...]
+"""Pairs ``(b_j, z_j)`` standing for ``sum_j b_j z_j``."""
 
 
 class AbstractOperator(eqx.Module):
@@ -40,6 +42,30 @@ class AbstractOperator(eqx.Module):
         """
         c, _, w = x.shape
         return native_kernel.to_chunks(self(native_kernel.from_chunks(x, c * w)), w)
+
+    def affine(self, x: Rows, scale: float, addends: Addends = ()) -> Rows:
+        """``scale (x A) + sum_j b_j z_j``: one step of a solver (e.g. ``c y + tau y A``)."""
+        return _add_all(((scale, self(x)), *addends))
+
+    def on_chunks_affine(self, x: Chunks, scale: float, addends: Addends = ()) -> Chunks:
+        """:meth:`affine` on column chunks; a native Gram term adds the rest as it writes."""
+        terms = self.terms()
+        main = next((i for i, (_, op) in enumerate(terms) if isinstance(op, Gram) and op.factor.native), None)
+        pending = list(addends)
+        for i, (c, op) in enumerate(terms):
+            if i != main:
+                _merge(pending, scale * c, x if isinstance(op, Identity) else op.on_chunks(x))
+        if main is None:
+            return _add_all(pending)
+        c, gram = terms[main]
+        keep = native_kernel.MAX_ADDENDS
+        if len(pending) > keep:  # the kernel adds two; the rest are summed first
+            pending = [*pending[: keep - 1], (1.0, _add_all(pending[keep - 1 :]))]
+        return gram.factor.gram_on_chunks(x, scale * c, tuple(pending))
+
+    def terms(self) -> tuple[tuple[float, AbstractOperator], ...]:
+        """The operator as ``sum_i c_i A_i`` over operators that are not sums or scalings."""
+        return ((1.0, self),)
 
     def __add__(self, other: AbstractOperator) -> AbstractOperator:
         return Sum((self, other))
@@ -78,23 +104,29 @@ class Scaled(AbstractOperator):
     def on_chunks(self, x: Chunks) -> Chunks:
         return self.scale * self.operator.on_chunks(x)
 
+    def terms(self) -> tuple[tuple[float, AbstractOperator], ...]:
+        return tuple((self.scale * c, op) for c, op in self.operator.terms())
+
 
 class Sum(AbstractOperator):
     """``X -> X A_1 + ... + X A_m``."""
 
-    terms: tuple[AbstractOperator, ...]
+    parts: tuple[AbstractOperator, ...]
 
     def __call__(self, x: Rows) -> Rows:
-        out = self.terms[0](x)
-        for term in self.terms[1:]:
-            out = out + term(x)
+        out = self.parts[0](x)
+        for part in self.parts[1:]:
+            out = out + part(x)
         return out
 
     def on_chunks(self, x: Chunks) -> Chunks:
-        out = self.terms[0].on_chunks(x)
-        for term in self.terms[1:]:
-            out = out + term.on_chunks(x)
+        out = self.parts[0].on_chunks(x)
+        for part in self.parts[1:]:
+            out = out + part.on_chunks(x)
         return out
+
+    def terms(self) -> tuple[tuple[float, AbstractOperator], ...]:
+        return tuple(pair for part in self.parts for pair in part.terms())
 
 
 class SparseMatrix(eqx.Module):
@@ -142,11 +174,16 @@ class SparseMatrix(eqx.Module):
             return self._chunked(x, (self.matrix, self.transpose))
         return self.rmatmul(self.rmatmul_t(x))
 
-    def gram_on_chunks(self, x: Float[Array, "c n w"]) -> Float[Array, "c n w"]:
-        """:meth:`gram` on rows stored as column chunks: ``M^T (M x[c])`` for every chunk."""
+    def gram_on_chunks(self, x: Float[Array, "c n w"], scale: float = 1.0, addends: Addends = ()) -> Float[Array, "c n w"]:
+        """``scale M^T (M x[c]) + sum_j b_j z_j[c]`` for every chunk (rows as column chunks).
+
+        The native kernel adds up to two addends as it writes the product.
+        """
         if self.native:
-            return _csr_chain(x, (self.matrix, self.transpose))
-        return jax.vmap(lambda xc: self.transpose @ (self.matrix @ xc))(x)
+            y = _csr_chain(x, (self.matrix,))
+            t = self.transpose
+            return native_kernel.csr_matmul(t.indptr, t.indices, t.data, y, scale, addends)
+        return _add_all(((scale, jax.vmap(lambda xc: self.transpose @ (self.matrix @ xc))(x)), *addends))
 
     @staticmethod
     def _chunked(x: Float[Array, "b k"], factors: tuple[jsparse.BCSR, ...]) -> Float[Array, "b j"]:
@@ -160,6 +197,24 @@ def _csr_chain(x: Chunks, factors: tuple[jsparse.BCSR, ...]) -> Chunks:
     for f in factors:
         x = native_kernel.csr_matmul(f.indptr, f.indices, f.data, x)
     return x
+
+
+def _add_all(pairs: Addends | list[tuple[float, Array]]) -> Array:
+    """``sum_j b_j z_j``."""
+    (b, z), *rest = pairs
+    out = z if b == 1.0 else b * z
+    for b, z in rest:
+        out = out + (z if b == 1.0 else b * z)
+    return out
+
+
+def _merge(pairs: list[tuple[float, Array]], b: float, z: Array) -> None:
+    """Add ``b z`` to ``pairs``, folding it into a pair with the same array."""
+    for j, (bj, zj) in enumerate(pairs):
+        if zj is z:
+            pairs[j] = (bj + b, z)
+            return
+    pairs.append((b, z))
 
 
 class Gram(AbstractOperator):
@@ -223,6 +278,9 @@ class OnChunks(AbstractOperator):
 
     def on_chunks(self, x: Chunks) -> Chunks:
         raise TypeError("OnChunks already acts on chunks")
+
+    def affine(self, x: Chunks, scale: float, addends: Addends = ()) -> Chunks:
+        return self.operator.on_chunks_affine(x, scale, addends)
 
 
 class AbstractLayout(eqx.Module):

@@ -167,9 +167,10 @@ class _FixedStep(AbstractIntegrator):
         tau, coeffs = self.T / self.steps, self.coefficients
 
         def step(y: Array, _: None) -> tuple[Array, Array]:
-            acc = coeffs[-1] * y
+            # acc <- c y + tau A acc, starting from acc = c_last y (kept as a scale on y)
+            acc, s = y, coeffs[-1]
             for c in reversed(coeffs[:-1]):
-                acc = c * y + tau * operator(acc)
+                acc, s = operator.affine(acc, tau * s, ((c, y),)), 1.0
             return acc, acc
 
         _, ys = jax.lax.scan(step, y0, None, length=self.steps)

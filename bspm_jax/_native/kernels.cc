@@ -1,7 +1,9 @@
 // Native CPU kernels of bspm_jax, registered with JAX as XLA FFI custom calls:
 // bspm_csr_spmm (CSR x dense products) and bspm_top_k_chunks (top k per user column).
 //
-//   y[c, r, :] = sum_p data[p] * x[c, indices[p], :]   for p in indptr[r] .. indptr[r+1]
+//   y[c, r, :] = alpha * sum_p data[p] * x[c, indices[p], :] + beta0 * z0[c, r, :] + beta1 * z1[c, r, :]
+//   for p in indptr[r] .. indptr[r+1], with up to two optional addends z (the epilogue saves
+//   the solvers a pass over the batch for each `c y + tau y A` they would otherwise add).
 //
 // x has shape (chunks, n_cols, width) and y (chunks, n_rows, width), both row-major, so
 // every nonzero reads one contiguous row of `width` floats. The work (chunks x blocks of
@@ -37,9 +39,31 @@ struct Csr {
   const float* data;
 };
 
+// y = alpha * (A x) + sum_j beta[j] * z[j] (rows of one chunk; z[j] == nullptr: no addend j).
+struct Epilogue {
+  float alpha;
+  float beta[2];
+  const float* z[2];
+
+  // Chunk c's view: the addends' pointers moved to that chunk.
+  Epilogue At(int64_t offset) const {
+    Epilogue e = *this;
+    for (int j = 0; j < 2; ++j)
+      if (z[j] != nullptr) e.z[j] = z[j] + offset;
+    return e;
+  }
+  inline float Apply(float acc, int64_t at) const {
+    float v = alpha * acc;
+    if (z[0] != nullptr) v += beta[0] * z[0][at];
+    if (z[1] != nullptr) v += beta[1] * z[1][at];
+    return v;
+  }
+};
+
 // Rows [r0, r1) of one chunk, for a width fixed at compile time (accumulators in registers).
 template <int W>
-void RowsFixed(const Csr& a, const float* __restrict x, float* __restrict y, int64_t r0, int64_t r1) {
+void RowsFixed(const Csr& a, const Epilogue& e, const float* __restrict x, float* __restrict y, int64_t r0,
+               int64_t r1) {
   const int32_t end_all = a.indptr[r1];
   for (int64_t r = r0; r < r1; ++r) {
     float acc[W];
@@ -55,12 +79,13 @@ void RowsFixed(const Csr& a, const float* __restrict x, float* __restrict y, int
       for (int c = 0; c < W; ++c) acc[c] += v * xr[c];
     }
     float* yr = y + r * W;
-    for (int c = 0; c < W; ++c) yr[c] = acc[c];
+    for (int c = 0; c < W; ++c) yr[c] = e.Apply(acc[c], r * W + c);
   }
 }
 
 // Any other width: the same sweep with the width known only at run time.
-void RowsAny(const Csr& a, const float* __restrict x, float* __restrict y, int64_t w, int64_t r0, int64_t r1) {
+void RowsAny(const Csr& a, const Epilogue& e, const float* __restrict x, float* __restrict y, int64_t w, int64_t r0,
+             int64_t r1) {
   for (int64_t r = r0; r < r1; ++r) {
     float* yr = y + r * w;
     std::fill(yr, yr + w, 0.0f);
@@ -69,20 +94,22 @@ void RowsAny(const Csr& a, const float* __restrict x, float* __restrict y, int64
       const float* __restrict xr = x + int64_t{a.indices[p]} * w;
       for (int64_t c = 0; c < w; ++c) yr[c] += v * xr[c];
     }
+    for (int64_t c = 0; c < w; ++c) yr[c] = e.Apply(yr[c], r * w + c);
   }
 }
 
 // One work item: the rows [r0, r1) of chunk c.
-void Item(const Csr& a, const float* x, float* y, int64_t n_cols, int64_t n_rows, int64_t w, int64_t c, int64_t r0,
-          int64_t r1) {
+void Item(const Csr& a, const Epilogue& epilogue, const float* x, float* y, int64_t n_cols, int64_t n_rows, int64_t w,
+          int64_t c, int64_t r0, int64_t r1) {
   const float* xc = x + c * n_cols * w;
   float* yc = y + c * n_rows * w;
+  const Epilogue e = epilogue.At(c * n_rows * w);
   switch (w) {
-    case 8: RowsFixed<8>(a, xc, yc, r0, r1); break;
-    case 16: RowsFixed<16>(a, xc, yc, r0, r1); break;
-    case 32: RowsFixed<32>(a, xc, yc, r0, r1); break;
-    case 64: RowsFixed<64>(a, xc, yc, r0, r1); break;
-    default: RowsAny(a, xc, yc, w, r0, r1);
+    case 8: RowsFixed<8>(a, e, xc, yc, r0, r1); break;
+    case 16: RowsFixed<16>(a, e, xc, yc, r0, r1); break;
+    case 32: RowsFixed<32>(a, e, xc, yc, r0, r1); break;
+    case 64: RowsFixed<64>(a, e, xc, yc, r0, r1); break;
+    default: RowsAny(a, e, xc, yc, w, r0, r1);
   }
 }
 
@@ -119,7 +146,8 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t items, Fn fn) {
 }
 
 ffi::Error CsrSpmm(ffi::ThreadPool pool, ffi::Buffer<ffi::S32> indptr, ffi::Buffer<ffi::S32> indices,
-                   ffi::Buffer<ffi::F32> data, ffi::Buffer<ffi::F32> x, ffi::ResultBuffer<ffi::F32> y) {
+                   ffi::Buffer<ffi::F32> data, ffi::Buffer<ffi::F32> x, ffi::RemainingArgs addends, float alpha,
+                   float beta0, float beta1, ffi::ResultBuffer<ffi::F32> y) {
   const auto xd = x.dimensions();
   const auto yd = y->dimensions();
   if (xd.size() != 3 || yd.size() != 3 || xd[0] != yd[0] || xd[2] != yd[2]) {
@@ -130,6 +158,16 @@ ffi::Error CsrSpmm(ffi::ThreadPool pool, ffi::Buffer<ffi::S32> indptr, ffi::Buff
     return ffi::Error::InvalidArgument("bspm_csr_spmm: inconsistent CSR arrays or output shape");
   }
   const Csr a{indptr.typed_data(), indices.typed_data(), data.typed_data()};
+  if (addends.size() > 2) return ffi::Error::InvalidArgument("bspm_csr_spmm: at most two addends");
+  Epilogue epilogue{alpha, {beta0, beta1}, {nullptr, nullptr}};
+  for (size_t j = 0; j < addends.size(); ++j) {
+    auto z = addends.get<ffi::Buffer<ffi::F32>>(j);
+    if (z.has_error()) return z.error();
+    if (z->dimensions().size() != 3 || z->element_count() != y->element_count() || z->dimensions()[1] != yd[1]) {
+      return ffi::Error::InvalidArgument("bspm_csr_spmm: every addend must have the output's shape");
+    }
+    epilogue.z[j] = z->typed_data();
+  }
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   // A few row blocks of about equal nonzeros per thread: small enough to balance.
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(n_rows, 4 * threads));
@@ -145,8 +183,8 @@ ffi::Error CsrSpmm(ffi::ThreadPool pool, ffi::Buffer<ffi::S32> indptr, ffi::Buff
   const float* xp = x.typed_data();
   float* yp = y->typed_data();
   const int64_t n_cols = xd[1], w = xd[2];
-  ParallelFor(pool, xd[0] * blocks, [&a, &bounds, xp, yp, n_cols, n_rows, w, blocks](int64_t i) {
-    Item(a, xp, yp, n_cols, n_rows, w, i / blocks, bounds[i % blocks], bounds[i % blocks + 1]);
+  ParallelFor(pool, xd[0] * blocks, [&a, &epilogue, &bounds, xp, yp, n_cols, n_rows, w, blocks](int64_t i) {
+    Item(a, epilogue, xp, yp, n_cols, n_rows, w, i / blocks, bounds[i % blocks], bounds[i % blocks + 1]);
   });
   return ffi::Error::Success();
 }
@@ -244,6 +282,10 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BspmCsrSpmm, CsrSpmm,
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingArgs()
+                                  .Attr<float>("alpha")
+                                  .Attr<float>("beta0")
+                                  .Attr<float>("beta1")
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BspmTopKChunks, TopKChunks,
