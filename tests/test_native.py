@@ -44,6 +44,46 @@ def test_csr_matmul_equals_scipy(case):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
 
 
+@given(csr_and_chunks(), st.floats(-2, 2), st.lists(st.floats(-2, 2), max_size=2))
+@settings(max_examples=40, deadline=None)
+def test_csr_matmul_epilogue_equals_numpy(case, scale, betas):
+    a, x = case
+    a.sort_indices()
+    rng = np.random.default_rng(len(betas))
+    zs = [rng.standard_normal((x.shape[0], a.shape[0], x.shape[2])).astype(np.float32) for _ in betas]
+    got = native.csr_matmul(
+        jnp.asarray(a.indptr.astype(np.int32)), jnp.asarray(a.indices.astype(np.int32)), jnp.asarray(a.data),
+        jnp.asarray(x), scale, [(b, jnp.asarray(z)) for b, z in zip(betas, zs)],
+    )
+    want = scale * np.stack([a @ xc for xc in x.astype(np.float64)]) + sum(b * z for b, z in zip(betas, zs))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("native_flag", [True, False])
+@pytest.mark.parametrize("n_addends", [0, 1, 2, 3])
+def test_affine_on_chunks_equals_numpy(native_flag, n_addends):
+    from bspm_jax.operators import Identity, LowRank, OnChunks
+
+    rng = np.random.default_rng(n_addends)
+    m = sp.random(30, 25, density=0.2, random_state=1, format="csr", dtype=np.float32)
+    left, right = rng.standard_normal((25, 3)).astype(np.float32), rng.standard_normal((3, 25)).astype(np.float32)
+    gram = Gram(SparseMatrix.from_scipy(m, native=native_flag))
+    op = 0.7 * (gram + 0.3 * LowRank(left, right) - Identity())  # GF-CF's blur field
+    dense_op = 0.7 * (m.toarray().T @ m.toarray() + 0.3 * left @ right - np.eye(25))
+    x = rng.standard_normal((2, 25, 8)).astype(np.float32)
+    zs = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(n_addends)]
+    addends = tuple((0.5 + j, jnp.asarray(z)) for j, z in enumerate(zs))
+    # x itself as an addend folds into the identity term
+    xj = jnp.asarray(x)
+    got = OnChunks(op).affine(xj, -0.4, ((2.0, xj), *addends))
+    want = -0.4 * np.einsum("cnw,nm->cmw", x, dense_op) + 2.0 * x + sum((0.5 + j) * z for j, z in enumerate(zs))
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
+    rows = jnp.asarray(x[0].T)
+    got_rows = op.affine(rows, -0.4, ((2.0, rows),))
+    np.testing.assert_allclose(np.asarray(got_rows), -0.4 * x[0].T @ dense_op + 2.0 * x[0].T, rtol=1e-4, atol=1e-4)
+    assert [c for c, _ in op.terms()] == pytest.approx([0.7, 0.21, -0.7])
+
+
 @pytest.mark.parametrize("batch", [1, 7, 8, 24, 64, 100, 130])
 def test_chunks_round_trip(batch):
     x = np.random.default_rng(batch).standard_normal((batch, 11)).astype(np.float32)
