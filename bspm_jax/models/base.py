@@ -91,7 +91,7 @@ def batched_top_k(
 
     def one(x: SparseRows) -> tuple[Array, Array, dict[str, Any]]:
         scores, stats = model.layout_scores_with_stats(x)
-        values, items = scores.layout.top_k(scores.values, x, k)
+        values, items = layout_top_k(scores, x, k)
         return values, items, stats
 
     return jax.lax.map(one, rows)
