@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import abc
-import functools
 import dataclasses
+import functools
+import numbers
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Self
 
 import equinox as eqx
@@ -36,10 +39,6 @@ class HostMatrix:
 
     def __init__(self, matrix: sp.csr_matrix):
         self.matrix = matrix
-
-    def rows(self, users: np.ndarray) -> np.ndarray:
-        """Dense float32 rows of the given users."""
-        return self.matrix[np.asarray(users)].toarray().astype(np.float32, copy=False)
 
     def device_rows(self, users: np.ndarray, n_rows: int | None = None) -> SparseRows:
         """The rows of ``users`` as :class:`SparseRows` on the device, padded to ``n_rows`` rows."""
@@ -80,21 +79,89 @@ def layout_top_k(scores: LayoutScores, seen: SparseRows, k: int) -> tuple[Float[
 
 @eqx.filter_jit
 def batched_top_k(
-    model: AbstractRecommender, rows: SparseRows, k: int
+    model: AbstractRecommender, rows: SparseRows, k: int, seen: SparseRows | None = None
 ) -> tuple[Float[Array, "batches b k"], Int[Array, "batches b k"], dict[str, Any]]:
-    """Top-k of every batch of stacked rows (:meth:`SparseRows.stacked`), seen items excluded.
+    """Top-k of every batch of stacked rows (:meth:`SparseRows.stacked`), ``seen`` items excluded.
 
+    ``seen`` defaults to the rows themselves (the user's history is not recommended back).
     One device program scores all batches in turn (``lax.map``): the buffers of a batch
     are reused by the next instead of being allocated, and page-faulted, on every call.
     Also returns each batch's solver statistics.
     """
 
-    def one(x: SparseRows) -> tuple[Array, Array, dict[str, Any]]:
+    def one(xs: tuple[SparseRows, SparseRows]) -> tuple[Array, Array, dict[str, Any]]:
+        x, excluded = xs
         scores, stats = model.layout_scores_with_stats(x)
-        values, items = layout_top_k(scores, x, k)
+        values, items = layout_top_k(scores, excluded, k)
         return values, items, stats
 
-    return jax.lax.map(one, rows)
+    return jax.lax.map(one, (rows, rows if seen is None else seen))
+
+
+Progress = Callable[..., Iterable[Any]]
+"""A wrapper of iterables that shows progress, e.g. ``tqdm``: ``progress(iterable, desc=..., unit=...)``."""
+
+
+def _no_progress(iterable: Iterable[Any], **_: Any) -> Iterable[Any]:
+    return iterable
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranking:
+    """Top-k items per user row: ``items``/``scores`` (n, k); ``scores`` is -inf where a row
+    has fewer than k candidates. ``seconds`` is the device time, ``solver_stats`` per batch."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    batches: list[np.ndarray]
+    seconds: float
+    solver_stats: list[dict[str, dict[str, int]]]
+
+
+def rank_rows(
+    model: AbstractRecommender,
+    rows: sp.csr_matrix,
+    k: int,
+    batch_size: int = 1024,
+    filter_seen: bool = True,
+    progress: Progress | None = None,
+    batches_per_call: int | None = None,
+) -> Ranking:
+    """Top-k items of every user row of ``rows`` (their interaction histories), scored in batches.
+
+    Rows are scored ``batch_size`` at a time (the last batch padded, so scoring compiles
+    once), ``batches_per_call`` batches per device call (None: all in one call). With
+    ``filter_seen`` a row's own items are never recommended. ``progress`` wraps the calls.
+    """
+    rows = sp.csr_matrix(rows, dtype=np.float32)
+    n, n_items = rows.shape
+    if not (isinstance(k, numbers.Integral) and 1 <= k <= n_items):
+        raise ConfigError(f"k must be an integer in 1..{n_items}, got {k!r}")
+    if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if batches_per_call is not None and not (isinstance(batches_per_call, numbers.Integral) and batches_per_call >= 1):
+        raise ConfigError(f"batches_per_call must be an integer >= 1 or None, got {batches_per_call!r}")
+    batch_size = int(max(1, min(batch_size, n)))
+    batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    per_call = int(batches_per_call or max(1, len(batches)))
+    calls = [batches[i : i + per_call] for i in range(0, len(batches), per_call)]
+    empty = sp.csr_matrix(rows.shape, dtype=np.float32)
+    items = np.zeros((n, k), dtype=np.int32)
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    stats: list[dict[str, dict[str, int]]] = []
+    seconds = 0.0
+    for group in (progress or _no_progress)(calls, desc="scoring", unit="call"):
+        t0 = time.perf_counter()
+        x = SparseRows.stacked(rows, group, batch_size)
+        seen = None if filter_seen else SparseRows.stacked(empty, group, batch_size)
+        out = jax.block_until_ready(batched_top_k(model, x, k, seen))
+        seconds += time.perf_counter() - t0
+        values, top, batch_stats = jax.tree.map(np.asarray, out)
+        for j, batch in enumerate(group):
+            items[batch] = top[j, : len(batch)]
+            scores[batch] = values[j, : len(batch)]
+            stats.append(jax.tree.map(lambda a: int(a[j]), batch_stats))
+    return Ranking(items, scores, batches, seconds, stats)
 
 
 class AbstractRecommender(eqx.Module):
@@ -143,31 +210,25 @@ class AbstractRecommender(eqx.Module):
         return {name: getattr(self, name) for name in self.setting_names()}
 
     def recommend(
-        self, users_or_rows: Any, k: int = 20, filter_seen: bool = True
+        self, users_or_rows: Any, k: int = 20, filter_seen: bool = True, batch_size: int = 1024
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and scores for user indices (1-D ints) or interaction rows (2-D)."""
-        rows = self._as_rows(users_or_rows)
-        n_items = rows.shape[1]
-        if not 1 <= k <= n_items:
-            raise ConfigError(f"k must be in 1..{n_items}, got {k}")
-        x = SparseRows.from_scipy(sp.csr_matrix(rows))
-        seen = x if filter_seen else SparseRows.from_scipy(sp.csr_matrix(rows.shape, dtype=np.float32))
-        scores, _ = self.layout_scores_with_stats(x)
-        values, items = layout_top_k(scores, seen, k)
-        return np.asarray(items), np.asarray(values)
+        ranking = rank_rows(self, self._as_rows(users_or_rows), k, batch_size, filter_seen=filter_seen)
+        return ranking.items, ranking.scores
 
-    def _as_rows(self, users_or_rows: Any) -> np.ndarray:
-        if sp.issparse(users_or_rows):
-            return users_or_rows.toarray().astype(np.float32)
-        arr = np.asarray(users_or_rows)
-        if arr.ndim == 2:
-            return arr.astype(np.float32)
+    def _as_rows(self, users_or_rows: Any) -> sp.csr_matrix:
+        """User rows as CSR: from user indices (rows of the train matrix) or given rows."""
+        train: HostMatrix | None = getattr(self, "train", None)
+        if train is None:
+            raise ConfigError("the model is not fitted: call fit(train) first")
+        n, n_items = train.matrix.shape
+        arr = users_or_rows if sp.issparse(users_or_rows) else np.asarray(users_or_rows)
         if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
-            train: HostMatrix | None = getattr(self, "train", None)
-            if train is None:
-                raise ConfigError("the model is not fitted: call fit(train) first")
-            n = train.matrix.shape[0]
             if arr.size and (arr.min() < 0 or arr.max() >= n):
                 raise ConfigError(f"user indices must be in 0..{n - 1}")
-            return train.rows(arr)
-        raise ConfigError("pass user indices (1-D integers) or interaction rows (2-D)")
+            return train.matrix[arr]
+        if arr.ndim != 2:
+            raise ConfigError("pass user indices (1-D integers) or interaction rows (2-D)")
+        if arr.shape[1] != n_items:
+            raise ConfigError(f"interaction rows must have {n_items} columns (items), got {arr.shape[1]}")
+        return sp.csr_matrix(arr, dtype=np.float32)
