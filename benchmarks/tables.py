@@ -75,11 +75,11 @@ def worker(args: argparse.Namespace) -> dict:
     """Measure one configuration in this process."""
     from bspm_jax import evaluate, load_dataset, make_model
     from bspm_jax.environment import environment_info, memory_info
-    from bspm_jax.presets import get_preset
+    from bspm_jax.config import get_preset
 
     preset, overrides, _ = CONFIGS[args.worker]
     entry = get_preset(preset)
-    model = make_model(entry["model"], **{**entry["settings"], **overrides})
+    model = make_model(entry.model_name, **{**entry.model_settings, **overrides})
     t0 = time.perf_counter()
     data = load_dataset(args.data)
     load_s = time.perf_counter() - t0

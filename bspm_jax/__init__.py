@@ -16,7 +16,7 @@ from .filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
 from .graph import ItemGraph, build_graph, normalize, truncated_svd
 from .models import BSPM, LGCNIDE, MODELS, AbstractRecommender, Popularity, make_model
 from .operators import AbstractOperator, Dense, Gram, Identity, LowRank, SparseMatrix
-from .presets import PRESETS, get_preset
+from .config import Config, get_preset, load_config, preset_names
 from .solvers import RK4, AbstractIntegrator, ClassicRK4, Dopri5, Euler, make_integrator
 
 __version__ = "0.1.0"
@@ -25,13 +25,13 @@ __all__ = [
     "BSPM",
     "LGCNIDE",
     "MODELS",
-    "PRESETS",
     "RK4",
     "AbstractFilter",
     "AbstractIntegrator",
     "AbstractOperator",
     "AbstractRecommender",
     "BSPMError",
+    "Config",
     "ClassicRK4",
     "ConfigError",
     "DataError",
@@ -55,6 +55,7 @@ __all__ = [
     "evaluate",
     "get_preset",
     "holdout_split",
+    "load_config",
     "load_dataset",
     "load_lightgcn",
     "load_pairs",
@@ -62,6 +63,7 @@ __all__ = [
     "make_integrator",
     "make_model",
     "normalize",
+    "preset_names",
     "run_experiment",
     "truncated_svd",
 ]

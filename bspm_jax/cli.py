@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
+import csv
+import io
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from .errors import BSPMError, ConfigError
-
-
-def _parse_setting(text: str) -> tuple[str, Any]:
-    """``key=value`` with value read as JSON when it parses (numbers, booleans), else text."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"--set expects key=value, got {text!r}")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key.strip(), value
-
-
-def _data_options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for name in ("user_col", "item_col", "sep", "test", "holdout", "seed"):
-        value = getattr(args, name)
-        if value is not None:
-            key = "test_path" if name == "test" else name
-            options[key] = int(value) if name.endswith("_col") and value.isdigit() else value
-    return options
+from .config import Config
+from .errors import BSPMError, ConfigError, DataError
 
 
 def _progress(quiet: bool):
@@ -71,43 +53,196 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def resolve_model(model: str | None, preset: str | None, overrides: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """Model name and settings from an optional preset, then ``key=value`` overrides."""
-    from .presets import get_preset
+def load_cli_config(args: argparse.Namespace) -> Config:
+    """The config of a command: defaults, ``--config`` or ``--preset``, flags, then ``--set``."""
+    from .config import resolve
 
-    settings: dict[str, Any] = {}
-    if preset:
-        entry = get_preset(preset)
-        if model and model != entry["model"]:
-            raise ConfigError(f"preset {preset!r} is for model {entry['model']!r}, not {model!r}")
-        model, settings = entry["model"], dict(entry["settings"])
-    settings.update(_parse_setting(s) for s in overrides)
-    return model or "popularity", settings
+    config = resolve(args.config, args.preset)
+    if args.model and (args.config or args.preset) and args.model != config.model_name:
+        where = f"preset {args.preset!r}" if args.preset else f"config {args.config}"
+        raise ConfigError(f"{where} is for model {config.model_name!r}, not {args.model!r}")
+    flags: dict[str, Any] = {}
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            if flag.endswith("_col") and value.isdigit():
+                value = int(value)
+            flags[key] = value
+    return config.with_values(flags).with_overrides(args.set)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .experiment import run_experiment
+    from .experiment import run_config
     from .io import check_writable, write_json_atomic
-    from .models import make_model
 
     if args.json:
         check_writable(args.json)
-    name, settings = resolve_model(args.model, args.preset, args.set)
-    model = make_model(name, **settings)
-    result = run_experiment(
-        model,
-        name=name,
-        data=args.data,
-        ks=args.k,
-        batch_size=args.batch_size,
-        progress=_progress(args.quiet),
-        data_options=_data_options(args),
-    )
+    result = run_config(load_cli_config(args), progress=_progress(args.quiet))
     print(format_result(result))
     if args.json:
         write_json_atomic(args.json, result)
         print(f"wrote    {args.json}")
     return 0
+
+
+def _read_ids(text: str) -> list[str]:
+    """Ids from ``a,b,c`` or from a file of ids separated by commas, spaces or new lines."""
+    path = Path(text)
+    if path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise DataError(f"{path} is not a UTF-8 text file of ids") from None
+    ids = [t for t in text.replace(",", " ").split() if t]
+    if not ids:
+        raise ConfigError(f"no ids given in {text!r}")
+    return ids
+
+
+def _histories(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """New users as (label, item ids): ``--history a,b,c`` and lines ``label item item ...``."""
+    out = [(f"new{i + 1}", _read_ids(h)) for i, h in enumerate(args.history)]
+    if args.history_file:
+        path = Path(args.history_file)
+        if not path.is_file():
+            raise DataError(f"no such history file: {path}")
+        for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+            fields = line.replace(",", " ").split()
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise DataError(f"{path}, line {n}: expected 'label item item ...', got {line!r}")
+            out.append((fields[0], fields[1:]))
+    return out
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    import numpy as np
+    import scipy.sparse as sp
+
+    from .experiment import data_source, model_from_config
+    from .data import load_dataset
+    from .io import check_writable, write_text_atomic
+    from .models.base import rank_rows
+
+    if not args.users and not args.history and not args.history_file:
+        raise ConfigError("name the users: --users IDS|FILE, --history ITEMS or --history-file FILE")
+    if args.out:
+        check_writable(args.out)
+    config = load_cli_config(args)
+    model = model_from_config(config)
+    path, options = data_source(config)
+    dataset = load_dataset(path, **options)
+    known = dataset.user_indices(_read_ids(args.users)) if args.users else np.zeros(0, dtype=np.int64)
+    new = _histories(args)
+    train = dataset.train + dataset.test if args.include_test else dataset.train
+    fitted = model.fit(sp.csr_matrix(train > 0, dtype=np.float32))
+    rows = [train[known]]
+    for label, items in new:
+        cols = np.unique(dataset.item_indices(items))
+        rows.append(sp.csr_matrix((np.ones(len(cols), np.float32), (np.zeros(len(cols), int), cols)), shape=(1, dataset.n_items)))
+    matrix = sp.vstack(rows).tocsr()
+    ranking = rank_rows(fitted, matrix, args.top_k, config["evaluation"].get("batch_size", 1024),
+                        filter_seen=not args.keep_seen, progress=_progress(args.quiet))
+    labels = [str(u) for u in dataset.user_label(known)] + [label for label, _ in new]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["user", "rank", "item", "score"])
+    for label, items, scores in zip(labels, ranking.items, ranking.scores):
+        for r, (item, score) in enumerate(zip(dataset.item_label(items), scores), 1):
+            if np.isfinite(score):
+                writer.writerow([label, r, item, f"{score:.6g}"])
+    text = buffer.getvalue()
+    if args.out:
+        write_text_atomic(args.out, text)
+        print(f"wrote {args.out}: top-{args.top_k} items for {len(labels)} users ({len(known)} known, {len(new)} new)")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .config import DEFAULTS, dumps, parse_grid
+    from .data import load_dataset
+    from .experiment import data_source, evaluation_settings
+    from .io import write_json_atomic, write_text_atomic
+    from .tuning import PAPER_GRID, grid_points, tune
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    config = load_cli_config(args).with_values(
+        {f"tune.{k}": v for k, v in (("metric", args.metric), ("validation", args.validation), ("seed", args.tune_seed)) if v is not None}
+    ).with_values({f"tune.grid.{k}": v for k, v in map(parse_grid, args.grid)})
+    opts = {**DEFAULTS["tune"], **config["tune"]}
+    grid = {k: v if isinstance(v, list) else [v] for k, v in (opts["grid"] or PAPER_GRID).items()}
+    ks, batch_size = evaluation_settings(config)
+    print(f"grid     {len(grid_points(grid)):,} points: " + ", ".join(f"{k} {v}" for k, v in grid.items()))
+    path, options = data_source(config)
+    t0 = time.perf_counter()
+    dataset = load_dataset(path, **options)
+    result = tune(config.model_name, config.model_settings, grid, dataset, opts["metric"], opts["validation"],
+                  opts["seed"], ks, batch_size, args.max_points, _progress(args.quiet))
+    wall = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    columns = list(grid) + [k for k in result.rows[0] if k not in grid]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([[row[c] for c in columns] for row in result.rows])
+    write_text_atomic(out / "results.csv", buffer.getvalue())
+    best_config = Config({"model": {"name": config.model_name, **result.best}, "data": config["data"],
+                          "evaluation": config["evaluation"]},
+                         f"best of bspm tune by validation {result.metric} on {dataset.name}")
+    write_text_atomic(out / "best.toml", dumps(best_config.to_dict()))
+    write_json_atomic(out / "results.json", {
+        "model": config.model_name, "config": config.to_dict(), "dataset": dataset.summary(),
+        "metric": result.metric, "grid": grid, "validation": result.validation,
+        "results": result.rows, "best": result.best, "test_metrics": result.test_metrics,
+        "timings_s": {**result.timings_s, "wall": wall},
+    })
+    shown = columns[: len(grid)] + [result.metric, "seconds"]
+    print(f"{'':>4}" + "".join(f"{c:>16}" for c in shown))
+    for i, row in enumerate(result.rows[: args.show], 1):
+        print(f"{i:>4}" + "".join(f"{_cell(row[c], c in grid):>16}" for c in shown))
+    print(f"best     {', '.join(f'{k}={result.best[k]}' for k in grid)} (validation {result.metric} {result.rows[0][result.metric]:.5f})")
+    test = "  ".join(f"{k} {v:.5f}" for k, v in result.test_metrics.items() if k.split("@")[0] in ("recall", "ndcg"))
+    print(f"test     {test}")
+    print(f"time (s) search {result.timings_s['search']:.1f}  test {result.timings_s['test']:.1f}  wall {wall:.1f}")
+    print(f"wrote    {out / 'results.csv'}, {out / 'results.json'}, {out / 'best.toml'}")
+    return 0
+
+
+def _cell(value: Any, setting: bool) -> str:
+    return f"{value:.5f}" if isinstance(value, float) and not setting else str(value)
+
+
+FLAG_KEYS = {
+    "data": "data.path", "model": "model.name", "k": "evaluation.k", "batch_size": "evaluation.batch_size",
+    "user_col": "data.user_col", "item_col": "data.item_col", "sep": "data.sep", "test": "data.test",
+    "holdout": "data.holdout", "seed": "data.seed",
+}
+"""Command-line flags and the config keys they set."""
+
+
+def _add_config_options(p: argparse.ArgumentParser, k: bool = True) -> None:
+    p.add_argument("--config", help="TOML config file ([model], [data], [evaluation], [tune] tables)")
+    p.add_argument("--preset", help="a shipped config, e.g. gowalla-em, gowalla-lm, yelp2018-em, gf-cf")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value: table.key=value (a bare key is a model setting)")
+    p.add_argument("--data", help="LightGCN folder (train.txt, test.txt) or pairs CSV/TSV; default: shipped sample")
+    p.add_argument("--model", help="model name: popularity, bspm, gf-cf, lgcn-ide, blur-heat, blur-ideal, blur-gfcf")
+    if k:
+        p.add_argument("--k", type=int, nargs="+", help="cut-offs K (default: 10 20)")
+    p.add_argument("--batch-size", type=int, help="users scored per batch (default: 1024)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    pairs = p.add_argument_group("pairs files (CSV/TSV)")
+    pairs.add_argument("--user-col", help="user column: 0-based position or header name (default 0)")
+    pairs.add_argument("--item-col", help="item column: 0-based position or header name (default 1)")
+    pairs.add_argument("--sep", help="field separator (default: by extension, else sniffed)")
+    pairs.add_argument("--test", help="explicit test pairs file (default: per-user holdout of --data)")
+    pairs.add_argument("--holdout", type=float, help="share of each user's items held out for test (default 0.2)")
+    pairs.add_argument("--seed", type=int, help="seed of the holdout split (default 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,22 +251,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="fit a model on the train split and evaluate it on the test split")
-    run.add_argument("--data", help="LightGCN folder (train.txt, test.txt) or pairs CSV/TSV; default: shipped sample")
-    run.add_argument("--model", help="model name: popularity, bspm, gf-cf, lgcn-ide, blur-heat, blur-ideal, blur-gfcf (default: popularity, or the preset's)")
-    run.add_argument("--preset", help="a named paper configuration, e.g. gowalla-em, gowalla-lm, gf-cf")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model setting")
-    run.add_argument("--k", type=int, nargs="+", default=[10, 20], help="cut-offs K (default: 10 20)")
-    run.add_argument("--batch-size", type=int, default=1024, help="users scored per batch (default: 1024)")
+    _add_config_options(run)
     run.add_argument("--json", help="also write the result as one JSON object to this file")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    pairs = run.add_argument_group("pairs files (CSV/TSV)")
-    pairs.add_argument("--user-col", help="user column: 0-based position or header name (default 0)")
-    pairs.add_argument("--item-col", help="item column: 0-based position or header name (default 1)")
-    pairs.add_argument("--sep", help="field separator (default: by extension, else sniffed)")
-    pairs.add_argument("--test", help="explicit test pairs file (default: per-user holdout of --data)")
-    pairs.add_argument("--holdout", type=float, help="share of each user's items held out for test (default 0.2)")
-    pairs.add_argument("--seed", type=int, help="seed of the holdout split (default 0)")
     run.set_defaults(func=cmd_run)
+
+    rec = sub.add_parser("recommend", help="top-k items for known users or new users given as histories")
+    _add_config_options(rec, k=False)
+    rec.add_argument("--users", help="user ids (in the data's own ids): id,id,... or a file of ids")
+    rec.add_argument("--history", action="append", default=[], metavar="ITEMS",
+                     help="a new user's items (item ids, comma-separated); repeat for more users")
+    rec.add_argument("--history-file", help="new users, one per line: label item item ...")
+    rec.add_argument("--k", dest="top_k", type=int, default=20, help="items per user (default 20)")
+    rec.add_argument("--out", help="CSV file to write (user,rank,item,score); default: standard output")
+    rec.add_argument("--keep-seen", action="store_true", help="do not filter out the user's own items")
+    rec.add_argument("--include-test", action="store_true", help="fit on train + test (default: train only)")
+    rec.set_defaults(func=cmd_recommend)
+
+    tun = sub.add_parser("tune", help="grid search on a validation split of train, then the best config on test")
+    _add_config_options(tun)
+    tun.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                     help="values of a model setting to search, e.g. T_s=1.5,2.0 or sharpen_solver=euler,rk4 "
+                          "(default: [tune.grid] of the config, else the paper's space)")
+    tun.add_argument("--metric", help="selection metric (default recall@20)")
+    tun.add_argument("--validation", type=float, help="share of each user's train items held out (default 0.2)")
+    tun.add_argument("--tune-seed", type=int, help="seed of the validation split (default 0)")
+    tun.add_argument("--max-points", type=int, default=1000, help="refuse grids larger than this (default 1000)")
+    tun.add_argument("--out", default="tune-results", help="folder for results.csv, results.json, best.toml")
+    tun.add_argument("--show", type=int, default=10, help="rows of the results table to print (default 10)")
+    tun.set_defaults(func=cmd_tune)
     return parser
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -69,25 +70,42 @@ class Dataset:
 
     def user_index(self, original_id: Any) -> int:
         """Index of a user given in the user's own id."""
-        return _lookup(self.user_ids, original_id, self.n_users, "user")
+        return int(self.user_indices([original_id])[0])
+
+    def user_indices(self, original_ids: Sequence[Any]) -> np.ndarray:
+        """Indices of users given in their own ids (DataError naming unknown ids)."""
+        return _lookup(self.user_ids, original_ids, self.n_users, "user")
+
+    def item_indices(self, original_ids: Sequence[Any]) -> np.ndarray:
+        """Indices of items given in their own ids (DataError naming unknown ids)."""
+        return _lookup(self.item_ids, original_ids, self.n_items, "item")
+
+    def user_label(self, index: np.ndarray) -> np.ndarray:
+        """Original ids of user indices (the indices themselves when ids were not remapped)."""
+        return np.asarray(index) if self.user_ids is None else self.user_ids[np.asarray(index)]
 
     def item_label(self, index: np.ndarray) -> np.ndarray:
         """Original ids of item indices (the indices themselves when ids were not remapped)."""
         return np.asarray(index) if self.item_ids is None else self.item_ids[np.asarray(index)]
 
 
-def _lookup(ids: np.ndarray | None, original: Any, n: int, what: str) -> int:
+def _lookup(ids: np.ndarray | None, originals: Sequence[Any], n: int, what: str) -> np.ndarray:
+    """Indices of ``originals`` in ``ids`` (compared as text), or integer ids in 0..n-1."""
     from ..errors import DataError
 
     if ids is None:
-        try:
-            idx = int(original)
-        except (TypeError, ValueError):
-            raise DataError(f"{what} id {original!r} is not an integer") from None
-        if not 0 <= idx < n:
-            raise DataError(f"{what} id {idx} is outside 0..{n - 1}")
-        return idx
-    matches = np.flatnonzero(ids.astype(str) == str(original))
-    if len(matches) == 0:
-        raise DataError(f"unknown {what} id {original!r}")
-    return int(matches[0])
+        out = []
+        for original in originals:
+            text = str(original).strip()
+            if not text.lstrip("-").isdigit():
+                raise DataError(f"{what} id {original!r} is not an integer")
+            if not 0 <= int(text) < n:
+                raise DataError(f"{what} id {int(text)} is outside 0..{n - 1}")
+            out.append(int(text))
+        return np.asarray(out, dtype=np.int64)
+    table = {str(v): i for i, v in enumerate(ids.tolist())}
+    unknown = [o for o in originals if str(o).strip() not in table]
+    if unknown:
+        shown = ", ".join(repr(o) for o in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise DataError(f"unknown {what} id {shown} ({len(unknown)} of {len(originals)} not in the data)")
+    return np.asarray([table[str(o).strip()] for o in originals], dtype=np.int64)

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import numbers
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, ClassVar, Self
 
 import equinox as eqx
@@ -102,7 +102,7 @@ Progress = Callable[..., Iterable[Any]]
 """A wrapper of iterables that shows progress, e.g. ``tqdm``: ``progress(iterable, desc=..., unit=...)``."""
 
 
-def _no_progress(iterable: Iterable[Any], **_: Any) -> Iterable[Any]:
+def no_progress(iterable: Iterable[Any], **_: Any) -> Iterable[Any]:
     return iterable
 
 
@@ -150,7 +150,7 @@ def rank_rows(
     scores = np.full((n, k), -np.inf, dtype=np.float32)
     stats: list[dict[str, dict[str, int]]] = []
     seconds = 0.0
-    for group in (progress or _no_progress)(calls, desc="scoring", unit="call"):
+    for group in (progress or no_progress)(calls, desc="scoring", unit="call"):
         t0 = time.perf_counter()
         x = SparseRows.stacked(rows, group, batch_size)
         seen = None if filter_seen else SparseRows.stacked(empty, group, batch_size)
@@ -208,6 +208,17 @@ class AbstractRecommender(eqx.Module):
     def config(self) -> dict[str, Any]:
         """Every setting of the model, by name."""
         return {name: getattr(self, name) for name in self.setting_names()}
+
+    def fit_key(self) -> Hashable:
+        """The settings the fitted state depends on: models with equal keys can share a fit."""
+        return tuple(sorted(self.config().items()))
+
+    def with_fit_of(self, fitted: Self) -> Self:
+        """This model's settings with the fitted state of ``fitted`` (whose ``fit_key`` must match)."""
+        if fitted.fit_key() != self.fit_key():
+            raise ValueError(f"fit keys differ: {fitted.fit_key()} != {self.fit_key()}")
+        names = [f.name for f in dataclasses.fields(self) if not f.metadata.get("static", False) or f.metadata.get("fitted", False)]
+        return dataclasses.replace(self, **{name: getattr(fitted, name) for name in names})
 
     def recommend(
         self, users_or_rows: Any, k: int = 20, filter_seen: bool = True, batch_size: int = 1024

@@ -123,6 +123,10 @@ class BSPM(AbstractRecommender):
     def needs_svd(self) -> bool:
         return self.beta != 0 or self.blur_filter.needs_svd
 
+    def fit_key(self) -> tuple[int | None, bool]:
+        """The graph depends only on the SVD rank (when an SVD is needed) and ``dense``."""
+        return (self.rank if self.needs_svd else None, self.dense)
+
     def fit(self, train: sp.csr_matrix) -> Self:
         graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense)
         return dataclasses.replace(self, graph=graph, train=HostMatrix(train))
@@ -185,6 +189,9 @@ class LGCNIDE(AbstractRecommender):
     def __check_init__(self) -> None:
         if not (isinstance(self.layers, int) and self.layers >= 1):
             raise ConfigError(f"layers must be an integer >= 1, got {self.layers!r}")
+
+    def fit_key(self) -> tuple[()]:
+        return ()
 
     def fit(self, train: sp.csr_matrix) -> Self:
         return dataclasses.replace(self, graph=build_graph(train, None), train=HostMatrix(train))

@@ -21,6 +21,9 @@ class Popularity(AbstractRecommender):
     degree: Float[Array, " n_items"] | None = None
     train: HostMatrix | None = fitted_train_field()
 
+    def fit_key(self) -> tuple[()]:
+        return ()
+
     def fit(self, train: sp.csr_matrix) -> Self:
         degree = np.asarray((train > 0).sum(axis=0), dtype=np.float32).ravel()
         return dataclasses.replace(self, degree=jnp.asarray(degree), train=HostMatrix(train))
