@@ -88,7 +88,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _read_ids(text: str) -> list[str]:
     """Ids from ``a,b,c`` or from a file of ids separated by commas, spaces or new lines."""
     path = Path(text)
-    if path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # e.g. a long id list is no valid file name
+        is_file = False
+    if is_file:
         try:
             text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError:
@@ -158,6 +162,18 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}: top-{args.top_k} items for {len(labels)} users ({len(known)} known, {len(new)} new)")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from .data.fetch import DEFAULT_BASE_URL, fetch_dataset, verify_dataset
+
+    folder = fetch_dataset(args.name, args.dir, base_url=args.base_url or DEFAULT_BASE_URL, force=args.force,
+                           timeout=args.timeout)
+    data = verify_dataset(folder, args.name)
+    print(f"{args.name}: {data.n_users:,} users, {data.n_items:,} items, {data.n_train:,} train / "
+          f"{data.n_test:,} test interactions, verified")
+    print(f"in       {folder}  (use: bspm run --data {args.name if args.dir is None else folder})")
     return 0
 
 
@@ -266,6 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--keep-seen", action="store_true", help="do not filter out the user's own items")
     rec.add_argument("--include-test", action="store_true", help="fit on train + test (default: train only)")
     rec.set_defaults(func=cmd_recommend)
+
+    fetch = sub.add_parser("fetch", help="download and verify a LightGCN benchmark split into the cache")
+    fetch.add_argument("name", help="gowalla, yelp2018 or amazon-book")
+    fetch.add_argument("--dir", help="cache folder (default: $BSPM_DATA_DIR, else ~/.cache/bspm_jax)")
+    fetch.add_argument("--base-url", help="download from this base URL instead ({base}/{name}/train.txt)")
+    fetch.add_argument("--force", action="store_true", help="download again and replace a verified entry")
+    fetch.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default 60)")
+    fetch.set_defaults(func=cmd_fetch)
 
     tun = sub.add_parser("tune", help="grid search on a validation split of train, then the best config on test")
     _add_config_options(tun)

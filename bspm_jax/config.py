@@ -247,7 +247,7 @@ def _check(tables: Mapping[str, Mapping[str, Any]]) -> None:
     ev = tables.get("evaluation", {})
     ks = ev.get("k", [10, 20])
     if not (isinstance(ks, list) and ks and all(_is_int(k, 1) for k in ks)):
-        raise ConfigError(f"evaluation.k must be a list of integers >= 1, got {ks!r}")
+        raise ConfigError(f"evaluation.k (the cut-offs K) must be a list of integers >= 1, got {ks!r}")
     if not _is_int(ev.get("batch_size", 1), 1):
         raise ConfigError(f"evaluation.batch_size must be an integer >= 1, got {ev['batch_size']!r}")
     data = tables.get("data", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bspm_jax import load_sample
+from bspm_jax import get_preset, load_sample
 
 CONTRACT = {"model", "config", "dataset", "metrics", "timings_s", "environment"}
 
@@ -56,7 +57,8 @@ def test_k_option_and_bspm_preset_override(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["model"] == "bspm"
-    assert result["config"]["rank"] == 64 and result["config"]["T_s"] == 2.5
+    assert result["config"]["model"]["rank"] == 64 and result["config"]["model"]["T_s"] == 2.5
+    assert result["config"]["evaluation"] == {"k": [5], "batch_size": 1024}
     assert set(result["metrics"]) == {f"{m}@5" for m in ("recall", "ndcg", "precision", "hit", "coverage", "novelty")}
 
 
@@ -105,3 +107,127 @@ def test_pairs_csv_with_holdout(tmp_path):
     assert proc.returncode == 0, proc.stderr
     ds = json.loads(out.read_text())["dataset"]
     assert (ds["n_users"], ds["n_items"], ds["n_train"] + ds["n_test"]) == (40, 30, 240)
+
+
+def test_config_file_with_overrides_echoed_and_rerunnable(tmp_path):
+    """A TOML config runs like the equivalent flags; its effective config, written back, reruns identically."""
+    from bspm_jax.config import dumps
+
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text('description = "mine"\n[model]\nname = "bspm"\nrank = 32\nT_s = 2.0\n[evaluation]\nk = [20]\n')
+    out1, out2, out3 = (tmp_path / f"o{i}.json" for i in range(3))
+    proc = bspm("run", "--config", str(cfg), "--set", "beta=0.1", "--set", "evaluation.batch_size=500", "--json", str(out1), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    r1 = json.loads(out1.read_text())
+    assert r1["config"]["description"] == "mine"
+    assert r1["config"]["model"]["rank"] == 32 and r1["config"]["model"]["beta"] == 0.1
+    assert r1["config"]["evaluation"] == {"k": [20], "batch_size": 500}
+    flags = ["--model", "bspm", "--set", "rank=32", "--set", "T_s=2.0", "--set", "beta=0.1", "--k", "20", "--batch-size", "500"]
+    proc = bspm("run", *flags, "--json", str(out2), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out2.read_text())["metrics"] == r1["metrics"]
+    echoed = {k: v for k, v in r1["config"].items() if k != "data"}
+    (tmp_path / "echo.toml").write_text(dumps(echoed))
+    proc = bspm("run", "--config", str(tmp_path / "echo.toml"), "--json", str(out3), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out3.read_text())["metrics"] == r1["metrics"]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[model]\nname = \"bspm\"\nrank = \n", "not valid TOML"),
+        ("[modle]\nname = \"bspm\"\n", "unknown table or key modle"),
+        ("[model]\nname = \"bspm\"\nT_s = -1.0\n", "T must be"),
+        ("[evaluation]\nk = [0]\n", "evaluation.k"),
+        ("[data]\nformat = 3\n", "unknown key format in [data]"),
+    ],
+)
+def test_bad_config_file_exit_2(tmp_path, text, message):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    out = tmp_path / "out.json"
+    proc = bspm("run", "--config", str(cfg), "--json", str(out), "--quiet")
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_recommend_known_and_new_users_match_library(tmp_path):
+    """CSV rows equal model.recommend on the same fit; a new user's history is scored like a known row."""
+    from bspm_jax import make_model
+
+    data = load_sample()
+    out = tmp_path / "recs.csv"
+    history = data.train[5].indices
+    proc = bspm("recommend", "--preset", "gowalla-em", "--set", "rank=32", "--users", "0,3,5",
+                "--history", ",".join(map(str, history)), "--k", "7", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert [r["user"] for r in rows] == ["0"] * 7 + ["3"] * 7 + ["5"] * 7 + ["new1"] * 7
+    model = make_model("bspm", **{**get_preset("gowalla-em").model_settings, "rank": 32}).fit(data.train)
+    items, scores = model.recommend(np.array([0, 3, 5]), k=7)
+    got = np.array([int(r["item"]) for r in rows]).reshape(4, 7)
+    np.testing.assert_array_equal(got[:3], items)
+    np.testing.assert_array_equal(got[3], got[2])  # user 5's history as a new user: same list
+    np.testing.assert_allclose([float(r["score"]) for r in rows[:21]], scores.ravel(), rtol=1e-5)
+    for u, top in zip([0, 3, 5], got[:3]):
+        assert not set(top) & set(data.train[u].indices)
+
+
+def test_recommend_keep_seen_and_errors(tmp_path):
+    proc = bspm("recommend", "--model", "popularity", "--users", "0", "--k", "50", "--keep-seen", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    data = load_sample()
+    deg = np.asarray(data.train.sum(axis=0)).ravel()
+    top = np.lexsort((np.arange(data.n_items), -deg))[:50]
+    items = [int(line.split(",")[2]) for line in proc.stdout.strip().splitlines()[1:]]
+    assert items == top.tolist()
+    out = tmp_path / "r.csv"
+    out.write_text("precious")
+    for args, message in [
+        (["--users", "999999"], "user id 999999 is outside"),
+        (["--history", "1,abc"], "item id 'abc' is not an integer"),
+        ([], "name the users"),
+    ]:
+        proc = bspm("recommend", "--model", "popularity", *args, "--out", str(out), "--quiet")
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert out.read_text() == "precious"
+
+
+def test_tune_selects_on_validation_and_writes_best_config(tmp_path):
+    """The table equals evaluate() on the validation split per point; best.toml reproduces the test metrics."""
+    from bspm_jax import evaluate, make_model
+    from bspm_jax.config import load_config
+    from bspm_jax.tuning import validation_split
+
+    out = tmp_path / "tune"
+    proc = bspm("tune", "--model", "bspm", "--set", "rank=32", "--grid", "T_s=1.0,2.5", "--grid", "sharpen_solver=euler,rk4",
+                "--metric", "ndcg@20", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "results.json").read_text())
+    rows = result["results"]
+    assert len(rows) == 4 and result["validation"]["fraction"] == 0.2 and result["validation"]["seed"] == 0
+    assert [r["ndcg@20"] for r in rows] == sorted((r["ndcg@20"] for r in rows), reverse=True)
+    data = load_sample()
+    val = validation_split(data, 0.2, 0)
+    assert val.n_train + val.n_test == data.n_train and (val.train.multiply(val.test)).nnz == 0
+    for row in rows:
+        model = make_model("bspm", rank=32, T_s=row["T_s"], sharpen_solver=row["sharpen_solver"]).fit(val.train)
+        assert evaluate(model, val, ks=(20,)).metrics["ndcg@20"] == pytest.approx(row["ndcg@20"], abs=1e-9)
+    best = load_config(out / "best.toml")
+    assert best.model_settings["T_s"] == rows[0]["T_s"] and best.model_settings["rank"] == 32
+    csv_rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert [float(r["ndcg@20"]) for r in csv_rows] == [r["ndcg@20"] for r in rows]
+    rerun = tmp_path / "best.json"
+    proc = bspm("run", "--config", str(out / "best.toml"), "--k", "20", "--json", str(rerun), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(rerun.read_text())["metrics"]["ndcg@20"] == pytest.approx(result["test_metrics"]["ndcg@20"], abs=1e-9)
+
+
+def test_tune_refuses_huge_or_bad_grids(tmp_path):
+    out = tmp_path / "t"
+    proc = bspm("tune", "--model", "bspm", "--out", str(out), "--quiet")  # the paper's whole space
+    assert proc.returncode == 2 and "points, more than max_points" in proc.stderr
+    proc = bspm("tune", "--model", "bspm", "--grid", "T_s=1.0,0.0", "--out", str(out), "--quiet")
+    assert proc.returncode == 2 and "grid point" in proc.stderr and "T must be" in proc.stderr
+    assert not out.exists()

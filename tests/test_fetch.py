@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import random
 import shutil
 import socket
 import stat
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -82,7 +85,7 @@ def serve() -> Iterator[Callable[[Path], Server]]:
                 pass
 
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(directory)))
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         stopped = threading.Event()
 
@@ -103,7 +106,7 @@ def serve() -> Iterator[Callable[[Path], Server]]:
 
 @pytest.fixture
 def tiny(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Register a tiny dataset 'tiny' and return a served folder holding tiny/train.txt, test.txt."""
+    """Register a tiny dataset "tiny"; the served folder holding tiny/train.txt and test.txt."""
     spec = DatasetSpec(
         name="tiny", n_users=3, n_items=4, n_train=7, n_test=3,
         train_digest=_reference_digest(TINY_TRAIN_PAIRS),
@@ -316,6 +319,28 @@ def test_interrupted_download_leaves_nothing(serve, tiny: Path, tmp_path: Path) 
     assert os.listdir(cache) == ["tiny"] and _snapshot(cache / "tiny") == before
 
 
+def test_a_failed_swap_restores_the_old_entry(serve, tiny: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    server = serve(tiny)
+    cache = tmp_path / "cache"
+    fetch_dataset("tiny", cache, base_url=server.url)
+    (cache / "tiny" / "notes.txt").write_text("mine")
+    before = _snapshot(cache / "tiny")
+    real_replace = os.replace
+
+    def failing_replace(src: str | Path, dst: str | Path) -> None:
+        if Path(src).name.startswith(".tiny.download-"):
+            raise OSError("simulated rename failure")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(fetch.os, "replace", failing_replace)
+    with pytest.raises(DataError, match="could not move the verified tiny files.*simulated"):
+        fetch_dataset("tiny", cache, base_url=server.url, force=True)
+    monkeypatch.undo()
+    assert _snapshot(cache / "tiny") == before
+    assert os.listdir(cache) == ["tiny"]
+
+
 def test_files_placed_by_hand_are_verified_not_downloaded(tiny: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     shutil.copytree(tiny / "tiny", cache / "tiny")
@@ -456,3 +481,36 @@ def test_pairs_digest_layout_and_explicit_zeros() -> None:
         np.array([0, 3, 1, 0], dtype="<i8").tobytes()).hexdigest()
     assert m.indices.tolist() == [3, 1, 0] and m.nnz == 3  # the input is not modified
     assert pairs_digest(_csr(TINY_TRAIN_PAIRS, (3, 4))) == _reference_digest(TINY_TRAIN_PAIRS)
+
+
+def _bspm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bspm_jax", *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **(env or {})})
+
+
+@needs_gowalla
+def test_cli_fetch_then_run_by_name(serve, tmp_path: Path) -> None:
+    """`bspm fetch` against a local server, then `bspm run --data gowalla` reads the cache entry."""
+    server = serve(SHARED)
+    cache = tmp_path / "cache"
+    env = {"BSPM_DATA_DIR": str(cache)}
+    proc = _bspm("fetch", "gowalla", "--base-url", server.url, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "29,858 users, 40,981 items, 810,128 train / 217,242 test interactions, verified" in proc.stdout
+    assert os.listdir(cache) == ["gowalla"]
+    out = tmp_path / "pop.json"
+    proc = _bspm("run", "--data", "gowalla", "--k", "20", "--json", str(out), "--quiet", env=env)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["dataset"]["n_train"] == 810_128 and result["dataset"]["name"] == "gowalla"
+
+
+def test_cli_fetch_offline_exit_2(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    base = f"http://127.0.0.1:{_closed_port()}"
+    proc = _bspm("fetch", "gowalla", "--dir", str(cache), "--base-url", base, "--timeout", "5")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{base}/gowalla/train.txt" in proc.stderr and BY_HAND in proc.stderr
+    assert not (cache / "gowalla").exists()
+    proc = _bspm("run", "--data", "gowalla", "--quiet", env={"BSPM_DATA_DIR": str(cache)})
+    assert proc.returncode == 2 and "run `bspm fetch gowalla`" in proc.stderr

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import DataError
 from .dataset import Dataset, binary_csr
+from .fetch import DATASETS, cached_dataset, default_cache_dir, fetch_dataset
 from .lightgcn import load_lightgcn
 from .pairs import load_pairs
 from .sample import load_sample, make_gowalla_sample
@@ -14,12 +15,15 @@ from .split import holdout_split
 
 __all__ = [
     "Dataset", "binary_csr", "load_lightgcn", "load_pairs", "holdout_split", "load_sample",
-    "make_gowalla_sample", "load_dataset",
+    "make_gowalla_sample", "load_dataset", "fetch_dataset", "DATASETS",
 ]
 
 
 def load_dataset(source: str | Path | None = None, **pairs_kwargs: Any) -> Dataset:
-    """Sample (None), LightGCN folder or pairs file (for a folder only ``name`` is used)."""
+    """Sample (None), LightGCN folder, pairs file, or the name of a fetched dataset (e.g. ``gowalla``).
+
+    For a folder only the ``name`` option is used.
+    """
     if source is None:
         return load_sample()
     path = Path(source)
@@ -29,4 +33,9 @@ def load_dataset(source: str | Path | None = None, **pairs_kwargs: Any) -> Datas
         return load_lightgcn(path, name=pairs_kwargs.get("name"))
     if path.is_file():
         return load_pairs(path, **pairs_kwargs)
-    raise DataError(f"no such file or directory: {path}")
+    if str(source) in DATASETS:
+        cached = cached_dataset(str(source))
+        if cached is not None:
+            return load_lightgcn(cached, name=str(source))
+        raise DataError(f"{source} is not downloaded yet: run `bspm fetch {source}` (cache: {default_cache_dir()})")
+    raise DataError(f"no such file or directory: {path} (dataset names: {', '.join(DATASETS)})")

@@ -150,8 +150,11 @@ def fetch_dataset(
     if not force and _existing_entry(target, spec):
         return target
     urls = dataset_urls(spec.name, base_url)
-    root.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(prefix=f".{spec.name}.download-", dir=root))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix=f".{spec.name}.download-", dir=root))
+    except OSError as exc:
+        raise DataError(f"cannot write to the data directory {root}: {exc}") from exc
     try:
         for fname, url in urls.items():
             _download(url, staged / fname, timeout, progress, _by_hand(spec, urls, target))
@@ -162,7 +165,11 @@ def fetch_dataset(
                 f"the downloaded {spec.name} files ({urls['train.txt']}, {urls['test.txt']}) "
                 f"are not the expected split: {mismatches}; nothing was written to {target}"
             )
-        _install(staged, target, force)
+        try:
+            _install(staged, target, force)
+        except OSError as exc:
+            raise DataError(f"could not move the verified {spec.name} files into {target}: "
+                            f"{exc}") from exc
     finally:
         _remove(staged)
     return target
@@ -295,13 +302,16 @@ def _install(staged: Path, target: Path, force: bool) -> None:
     backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     try:
         os.replace(target, backup / "entry")
-        try:
-            os.replace(staged, target)
-        except BaseException:
-            os.replace(backup / "entry", target)
-            raise
-    finally:
-        _remove(backup)
+    except BaseException:
+        backup.rmdir()
+        raise
+    try:
+        os.replace(staged, target)
+    except BaseException:
+        os.replace(backup / "entry", target)  # if this fails too, the backup stays
+        backup.rmdir()
+        raise
+    _remove(backup)
 
 
 def _default_dir_mode(parent: Path) -> int:
