@@ -120,3 +120,26 @@ def test_invalid_k_is_a_config_error():
         evaluate(LinearScores(weights=jnp.eye(3)), data, ks=[1], batch_size=0)
     with pytest.raises(ConfigError, match="batches_per_call"):
         evaluate(LinearScores(weights=jnp.eye(3)), data, ks=[1], batches_per_call=0)
+
+
+@pytest.mark.parametrize("per_call", [None, 3])
+def test_progress_advances_once_per_finished_batch_and_changes_nothing(per_call):
+    """The progress iterable is stepped from inside the device program, once per batch."""
+    from bspm_jax import load_sample, make_model
+
+    data = load_sample()
+    model = make_model("bspm", rank=16).fit(data.train)
+    stepped: list[int] = []
+
+    def progress(iterable, **_):
+        for x in iterable:
+            stepped.append(x)
+            yield x
+
+    quiet = evaluate(model, data, ks=(20,), batch_size=1000)
+    shown = evaluate(model, data, ks=(20,), batch_size=1000, progress=progress, batches_per_call=per_call)
+    n_batches = math.ceil(quiet.n_users / 1000)
+    calls = [range(i, min(i + (per_call or n_batches), n_batches)) for i in range(0, n_batches, per_call or n_batches)]
+    assert stepped == [j for c in calls for j in range(len(c))]
+    assert shown.metrics == quiet.metrics
+    np.testing.assert_array_equal(shown.ranking.items, quiet.ranking.items)

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import numbers
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any, ClassVar, Self
 
 import equinox as eqx
@@ -79,13 +79,18 @@ def layout_top_k(scores: LayoutScores, seen: SparseRows, k: int) -> tuple[Float[
 
 @eqx.filter_jit
 def batched_top_k(
-    model: AbstractRecommender, rows: SparseRows, k: int, seen: SparseRows | None = None
+    model: AbstractRecommender,
+    rows: SparseRows,
+    k: int,
+    seen: SparseRows | None = None,
+    ticket: Int[Array, ""] | None = None,
 ) -> tuple[Float[Array, "batches b k"], Int[Array, "batches b k"], dict[str, Any]]:
     """Top-k of every batch of stacked rows (:meth:`SparseRows.stacked`), ``seen`` items excluded.
 
     ``seen`` defaults to the rows themselves (the user's history is not recommended back).
     One device program scores all batches in turn (``lax.map``): the buffers of a batch
     are reused by the next instead of being allocated, and page-faulted, on every call.
+    With a ``ticket`` from :class:`BatchTicker`, the host is told as each batch finishes.
     Also returns each batch's solver statistics.
     """
 
@@ -93,9 +98,41 @@ def batched_top_k(
         x, excluded = xs
         scores, stats = model.layout_scores_with_stats(x)
         values, items = layout_top_k(scores, excluded, k)
+        if ticket is not None:
+            jax.debug.callback(BatchTicker.tick, ticket, values[:1, :1])  # runs once the batch's top-k exists
         return values, items, stats
 
     return jax.lax.map(one, (rows, rows if seen is None else seen))
+
+
+class BatchTicker:
+    """Advances a progress iterator from inside a device program, one step per finished batch.
+
+    The compiled program holds only an integer ticket; the host looks the iterator up by
+    it, so one compiled program serves every progress bar.
+    """
+
+    _live: ClassVar[dict[int, Iterator[Any]]] = {}
+
+    def __init__(self, steps: Iterable[Any]):
+        self.steps = iter(steps)
+
+    def __enter__(self) -> Int[Array, ""]:
+        self.ticket = max(self._live, default=0) + 1
+        self._live[self.ticket] = self.steps
+        next(self.steps, None)
+        return jnp.asarray(self.ticket, dtype=jnp.int32)
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.pop(self.ticket, None)
+        for _ in self.steps:  # finish (and close) the progress bar
+            pass
+
+    @classmethod
+    def tick(cls, ticket: Array, _done: Array) -> None:
+        steps = cls._live.get(int(ticket))
+        if steps is not None:
+            next(steps, None)
 
 
 Progress = Callable[..., Iterable[Any]]
@@ -131,7 +168,8 @@ def rank_rows(
 
     Rows are scored ``batch_size`` at a time (the last batch padded, so scoring compiles
     once), ``batches_per_call`` batches per device call (None: all in one call). With
-    ``filter_seen`` a row's own items are never recommended. ``progress`` wraps the calls.
+    ``filter_seen`` a row's own items are never recommended. ``progress`` (e.g. tqdm) wraps
+    the batches of each call and advances as the device finishes each one.
     """
     rows = sp.csr_matrix(rows, dtype=np.float32)
     n, n_items = rows.shape
@@ -150,11 +188,15 @@ def rank_rows(
     scores = np.full((n, k), -np.inf, dtype=np.float32)
     stats: list[dict[str, dict[str, int]]] = []
     seconds = 0.0
-    for group in (progress or no_progress)(calls, desc="scoring", unit="call"):
+    for group in calls:
         t0 = time.perf_counter()
         x = SparseRows.stacked(rows, group, batch_size)
         seen = None if filter_seen else SparseRows.stacked(empty, group, batch_size)
-        out = jax.block_until_ready(batched_top_k(model, x, k, seen))
+        if progress is None:
+            out = jax.block_until_ready(batched_top_k(model, x, k, seen))
+        else:
+            with BatchTicker(progress(range(len(group)), desc="users", unit="batch")) as ticket:
+                out = jax.block_until_ready(batched_top_k(model, x, k, seen, ticket))
         seconds += time.perf_counter() - t0
         values, top, batch_stats = jax.tree.map(np.asarray, out)
         for j, batch in enumerate(group):
