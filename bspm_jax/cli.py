@@ -233,6 +233,53 @@ def _cell(value: Any, setting: bool) -> str:
     return f"{value:.5f}" if isinstance(value, float) and not setting else str(value)
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .config import parse_grid
+    from .data import load_dataset
+    from .experiment import data_source, evaluation_settings, model_from_config
+    from .plots import FIGURES, make_figure
+
+    names = list(FIGURES) if "all" in args.figures else list(dict.fromkeys(args.figures))
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise ConfigError(f"unknown figure {', '.join(unknown)}; available: {', '.join(FIGURES)}, all")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a folder")
+    config = load_cli_config(args)
+    model = model_from_config(config)
+    _, batch_size = evaluation_settings(config)
+    sweeps = {"fig5": ("T_s_values", args.T_s), "fig6": ("K_s_values", args.K_s)}
+    out.mkdir(parents=True, exist_ok=True)
+    path, options = data_source(config)
+    dataset = load_dataset(path, **options)
+    fits: dict = {}
+    for name in names:
+        kw = {"k": args.top_k, "batch_size": batch_size, "progress": _progress(args.quiet), "fits": fits}
+        if name in sweeps and sweeps[name][1]:
+            kw[sweeps[name][0]] = parse_grid(f"v={sweeps[name][1]}")[1]
+        data, paths = make_figure(name, model, dataset, out, **kw)
+        print(f"{name:<6} {_figure_summary(data)}")
+        print(f"{'':<6} wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _figure_summary(data: dict[str, Any]) -> str:
+    """One line of a figure's numbers."""
+    k = data["k"]
+    if "x" in data:
+        m, setting = data["metrics"], data["x"]["setting"]
+        return "  ".join(f"{setting}={x:g}: R {m[f'recall@{k}'][i]:.4f} N {m[f'ndcg@{k}'][i]:.4f}"
+                         for i, x in enumerate(data["x"]["values"]))
+    if "hit_degrees" in data:
+        return "; ".join(f"{v}: {h['n_hits']:,} hits, median degree {h['median_degree']:g}, mean {h['mean_degree']:.1f}"
+                         for v, h in data["hit_degrees"].items())
+    m = data["metrics"]
+    return "; ".join(f"{v}: " + ", ".join(f"{name} {m[name][i]:.4f}" for name in m if name.split("@")[0] in
+                                          ("recall", "ndcg", "novelty", "coverage"))
+                     for i, v in enumerate(data["variants"]))
+
+
 FLAG_KEYS = {
     "data": "data.path", "model": "model.name", "k": "evaluation.k", "batch_size": "evaluation.batch_size",
     "user_col": "data.user_col", "item_col": "data.item_col", "sep": "data.sep", "test": "data.test",
@@ -290,6 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--force", action="store_true", help="download again and replace a verified entry")
     fetch.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default 60)")
     fetch.set_defaults(func=cmd_fetch)
+
+    plot = sub.add_parser("plot", help="the paper's figures 5, 6, 8 and 10 as PNG and SVG (needs matplotlib)")
+    plot.add_argument("figures", nargs="+", metavar="FIGURE", help="fig5, fig6, fig8, fig10 or all")
+    _add_config_options(plot, k=False)
+    plot.add_argument("--out", default="figures", help="folder for <figure>.png, .svg and .json (default: figures)")
+    plot.add_argument("--k", dest="top_k", type=int, default=20, help="cut-off K of the metrics (default 20)")
+    plot.add_argument("--T-s", dest="T_s", metavar="V1,V2,...", help="fig5: sharpening times (default 1..5 and the model's)")
+    plot.add_argument("--K-s", dest="K_s", metavar="V1,V2,...", help="fig6: sharpening steps (default 1..4 and the model's)")
+    plot.set_defaults(func=cmd_plot)
 
     tun = sub.add_parser("tune", help="grid search on a validation split of train, then the best config on test")
     _add_config_options(tun)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import ConfigError
 
@@ -24,20 +26,45 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
-    path = check_writable(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+@contextlib.contextmanager
+def atomic_files(*paths: str | Path) -> Iterator[list[BinaryIO]]:
+    """Binary files to write that replace ``paths`` together when the block ends without error.
+
+    Each is a temporary file beside its target; on success it gets the replaced file's mode
+    (a new file: rw-r--r-- less the umask), is synced and renamed over the target. On any
+    error (or interrupt) the temporary files are removed and the targets are untouched.
+    """
+    targets = [check_writable(p) for p in paths]
+    temps: list[tuple[str, BinaryIO]] = []
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        for path in targets:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temps.append((tmp, os.fdopen(fd, "wb")))
+        yield [f for _, f in temps]
+        for (tmp, f), path in zip(temps, targets):
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+            f.close()
+            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
+        for (tmp, _), path in zip(temps, targets):
+            os.replace(tmp, path)
+    finally:
+        for tmp, f in temps:
+            f.close()
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    with atomic_files(path) as (f,):
+        f.write(text.encode("utf-8"))
+    return Path(path)
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:

@@ -19,8 +19,8 @@ from typing import Any
 from .data import Dataset, holdout_split
 from .errors import ConfigError
 from .evaluation import evaluate
-from .models import AbstractRecommender, make_model
-from .models.base import Progress, no_progress
+from .models import make_model
+from .models.base import Fits, Progress, fit_shared, no_progress
 
 PAPER_GRID: dict[str, list[Any]] = {
     "sharpen_solver": ["euler", "rk4"],
@@ -97,16 +97,15 @@ def tune(
             raise ConfigError(f"grid point {point}: {err}") from None
     t0 = time.perf_counter()
     val = validation_split(dataset, validation, seed)
-    fits: dict[Any, AbstractRecommender] = {}
+    fits: Fits = {}
     fit_s = 0.0
     rows = []
     for point, model in zip(points, (progress or no_progress)(models, desc="grid", unit="point")):
         t = time.perf_counter()
-        key = model.fit_key()
-        if key not in fits:
-            fits[key] = model.fit(val.train)
-            fit_s += time.perf_counter() - t
-        result = evaluate(model.with_fit_of(fits[key]), val, ks=ks, batch_size=batch_size)
+        n_fits = len(fits)
+        model = fit_shared(model, val.train, fits)
+        fit_s += (time.perf_counter() - t) if len(fits) > n_fits else 0.0
+        result = evaluate(model, val, ks=ks, batch_size=batch_size)
         rows.append({**point, **result.metrics, "seconds": time.perf_counter() - t})
     search_s = time.perf_counter() - t0
     order = sorted(range(len(rows)), key=lambda i: (-_score(rows[i][metric]), i))

@@ -146,6 +146,7 @@ def test_plot_writes_png_and_svg(figures, tmp_path, name):
     check_outputs(paths, stem)
     assert "gowalla-sample" in paths[1].read_text()  # the caption names the dataset
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{name}.png", f"{name}.svg"]  # no temporaries left
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in paths)  # not mkstemp's private 0600
 
 
 def test_missing_folder_creates_nothing(figures, tmp_path):
@@ -162,6 +163,7 @@ def test_failed_render_keeps_existing_files(figures, tmp_path, monkeypatch):
     old = {ext: f"old {ext}".encode() for ext in ("png", "svg")}
     for ext, content in old.items():
         (tmp_path / f"fig8.{ext}").write_bytes(content)
+        (tmp_path / f"fig8.{ext}").chmod(0o640)
 
     real_savefig = Figure.savefig
 
@@ -176,7 +178,9 @@ def test_failed_render_keeps_existing_files(figures, tmp_path, monkeypatch):
     # the PNG rendered fine but neither file is replaced, and no temporary file is left
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {f"fig8.{e}": c for e, c in old.items()}
     monkeypatch.undo()
-    check_outputs(plot_fig8(figures["fig8"], stem), stem)
+    paths = plot_fig8(figures["fig8"], stem)
+    check_outputs(paths, stem)
+    assert all(p.stat().st_mode & 0o777 == 0o640 for p in paths)  # the replaced files' mode is kept
 
 
 def test_missing_matplotlib_is_a_config_error(figures, tmp_path, monkeypatch):

@@ -143,6 +143,22 @@ def no_progress(iterable: Iterable[Any], **_: Any) -> Iterable[Any]:
     return iterable
 
 
+Fits = dict[Hashable, "AbstractRecommender"]
+"""Fitted models by (class, train matrix, ``fit_key``): see :func:`fit_shared`."""
+
+
+def fit_shared(model: AbstractRecommender, train: sp.csr_matrix, fits: Fits) -> AbstractRecommender:
+    """``model`` fitted on ``train``, reusing the fit in ``fits`` of a model with the same ``fit_key``.
+
+    BSPM's fit (normalisation and SVD) depends only on the SVD rank, so a grid over the ODE
+    settings fits once per rank.
+    """
+    key = (type(model), id(train), model.fit_key())
+    if key not in fits:
+        fits[key] = model.fit(train)
+    return model.with_fit_of(fits[key])
+
+
 @dataclasses.dataclass(frozen=True)
 class Ranking:
     """Top-k items per user row: ``items``/``scores`` (n, k); ``scores`` is -inf where a row
