@@ -231,3 +231,24 @@ def test_tune_refuses_huge_or_bad_grids(tmp_path):
     proc = bspm("tune", "--model", "bspm", "--grid", "T_s=1.0,0.0", "--out", str(out), "--quiet")
     assert proc.returncode == 2 and "grid point" in proc.stderr and "T must be" in proc.stderr
     assert not out.exists()
+
+
+def test_plot_writes_figures_and_their_data(tmp_path):
+    """`bspm plot` writes PNG, SVG and JSON per figure; fig8's numbers equal evaluate() of both variants."""
+    from bspm_jax import evaluate, make_model
+
+    out = tmp_path / "figs"
+    proc = bspm("plot", "fig8", "fig10", "--model", "bspm", "--set", "rank=32", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("fig8", "fig10"):
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "<svg" in (out / f"{name}.svg").read_text()
+    fig8 = json.loads((out / "fig8.json").read_text())
+    data = load_sample()
+    model = make_model("bspm", rank=32).fit(data.train)
+    blur = make_model("bspm", rank=32, sharpen=False).with_fit_of(model)
+    for i, m in enumerate([blur, model]):
+        assert fig8["metrics"]["recall@20"][i] == pytest.approx(evaluate(m, data, ks=(20,)).metrics["recall@20"], abs=1e-9)
+    proc = bspm("plot", "fig7", "--out", str(tmp_path / "none"), "--quiet")
+    assert proc.returncode == 2 and "unknown figure fig7" in proc.stderr
+    assert not (tmp_path / "none").exists()
