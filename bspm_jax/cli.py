@@ -168,8 +168,21 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     from .data.fetch import DEFAULT_BASE_URL, fetch_dataset, verify_dataset
 
-    folder = fetch_dataset(args.name, args.dir, base_url=args.base_url or DEFAULT_BASE_URL, force=args.force,
-                           timeout=args.timeout)
+    bars: dict[str, Any] = {}
+
+    def progress(url: str, done: int, total: int | None) -> None:
+        from tqdm.auto import tqdm
+
+        if url not in bars:
+            bars[url] = tqdm(total=total, desc=url.rsplit("/", 1)[-1], unit="B", unit_scale=True, file=sys.stderr, leave=False)
+        bars[url].update(done - bars[url].n)
+
+    try:
+        folder = fetch_dataset(args.name, args.dir, base_url=args.base_url or DEFAULT_BASE_URL, force=args.force,
+                               timeout=args.timeout, progress=None if args.quiet else progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
     data = verify_dataset(folder, args.name)
     print(f"{args.name}: {data.n_users:,} users, {data.n_items:,} items, {data.n_train:,} train / "
           f"{data.n_test:,} test interactions, verified")
@@ -336,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--base-url", help="download from this base URL instead ({base}/{name}/train.txt)")
     fetch.add_argument("--force", action="store_true", help="download again and replace a verified entry")
     fetch.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default 60)")
+    fetch.add_argument("--quiet", action="store_true", help="no progress bars")
     fetch.set_defaults(func=cmd_fetch)
 
     plot = sub.add_parser("plot", help="the paper's figures 5, 6, 8 and 10 as PNG and SVG (needs matplotlib)")
