@@ -432,6 +432,7 @@ def plot_fig10(data: FigureData, stem: str | Path) -> list[Path]:
         ax.set_xlabel("item degree (train interactions)")
         ax.set_ylabel("number of hits (per log-spaced degree bin)")
         ax.grid(True, alpha=0.3)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.4)  # headroom: the legend stays clear of the bars
         ax.legend(loc="upper left", title="dashed lines: medians")
         if zero:
             ax.annotate(f"{zero} hits on items without train interactions counted at degree 1",
