@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import numbers
 import tomllib
@@ -219,8 +218,9 @@ def _value(v: Any) -> str:
     if isinstance(v, numbers.Real):
         v = float(v)
         return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf") if math.isinf(v) else repr(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, str):  # a TOML basic string: escape quote, backslash and control characters
+        return '"' + "".join(c if c not in '"\\' and " " <= c != "\x7f" else f"\\u{ord(c):04x}" for c in v) + '"'
+
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v) + "]"
     raise ConfigError(f"cannot write {v!r} to a TOML config")

@@ -29,6 +29,11 @@ def test_dumps_round_trips_through_tomllib(top, tables):
     assert tomllib.loads(dumps(doc)) == doc
 
 
+@pytest.mark.parametrize("text", ["\x7f", 'a"b', "c\\d", "\x00\n\t\r", "é€😀", "\u2028", "", "'"])
+def test_dumps_escapes_what_toml_forbids(text):
+    assert tomllib.loads(dumps({"x": text, "t": {"y": [text]}})) == {"x": text, "t": {"y": [text]}}
+
+
 def test_presets_hold_the_paper_settings_and_build():
     em = get_preset("gowalla-em")
     assert em.model_name == "bspm"
