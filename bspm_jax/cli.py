@@ -53,6 +53,14 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _devices(text: str) -> int | str:
+    return "all" if text == "all" else int(text)
+
+
+def _batch_size(text: str) -> int | str:
+    return "auto" if text == "auto" else int(text)
+
+
 def load_cli_config(args: argparse.Namespace) -> Config:
     """The config of a command: defaults, ``--config`` or ``--preset``, flags, then ``--set``."""
     from .config import resolve
@@ -295,6 +303,7 @@ def _figure_summary(data: dict[str, Any]) -> str:
 
 FLAG_KEYS = {
     "data": "data.path", "model": "model.name", "k": "evaluation.k", "batch_size": "evaluation.batch_size",
+    "devices": "evaluation.devices",
     "user_col": "data.user_col", "item_col": "data.item_col", "sep": "data.sep", "test": "data.test",
     "holdout": "data.holdout", "seed": "data.seed",
 }
@@ -310,7 +319,8 @@ def _add_config_options(p: argparse.ArgumentParser, k: bool = True) -> None:
     p.add_argument("--model", help="model name: popularity, bspm, gf-cf, lgcn-ide, blur-heat, blur-ideal, blur-gfcf")
     if k:
         p.add_argument("--k", type=int, nargs="+", help="cut-offs K (default: 10 20)")
-    p.add_argument("--batch-size", type=int, help="users scored per batch (default: 1024)")
+    p.add_argument("--batch-size", type=_batch_size, help="users scored per batch, or auto (planned from free memory; default 1024)")
+    p.add_argument("--devices", type=_devices, help="split user batches across this many local devices, or all (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     pairs = p.add_argument_group("pairs files (CSV/TSV)")
     pairs.add_argument("--user-col", help="user column: 0-based position or header name (default 0)")

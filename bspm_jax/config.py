@@ -38,7 +38,7 @@ from .errors import ConfigError
 TABLES: dict[str, tuple[str, ...] | None] = {
     "model": None,  # model settings are checked by the model itself
     "data": ("path", "user_col", "item_col", "sep", "test", "holdout", "seed"),
-    "evaluation": ("k", "batch_size"),
+    "evaluation": ("k", "batch_size", "devices"),
     "tune": ("metric", "validation", "seed", "grid"),
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -248,8 +248,11 @@ def _check(tables: Mapping[str, Mapping[str, Any]]) -> None:
     ks = ev.get("k", [10, 20])
     if not (isinstance(ks, list) and ks and all(_is_int(k, 1) for k in ks)):
         raise ConfigError(f"evaluation.k (the cut-offs K) must be a list of integers >= 1, got {ks!r}")
-    if not _is_int(ev.get("batch_size", 1), 1):
-        raise ConfigError(f"evaluation.batch_size must be an integer >= 1, got {ev['batch_size']!r}")
+    if not (_is_int(ev.get("batch_size", 1), 1) or ev["batch_size"] == "auto"):
+        raise ConfigError(f"evaluation.batch_size must be an integer >= 1 or \"auto\", got {ev['batch_size']!r}")
+    devices = ev.get("devices", 1)
+    if not (_is_int(devices, 1) or devices == "all"):
+        raise ConfigError(f"evaluation.devices must be an integer >= 1 or \"all\", got {devices!r}")
     data = tables.get("data", {})
     if "path" in data and not isinstance(data["path"], str):
         raise ConfigError(f"data.path must be text, got {data['path']!r}")

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from .data.dataset import Dataset
@@ -34,12 +35,14 @@ def evaluate(
     batch_size: int = 1024,
     progress: Progress | None = None,
     batches_per_call: int | None = None,
+    devices: int | Sequence[jax.Device] | None = None,
 ) -> Evaluation:
     """Evaluate a fitted model on ``dataset.test`` with the full-ranking protocol.
 
     Users without test items are skipped; every item a user has not interacted with in
     train is a candidate. Scoring runs as in :func:`rank_rows` (``batch_size`` users per
-    batch, ``batches_per_call`` batches per device call, ``progress`` around the calls).
+    batch, ``batches_per_call`` batches per device call, ``progress`` around the calls,
+    ``devices`` to split the batches across devices).
     Timings: ``inference`` is the device time (scoring and top-K), ``evaluate`` the
     metrics on the host. ``users`` and ``ranking`` hold the evaluated users' top-K items.
     """
@@ -48,7 +51,8 @@ def evaluate(
         raise ConfigError(f"every K must be in 1..{dataset.n_items}, got {list(ks)}")
     train, test = dataset.train, dataset.test
     users = np.flatnonzero(np.diff(test.indptr) > 0)
-    ranking = rank_rows(model, train[users], ks[-1], batch_size, progress=progress, batches_per_call=batches_per_call)
+    ranking = rank_rows(model, train[users], ks[-1], batch_size, progress=progress,
+                        batches_per_call=batches_per_call, devices=devices)
     t0 = time.perf_counter()
     acc = MetricAccumulator(ks, dataset.n_items, item_self_information(train))
     acc.add(ranking.items, np.isfinite(ranking.scores), test[users])

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+
 from .config import DEFAULTS, Config, effective
 from .data import Dataset, load_dataset
 from .environment import environment_info, memory_info
@@ -33,12 +35,19 @@ def evaluation_settings(config: Config) -> tuple[list[int], int]:
     return ev["k"], ev["batch_size"]
 
 
+def device_count(config: Config) -> int | None:
+    """``evaluation.devices``: a number of local devices, "all", or None (one device)."""
+    devices = config["evaluation"].get("devices")
+    return len(jax.local_devices()) if devices == "all" else devices
+
+
 def run_config(config: Config, progress: Progress | None = None) -> dict[str, Any]:
     """:func:`run_experiment` for a configuration; the result echoes the effective config."""
     model = model_from_config(config)
     path, options = data_source(config)
     ks, batch_size = evaluation_settings(config)
-    result = run_experiment(model, path, ks, batch_size, progress, options, name=config.model_name)
+    result = run_experiment(model, path, ks, batch_size, progress, options, name=config.model_name,
+                            devices=device_count(config))
     if config.description:
         result["config"] = {"description": config.description, **result["config"]}
     return result
@@ -52,6 +61,7 @@ def run_experiment(
     progress: Progress | None = None,
     data_options: dict[str, Any] | None = None,
     name: str | None = None,
+    devices: int | None = None,
 ) -> dict[str, Any]:
     """Fit ``model`` on the train split of ``data`` and evaluate it on the test split.
 
@@ -64,13 +74,13 @@ def run_experiment(
     t_loaded = time.perf_counter()
     fitted = model.fit(dataset.train)
     t_fitted = time.perf_counter()
-    result = evaluate(fitted, dataset, ks=ks, batch_size=batch_size, progress=progress)
+    result = evaluate(fitted, dataset, ks=ks, batch_size=batch_size, progress=progress, devices=devices)
     total = time.perf_counter() - t_start
     source = "<sample>" if data is None else str(getattr(data, "name", data))
     options = {("test" if k == "test_path" else k): v for k, v in (data_options or {}).items()}
     tables = {
         "data": {"path": source, **options},
-        "evaluation": {"k": sorted(set(int(k) for k in ks)), "batch_size": batch_size},
+        "evaluation": {"k": sorted(set(int(k) for k in ks)), "batch_size": batch_size, "devices": devices or 1},
     }
     return {
         "model": name or model.name,

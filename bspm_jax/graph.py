@@ -64,9 +64,19 @@ def truncated_svd(matrix: sp.spmatrix, rank: int, seed: int = 0) -> tuple[np.nda
     return s, vt * signs[:, None]
 
 
+def svd_bytes(shape: tuple[int, int], rank: int) -> int:
+    """Memory of the iterative SVD: PROPACK's float64 Krylov bases of 6 * rank steps on both sides."""
+    return 6 * rank * (shape[0] + shape[1]) * 8
+
+
 def _sparse_svd(m: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Iterative SVD: PROPACK, falling back to ARPACK when it fails or its residuals are large."""
     scale = max(float(abs(m).max()), 1.0)
+    require_bytes(
+        svd_bytes(m.shape, rank),
+        f"the rank-{rank} SVD of the {m.shape[0]:,} x {m.shape[1]:,} matrix (its Krylov basis)",
+        "use a smaller rank, or beta=0 with a heat blur (no SVD)",
+    )
     # PROPACK allocates its Krylov basis for `maxiter` steps (default 10 * rank); Gowalla's
     # rank-448 SVD converges in 1,669 steps, so 6 * rank first saves the larger allocation.
     for solver, maxiter in (("propack", 6 * rank), ("propack", None), ("arpack", None)):

@@ -89,6 +89,10 @@ def tune(
             f"the grid has {len(points):,} points, more than max_points={max_points:,}; "
             "give a subset (--grid KEY=v1,v2 or [tune.grid]) or raise --max-points"
         )
+    try:
+        make_model(model_name, **base_settings)  # the settings the grid does not vary must be valid too
+    except ConfigError as err:
+        raise ConfigError(f"base settings: {err}") from None
     models = []
     for point in points:
         try:

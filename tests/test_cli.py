@@ -58,7 +58,7 @@ def test_k_option_and_bspm_preset_override(tmp_path):
     result = json.loads(out.read_text())
     assert result["model"] == "bspm"
     assert result["config"]["model"]["rank"] == 64 and result["config"]["model"]["T_s"] == 2.5
-    assert result["config"]["evaluation"] == {"k": [5], "batch_size": 1024}
+    assert result["config"]["evaluation"] == {"k": [5], "batch_size": 1024, "devices": 1}
     assert set(result["metrics"]) == {f"{m}@5" for m in ("recall", "ndcg", "precision", "hit", "coverage", "novelty")}
 
 
@@ -121,7 +121,7 @@ def test_config_file_with_overrides_echoed_and_rerunnable(tmp_path):
     r1 = json.loads(out1.read_text())
     assert r1["config"]["description"] == "mine"
     assert r1["config"]["model"]["rank"] == 32 and r1["config"]["model"]["beta"] == 0.1
-    assert r1["config"]["evaluation"] == {"k": [20], "batch_size": 500}
+    assert r1["config"]["evaluation"] == {"k": [20], "batch_size": 500, "devices": 1}
     flags = ["--model", "bspm", "--set", "rank=32", "--set", "T_s=2.0", "--set", "beta=0.1", "--k", "20", "--batch-size", "500"]
     proc = bspm("run", *flags, "--json", str(out2), "--quiet")
     assert proc.returncode == 0, proc.stderr

@@ -24,9 +24,13 @@ def load_dataset(source: str | Path | None = None, **pairs_kwargs: Any) -> Datas
 
     For a folder only the ``name`` option is used.
     """
-    if source is None:
+    pairs_only = sorted(set(pairs_kwargs) - {"name"})
+    path = None if source is None else Path(source)
+    if pairs_only and (path is None or path.is_dir() or str(source) in DATASETS and not path.exists()):
+        what = "the shipped sample" if path is None else f"the LightGCN folder {source}"
+        raise DataError(f"options for pairs files (CSV/TSV) do not apply to {what}: {', '.join(pairs_only)}")
+    if path is None:
         return load_sample()
-    path = Path(source)
     if path.is_dir():
         if not (path / "train.txt").is_file():
             raise DataError(f"folder has no train.txt: {path}")

@@ -77,6 +77,10 @@ def load_pairs(
                    item_ids=item_ids, stats=stats)
 
 
+_BINARY = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""Characters that no id in a text file holds: undecodable bytes (U+FFFD) and control codes."""
+
+
 def _delimiter(path: Path, sep: str | None) -> str:
     """The field separator: given, from the suffix, or sniffed from the first lines."""
     if sep is not None:
@@ -142,6 +146,10 @@ def _read(
                 raise DataError(f"{path.name} line {lineno}: empty "
                                 f"{'user' if not user else 'item'} id "
                                 f"(line: {_clip(delim.join(row), 80)!r})")
+            for what, token in (("user", user), ("item", item)):
+                if _BINARY.search(token):
+                    raise DataError(f"{path.name} line {lineno}: {what} id {_clip(token, 40)!r} holds bytes that are "
+                                    "not UTF-8 text or control characters (is this a binary file?)")
             users.append(user)
             items.append(item)
             lines.append(lineno)

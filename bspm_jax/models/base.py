@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import functools
 import numbers
 import time
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Self
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, PartitionSpec
 import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
 from ..errors import ConfigError
 from ..operators import AbstractLayout, RowLayout
+from ..memory import check_batch_size, plan_batch_size
 from ..rows import SparseRows, as_dense
 
 Rows = Float[Array, "b n_items"] | SparseRows
@@ -77,6 +80,22 @@ def layout_top_k(scores: LayoutScores, seen: SparseRows, k: int) -> tuple[Float[
     return scores.layout.top_k(scores.values, seen, k)
 
 
+def _map_top_k(
+    model: AbstractRecommender, rows: SparseRows, k: int, seen: SparseRows, ticket: Int[Array, ""] | None
+) -> tuple[Float[Array, "batches b k"], Int[Array, "batches b k"], dict[str, Any]]:
+    """``lax.map`` over stacked batches: scores, top-k with ``seen`` excluded, solver statistics."""
+
+    def one(xs: tuple[SparseRows, SparseRows]) -> tuple[Array, Array, dict[str, Any]]:
+        x, excluded = xs
+        scores, stats = model.layout_scores_with_stats(x)
+        values, items = layout_top_k(scores, excluded, k)
+        if ticket is not None:
+            jax.debug.callback(BatchTicker.tick, ticket, values[:1, :1])  # runs once the batch's top-k exists
+        return values, items, stats
+
+    return jax.lax.map(one, (rows, seen))
+
+
 @eqx.filter_jit
 def batched_top_k(
     model: AbstractRecommender,
@@ -93,16 +112,51 @@ def batched_top_k(
     With a ``ticket`` from :class:`BatchTicker`, the host is told as each batch finishes.
     Also returns each batch's solver statistics.
     """
+    return _map_top_k(model, rows, k, rows if seen is None else seen, ticket)
 
-    def one(xs: tuple[SparseRows, SparseRows]) -> tuple[Array, Array, dict[str, Any]]:
-        x, excluded = xs
-        scores, stats = model.layout_scores_with_stats(x)
-        values, items = layout_top_k(scores, excluded, k)
-        if ticket is not None:
-            jax.debug.callback(BatchTicker.tick, ticket, values[:1, :1])  # runs once the batch's top-k exists
-        return values, items, stats
 
-    return jax.lax.map(one, (rows, rows if seen is None else seen))
+SHARD_AXIS = "batches"
+
+
+@eqx.filter_jit
+def sharded_top_k(
+    model: AbstractRecommender,
+    rows: SparseRows,
+    k: int,
+    seen: SparseRows | None,
+    ticket: Int[Array, ""] | None,
+    mesh: Mesh,
+) -> tuple[Float[Array, "batches b k"], Int[Array, "batches b k"], dict[str, Any]]:
+    """:func:`batched_top_k` with the stacked batches split across the devices of ``mesh``.
+
+    Each device runs ``lax.map`` over its share of the batches (the leading axis, whose
+    length must be a multiple of the number of devices); the model's arrays (the
+    item-side operators) are replicated on every device.
+    """
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def local(params: Any, rows: SparseRows, seen: SparseRows, ticket: Any) -> Any:
+        return _map_top_k(eqx.combine(params, static), rows, k, seen, ticket)
+
+    shard = PartitionSpec(SHARD_AXIS)
+    run = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(), shard, shard, PartitionSpec()),
+                        out_specs=shard, check_vma=False)
+    return run(params, rows, rows if seen is None else seen, ticket)
+
+
+def device_mesh(devices: int | Sequence[jax.Device] | None) -> Mesh | None:
+    """A one-axis mesh over ``devices`` (a count of local devices, or the devices); None for one device."""
+    if devices is None:
+        return None
+    if isinstance(devices, numbers.Integral) and not isinstance(devices, bool):
+        local = jax.local_devices()
+        if not 1 <= devices <= len(local):
+            raise ConfigError(f"devices must be in 1..{len(local)} (the local {local[0].platform} devices), got {devices}")
+        devices = local[:devices]
+    devices = list(devices)
+    if not devices:
+        raise ConfigError("devices must name at least one device")
+    return None if len(devices) == 1 else Mesh(np.array(devices), (SHARD_AXIS,))
 
 
 class BatchTicker:
@@ -175,24 +229,31 @@ def rank_rows(
     model: AbstractRecommender,
     rows: sp.csr_matrix,
     k: int,
-    batch_size: int = 1024,
+    batch_size: int | str = 1024,
     filter_seen: bool = True,
     progress: Progress | None = None,
     batches_per_call: int | None = None,
+    devices: int | Sequence[jax.Device] | None = None,
 ) -> Ranking:
     """Top-k items of every user row of ``rows`` (their interaction histories), scored in batches.
 
     Rows are scored ``batch_size`` at a time (the last batch padded, so scoring compiles
-    once), ``batches_per_call`` batches per device call (None: all in one call). With
+    once; "auto" plans it from the available memory, and a size that cannot fit is refused), ``batches_per_call`` batches per device call (None: all in one call). With
     ``filter_seen`` a row's own items are never recommended. ``progress`` (e.g. tqdm) wraps
-    the batches of each call and advances as the device finishes each one.
+    the batches of each call and advances as the device finishes each one. ``devices``
+    (a number of local devices, or a list of devices) splits the batches across devices.
     """
     rows = sp.csr_matrix(rows, dtype=np.float32)
     n, n_items = rows.shape
     if not (isinstance(k, numbers.Integral) and 1 <= k <= n_items):
         raise ConfigError(f"k must be an integer in 1..{n_items}, got {k!r}")
-    if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
-        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    mesh = device_mesh(devices)
+    n_devices = 1 if mesh is None else mesh.size
+    if batch_size == "auto":
+        batch_size = plan_batch_size(model, *rows.shape, devices=n_devices)
+    if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size >= 1):
+        raise ConfigError(f"batch_size must be an integer >= 1 or \"auto\", got {batch_size!r}")
+    check_batch_size(model, int(min(batch_size, max(n, 1))), *rows.shape, devices=n_devices)
     if batches_per_call is not None and not (isinstance(batches_per_call, numbers.Integral) and batches_per_call >= 1):
         raise ConfigError(f"batches_per_call must be an integer >= 1 or None, got {batches_per_call!r}")
     batch_size = int(max(1, min(batch_size, n)))
@@ -206,13 +267,16 @@ def rank_rows(
     seconds = 0.0
     for group in calls:
         t0 = time.perf_counter()
-        x = SparseRows.stacked(rows, group, batch_size)
-        seen = None if filter_seen else SparseRows.stacked(empty, group, batch_size)
-        if progress is None:
-            out = jax.block_until_ready(batched_top_k(model, x, k, seen))
-        else:
-            with BatchTicker(progress(range(len(group)), desc="users", unit="batch")) as ticket:
+        padded = group + [np.zeros(0, dtype=np.int64)] * (-len(group) % n_devices)  # whole batches per device
+        x = SparseRows.stacked(rows, padded, batch_size)
+        seen = None if filter_seen else SparseRows.stacked(empty, padded, batch_size)
+        with contextlib.ExitStack() as stack:
+            ticket = None if progress is None else stack.enter_context(
+                BatchTicker(progress(range(len(padded)), desc="users", unit="batch")))
+            if mesh is None:
                 out = jax.block_until_ready(batched_top_k(model, x, k, seen, ticket))
+            else:
+                out = jax.block_until_ready(sharded_top_k(model, x, k, seen, ticket, mesh))
         seconds += time.perf_counter() - t0
         values, top, batch_stats = jax.tree.map(np.asarray, out)
         for j, batch in enumerate(group):
@@ -266,6 +330,10 @@ class AbstractRecommender(eqx.Module):
     def config(self) -> dict[str, Any]:
         """Every setting of the model, by name."""
         return {name: getattr(self, name) for name in self.setting_names()}
+
+    def scoring_bytes_per_user(self, n_users: int, n_items: int) -> int:
+        """Working memory of scoring, per user of a batch (for batch planning): a few score rows."""
+        return 3 * n_items * 4
 
     def fit_key(self) -> Hashable:
         """The settings the fitted state depends on: models with equal keys can share a fit."""

@@ -91,6 +91,8 @@ class BSPM(AbstractRecommender):
         _finite("heat capacity k", self.k, 0.0, strict=True)
         _finite("beta", self.beta, 0.0)
         _finite("gfcf_beta", self.gfcf_beta)
+        _finite("rtol", self.rtol, 0.0, strict=True)
+        _finite("atol", self.atol, 0.0, strict=True)
         for flag in ("sharpen", "residual", "t_point", "dense", "use_diffrax"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
@@ -126,6 +128,13 @@ class BSPM(AbstractRecommender):
     def fit_key(self) -> tuple[int | None, bool]:
         """The graph depends only on the SVD rank (when an SVD is needed) and ``dense``."""
         return (self.rank if self.needs_svd else None, self.dense)
+
+    def scoring_bytes_per_user(self, n_users: int, n_items: int) -> int:
+        """float32 rows alive per user: the input, the ODE states at the output times, the
+        Horner accumulator and stage, the ideal term, the result, and one n_users-long
+        intermediate of ``(X R~^T) R~``."""
+        states = 5 + self.K_b + (self.K_s if self.sharpen else 0) + (1 if self.beta != 0 else 0)
+        return 4 * (states * n_items + n_users)
 
     def fit(self, train: sp.csr_matrix) -> Self:
         graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense)
