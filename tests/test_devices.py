@@ -72,3 +72,20 @@ def test_top_k_is_deterministic_across_runs_and_batch_sizes():
         np.testing.assert_array_equal(r.scores, runs[0].scores[: len(r.scores)])
     refit = make_model("bspm", rank=48).fit(data.train)  # the SVD is seeded: the same fit again
     np.testing.assert_array_equal(rank_rows(refit, data.train, 20, 1024).items, runs[0].items)
+
+
+def test_cli_devices_and_auto_batch(tmp_path):
+    """`bspm run --devices 2 --batch-size auto` reports the same metrics as one device."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    results = []
+    for extra in (["--devices", "2", "--batch-size", "auto"], ["--batch-size", "1000"]):
+        out = tmp_path / f"r{len(results)}.json"
+        proc = subprocess.run([sys.executable, "-m", "bspm_jax", "run", "--model", "bspm", "--set", "rank=16", *extra,
+                               "--json", str(out), "--quiet"], capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        results.append(json.loads(out.read_text()))
+    assert results[0]["metrics"] == results[1]["metrics"]
+    assert results[0]["config"]["evaluation"]["devices"] == 2 and results[0]["environment"]["device_count"] == 2
+    proc = subprocess.run([sys.executable, "-m", "bspm_jax", "run", "--devices", "3", "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 2 and "devices must be in 1..2" in proc.stderr
