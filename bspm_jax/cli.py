@@ -132,8 +132,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     import numpy as np
     import scipy.sparse as sp
 
-    from .experiment import data_source, model_from_config
-    from .data import load_dataset
+    from .experiment import dataset_from_config, model_from_config
     from .io import check_writable, write_text_atomic
     from .models.base import rank_rows
 
@@ -143,8 +142,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         check_writable(args.out)
     config = load_cli_config(args)
     model = model_from_config(config)
-    path, options = data_source(config)
-    dataset = load_dataset(path, **options)
+    dataset = dataset_from_config(config)
     known = dataset.user_indices(_read_ids(args.users)) if args.users else np.zeros(0, dtype=np.int64)
     new = _histories(args)
     train = dataset.train + dataset.test if args.include_test else dataset.train
@@ -200,8 +198,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .config import DEFAULTS, dumps, parse_grid
-    from .data import load_dataset
-    from .experiment import data_source, evaluation_settings
+    from .experiment import dataset_from_config, evaluation_settings
     from .io import write_json_atomic, write_text_atomic
     from .tuning import PAPER_GRID, grid_points, tune
 
@@ -215,9 +212,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     grid = {k: v if isinstance(v, list) else [v] for k, v in (opts["grid"] or PAPER_GRID).items()}
     ks, batch_size = evaluation_settings(config)
     print(f"grid     {len(grid_points(grid)):,} points: " + ", ".join(f"{k} {v}" for k, v in grid.items()))
-    path, options = data_source(config)
     t0 = time.perf_counter()
-    dataset = load_dataset(path, **options)
+    dataset = dataset_from_config(config)
     result = tune(config.model_name, config.model_settings, grid, dataset, opts["metric"], opts["validation"],
                   opts["seed"], ks, batch_size, args.max_points, _progress(args.quiet))
     wall = time.perf_counter() - t0
@@ -256,8 +252,7 @@ def _cell(value: Any, setting: bool) -> str:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from .config import parse_grid
-    from .data import load_dataset
-    from .experiment import data_source, evaluation_settings, model_from_config
+    from .experiment import dataset_from_config, evaluation_settings, model_from_config
     from .plots import FIGURES, make_figure
 
     names = list(FIGURES) if "all" in args.figures else list(dict.fromkeys(args.figures))
@@ -272,8 +267,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     _, batch_size = evaluation_settings(config)
     sweeps = {"fig5": ("T_s_values", args.T_s), "fig6": ("K_s_values", args.K_s)}
     out.mkdir(parents=True, exist_ok=True)
-    path, options = data_source(config)
-    dataset = load_dataset(path, **options)
+    dataset = dataset_from_config(config)
     fits: dict = {}
     for name in names:
         kw = {"k": args.top_k, "batch_size": batch_size, "progress": _progress(args.quiet), "fits": fits}

@@ -29,6 +29,12 @@ def data_source(config: Config) -> tuple[str | None, dict[str, Any]]:
     return path, {("test_path" if k == "test" else k): v for k, v in data.items()}
 
 
+def dataset_from_config(config: Config) -> Dataset:
+    """The dataset named by ``[data]`` (the shipped sample when it has no path)."""
+    path, options = data_source(config)
+    return load_dataset(path, **options)
+
+
 def evaluation_settings(config: Config) -> tuple[list[int], int]:
     """``[evaluation]`` as (cut-offs K, users per batch)."""
     ev = {**DEFAULTS["evaluation"], **config["evaluation"]}
