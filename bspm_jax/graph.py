@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float
-from scipy.sparse.linalg import svds
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh, svds
 
-from .errors import ConfigError
-from .memory import require_bytes
+from .errors import ConfigError, ResourceError
+from . import memory
+from .memory import human_bytes, require_bytes
 from . import native as native_kernel
 from .operators import AbstractLayout, AbstractOperator, ChunkLayout, Dense, Gram, LowRank, RowLayout, SparseMatrix
 
@@ -64,29 +67,84 @@ def truncated_svd(matrix: sp.spmatrix, rank: int, seed: int = 0) -> tuple[np.nda
     return s, vt * signs[:, None]
 
 
-def svd_bytes(shape: tuple[int, int], rank: int) -> int:
-    """Memory of the iterative SVD: PROPACK's float64 Krylov bases of 6 * rank steps on both sides."""
-    return 6 * rank * (shape[0] + shape[1]) * 8
+class SvdAttempt(NamedTuple):
+    """One way to take the iterative SVD: a name, the bytes of its float64 Krylov basis, the call."""
+
+    name: str
+    bytes: int
+    run: Callable[[sp.csr_matrix, int, int], tuple[np.ndarray, np.ndarray]]
+
+
+def _propack(steps: int) -> Callable[[sp.csr_matrix, int, int], tuple[np.ndarray, np.ndarray]]:
+    """PROPACK's Lanczos bidiagonalisation with a basis of ``steps`` vectors on both sides."""
+
+    def run(m: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        _, s, vt = svds(m, k=rank, solver="propack", random_state=seed, return_singular_vectors="vh", maxiter=steps)
+        return s, vt
+
+    return run
+
+
+def _gram_lanczos(m: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """ARPACK's Lanczos on the Gram matrix of the smaller side (a basis on that side only).
+
+    Tall M: eigenpairs of M^T M are (s^2, v). Wide M: eigenpairs of M M^T are (s^2, u),
+    and v = M^T u / s.
+    """
+    tall = m.shape[0] >= m.shape[1]
+    x = m if tall else sp.csr_matrix(m.T)
+    xt = sp.csr_matrix(x.T)
+    side = x.shape[1]
+    gram = LinearOperator((side, side), matvec=lambda v: xt @ (x @ v), matmat=lambda v: xt @ (x @ v), dtype=np.float64)
+    start = np.random.default_rng(seed).standard_normal(side)
+    eigenvalues, vectors = eigsh(gram, k=rank, which="LA", v0=start)
+    s = np.sqrt(np.clip(eigenvalues, 0.0, None))
+    if tall:
+        return s, vectors.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return s, (m.T @ vectors / s).T
+
+
+def svd_attempts(shape: tuple[int, int], rank: int) -> list[SvdAttempt]:
+    """The iterative SVD's attempts in order, with the memory of each one's Krylov basis.
+
+    PROPACK (fastest; 6 * rank steps, then its default 10 * rank) keeps float64 bases on
+    both sides: ``steps * (m + n) * 8`` bytes. ARPACK on the smaller side's Gram keeps
+    ``2 * rank + 1`` vectors of that side (and the rank right vectors), so it fits where
+    PROPACK cannot when one side is long (10^6 users).
+    """
+    m, n = shape
+    # PROPACK allocates its basis for `maxiter` steps; Gowalla's rank-448 SVD converges in
+    # 1,669 steps, so 6 * rank first saves the larger allocation.
+    gram = (min(2 * rank + 1, min(m, n)) * min(m, n) + rank * n) * 8
+    return [
+        SvdAttempt(f"PROPACK ({6 * rank} steps)", 6 * rank * (m + n) * 8, _propack(6 * rank)),
+        SvdAttempt(f"PROPACK ({10 * rank} steps)", 10 * rank * (m + n) * 8, _propack(10 * rank)),
+        SvdAttempt("ARPACK on the Gram matrix", gram, _gram_lanczos),
+    ]
 
 
 def _sparse_svd(m: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Iterative SVD: PROPACK, falling back to ARPACK when it fails or its residuals are large."""
+    """Iterative SVD: the attempts that fit in the available memory, in order, until one has small residuals."""
     scale = max(float(abs(m).max()), 1.0)
-    require_bytes(
-        svd_bytes(m.shape, rank),
-        f"the rank-{rank} SVD of the {m.shape[0]:,} x {m.shape[1]:,} matrix (its Krylov basis)",
-        "use a smaller rank, or beta=0 with a heat blur (no SVD)",
-    )
-    # PROPACK allocates its Krylov basis for `maxiter` steps (default 10 * rank); Gowalla's
-    # rank-448 SVD converges in 1,669 steps, so 6 * rank first saves the larger allocation.
-    for solver, maxiter in (("propack", 6 * rank), ("propack", None), ("arpack", None)):
+    attempts = svd_attempts(m.shape, rank)
+    free = memory.available_bytes()
+    fitting = [a for a in attempts if a.bytes <= free]
+    if not fitting:
+        least = min(attempts, key=lambda a: a.bytes)
+        raise ResourceError(
+            f"the rank-{rank} SVD of the {m.shape[0]:,} x {m.shape[1]:,} matrix needs {human_bytes(least.bytes)} "
+            f"({least.name}) but only {human_bytes(free)} is available; use a smaller rank, or beta=0 with a "
+            f"heat blur (no SVD)"
+        )
+    for attempt in fitting:
         try:
-            _, s, vt = svds(m, k=rank, solver=solver, random_state=seed, return_singular_vectors="vh", maxiter=maxiter)
-        except np.linalg.LinAlgError:
+            s, vt = attempt.run(m, rank, seed)
+        except (np.linalg.LinAlgError, ArpackNoConvergence):
             continue
         order = np.argsort(-s, kind="stable")
         s, vt = s[order], vt[order]
-        if not np.all(np.isfinite(s)):
+        if not (np.all(np.isfinite(s)) and np.all(np.isfinite(vt))):
             continue
         residual = np.linalg.norm(m.T @ (m @ vt.T) - vt.T * s**2, axis=0).max()
         if residual <= 1e-6 * (scale * max(1.0, s[0])) ** 2:

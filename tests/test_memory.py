@@ -6,6 +6,9 @@ import jax
 import numpy as np
 import pytest
 
+import scipy.sparse as sp
+
+import bspm_jax.graph as graph
 import bspm_jax.memory as memory
 from bspm_jax import ResourceError, build_graph, load_sample, make_model
 from bspm_jax.models.base import rank_rows
@@ -44,8 +47,6 @@ def test_refusals_name_what_is_needed_and_available(fitted, monkeypatch):
     assert len(ok.batches[0]) == memory.plan_batch_size(model, 200, data.n_items, available=40 * 2**20) == 200
     with pytest.raises(ResourceError, match="SVD .* needs"):
         monkeypatch.setattr(memory, "available_bytes", lambda device=None: 10**5)
-        import bspm_jax.graph as graph
-
         monkeypatch.setattr(graph, "DENSE_SVD_LIMIT", 10)
         build_graph(data.train, 64)
 
@@ -55,3 +56,62 @@ def test_auto_batch_scores_like_a_fixed_batch(fitted):
     auto = rank_rows(model, data.train, 20, "auto")
     fixed = rank_rows(model, data.train, 20, 1024)
     np.testing.assert_array_equal(auto.items, fixed.items)
+
+
+def _power_law(n_users, n_items, seed):
+    """A normalised R~ of seeded power-law interactions."""
+    from bspm_jax.data.synthetic import power_law_interactions
+
+    norm, _, _ = graph.normalize(power_law_interactions(n_users, n_items, 6 * max(n_users, n_items), seed=seed))
+    return norm
+
+
+@pytest.mark.parametrize("shape", [(400, 150), (150, 400)], ids=["tall", "wide"])
+def test_every_svd_attempt_equals_the_dense_svd_or_says_it_did_not_converge(shape):
+    norm = _power_law(*shape, seed=3)
+    expected = np.linalg.svd(norm.toarray(), compute_uv=False)
+    rank = 8 + int(np.argmax(expected[7:15] - expected[8:16]))  # cut at the widest gap of ranks 8..15
+    assert expected[rank - 1] - expected[rank] > 1e-3  # so the subspace is well defined
+    gram = (norm.T @ norm).toarray()
+    converged = []
+    for attempt in graph.svd_attempts(norm.shape, rank):
+        try:
+            s, vt = attempt.run(norm, rank, 0)
+        except np.linalg.LinAlgError:  # PROPACK out of steps: the next attempt takes over
+            continue
+        converged.append(attempt.name)
+        order = np.argsort(-s)
+        s, vt = s[order], vt[order]
+        np.testing.assert_allclose(s, expected[:rank], rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(vt @ vt.T, np.eye(rank), atol=1e-9)
+        np.testing.assert_allclose(vt @ gram, (s**2)[:, None] * vt, atol=1e-9)
+    assert "ARPACK on the Gram matrix" in converged and len(converged) >= 2
+
+
+def test_svd_attempt_memory_arithmetic():
+    m, n, rank = 10**6, 2 * 10**5, 448
+    propack6, propack10, gram = graph.svd_attempts((m, n), rank)
+    assert propack6.bytes == 6 * rank * (m + n) * 8 > 24 * 2**30  # the 10^6-user case: PROPACK cannot fit 24 GiB
+    assert propack10.bytes == 10 * rank * (m + n) * 8
+    assert gram.bytes == ((2 * rank + 1) * n + rank * n) * 8 < 3 * 2**30  # the item side only
+    wide = graph.svd_attempts((n, m), rank)[2]
+    assert wide.bytes == ((2 * rank + 1) * n + rank * m) * 8  # the user side, and the right vectors
+
+
+def test_svd_falls_back_to_the_gram_lanczos_when_propack_cannot_fit(monkeypatch):
+    norm = _power_law(3000, 2500, seed=1)
+    rank = 20
+    monkeypatch.setattr(graph, "DENSE_SVD_LIMIT", 10)
+    propack, _, gram = graph.svd_attempts(norm.shape, rank)
+    ran, attempts = [], graph.svd_attempts
+    monkeypatch.setattr(graph, "svd_attempts", lambda shape, k: [
+        a._replace(run=lambda *args, _a=a: ran.append(_a.name) or _a.run(*args)) for a in attempts(shape, k)])
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: (gram.bytes + propack.bytes) // 2)
+    s, vt = graph.truncated_svd(norm, rank)
+    assert ran == ["ARPACK on the Gram matrix"]  # PROPACK could not fit, so it never ran
+    expected = np.linalg.svd(norm.toarray(), compute_uv=False)
+    np.testing.assert_allclose(s, expected[:rank], rtol=1e-9)
+    np.testing.assert_allclose(vt @ (norm.T @ (norm @ vt.T)), np.diag(s**2), atol=1e-9)
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: gram.bytes - 1)
+    with pytest.raises(ResourceError, match=r"SVD .* needs .*ARPACK on the Gram matrix.* but only .* is available"):
+        graph.truncated_svd(norm, rank)
