@@ -61,15 +61,15 @@ def model_bytes(model: Any) -> int:
 
 
 def plan_batch_size(
-    model: Any, n_users: int, n_items: int, devices: int = 1, available: int | None = None, share: float = 0.6
+    model: Any, n_rows: int, n_items: int, devices: int = 1, available: int | None = None, share: float = 0.6
 ) -> int:
-    """The largest user batch (<= MAX_BATCH, a multiple of 64 from 64 up, or all users) whose scoring fits in
-    ``share`` of the available memory, with the model's arrays on each of ``devices``.
+    """The largest batch of the ``n_rows`` user rows (<= MAX_BATCH, a multiple of 64 from 64 up, or all rows)
+    whose scoring fits in ``share`` of the available memory, with the model's arrays on each of ``devices``.
 
     Refuses (ResourceError) when not even one user fits, saying what is needed and available.
     """
     available = available_bytes() if available is None else available
-    per_user = model.scoring_bytes_per_user(n_users, n_items)
+    per_user = model.scoring_bytes_per_user(n_items)
     fixed = model_bytes(model) * devices
     budget = share * available - fixed
     if budget < per_user * devices:
@@ -79,18 +79,18 @@ def plan_batch_size(
             f"({share:.0%} is planned for); use fewer devices, a smaller SVD rank, or dense=false"
         )
     batch = int(min(MAX_BATCH, budget // (per_user * devices)))
-    if batch >= n_users:
-        return max(n_users, 1)  # one batch holds every user
+    if batch >= n_rows:
+        return max(n_rows, 1)  # one batch holds every row
     return batch if batch < 64 else batch - batch % 64
 
 
-def check_batch_size(model: Any, batch_size: int, n_users: int, n_items: int, devices: int = 1) -> None:
+def check_batch_size(model: Any, batch_size: int, n_rows: int, n_items: int, devices: int = 1) -> None:
     """Refuse (ResourceError) a batch size whose scoring would not fit, before allocating."""
-    per_user = model.scoring_bytes_per_user(n_users, n_items)
+    per_user = model.scoring_bytes_per_user(n_items)
     needed = (model_bytes(model) + batch_size * per_user) * devices
     free = available_bytes()
     if needed > free:
-        fits = plan_batch_size(model, n_users, n_items, devices, free)
+        fits = plan_batch_size(model, n_rows, n_items, devices, free)
         raise ResourceError(
             f"scoring batches of {batch_size:,} users needs {human_bytes(needed)} but only {human_bytes(free)} "
             f"is available; use batch_size={fits} (or batch_size=\"auto\")"

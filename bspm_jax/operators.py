@@ -67,6 +67,10 @@ class AbstractOperator(eqx.Module):
         """The operator as ``sum_i c_i A_i`` over operators that are not sums or scalings."""
         return ((1.0, self),)
 
+    def intermediate_length(self) -> int:
+        """Length of the longest intermediate row one input row passes through (0: none)."""
+        return max((op.intermediate_length() for _, op in self.terms() if op is not self), default=0)
+
     def __add__(self, other: AbstractOperator) -> AbstractOperator:
         return Sum((self, other))
 
@@ -227,6 +231,10 @@ class Gram(AbstractOperator):
 
     def __call__(self, x: Rows) -> Rows:
         return self.factor.gram(x)
+
+    def intermediate_length(self) -> int:
+        """``X M^T`` has one entry per row of ``M`` (the training users, for ``M = R~``)."""
+        return self.factor.shape[0]
 
     def on_chunks(self, x: Chunks) -> Chunks:
         return self.factor.gram_on_chunks(x)

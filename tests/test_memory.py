@@ -24,7 +24,7 @@ def test_plan_matches_the_budget_arithmetic(fitted):
     data, model = fitted
     n_users, n_items = data.train.shape
     per_user = 4 * ((5 + 1 + 1 + 1) * n_items + n_users)  # input, ODE states, Horner, ideal, result; one n_users row
-    assert model.scoring_bytes_per_user(n_users, n_items) == per_user
+    assert model.scoring_bytes_per_user(n_items) == per_user
     graph_arrays = [np.asarray(x) for x in jax.tree.leaves(model.graph)]
     assert memory.model_bytes(model) == sum(a.nbytes for a in graph_arrays) > 0  # the item side only
     for available in (10**8, 3 * 10**8, 10**9, 10**11):
@@ -36,6 +36,21 @@ def test_plan_matches_the_budget_arithmetic(fitted):
             assert got * per_user * devices <= budget
 
 
+def test_the_intermediate_is_as_long_as_the_training_users_whatever_rows_are_scored(fitted):
+    """(X R~^T) R~ has one entry per training user, also when only a few rows are scored."""
+    data, model = fitted
+    n_users, n_items = data.train.shape
+    assert model.graph.gram.intermediate_length() == n_users
+    per_user = model.scoring_bytes_per_user(n_items)
+    available = 10**8
+    budget = 0.6 * available - memory.model_bytes(model)
+    assert memory.plan_batch_size(model, 5000, n_items, available=available) == int(budget // per_user) // 64 * 64
+    lgcn = make_model("lgcn-ide").fit(data.train)
+    assert lgcn.scoring_bytes_per_user(n_items) == 4 * (3 * n_items + n_users)
+    dense = make_model("bspm", rank=32, dense=True).fit(data.train)
+    assert dense.graph.gram.intermediate_length() == 0  # a dense P~ has no intermediate row
+
+
 def test_refusals_name_what_is_needed_and_available(fitted, monkeypatch):
     data, model = fitted
     with pytest.raises(ResourceError, match=r"needs .* but only .* is available"):
@@ -44,7 +59,9 @@ def test_refusals_name_what_is_needed_and_available(fitted, monkeypatch):
     with pytest.raises(ResourceError, match=r"scoring batches of 4,000 users needs .* use batch_size=\d+"):
         rank_rows(model, data.train, 20, 4000)
     ok = rank_rows(model, data.train[:200], 20, "auto")  # the planner picks what fits
-    assert len(ok.batches[0]) == memory.plan_batch_size(model, 200, data.n_items, available=40 * 2**20) == 200
+    planned = memory.plan_batch_size(model, 200, data.n_items, available=40 * 2**20)
+    assert len(ok.batches[0]) == planned and planned * model.scoring_bytes_per_user(data.n_items) <= 0.6 * 40 * 2**20
+    assert sum(len(b) for b in ok.batches) == 200
     with pytest.raises(ResourceError, match="SVD .* needs"):
         monkeypatch.setattr(memory, "available_bytes", lambda device=None: 10**5)
         monkeypatch.setattr(graph, "DENSE_SVD_LIMIT", 10)

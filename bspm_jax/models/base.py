@@ -331,7 +331,7 @@ class AbstractRecommender(eqx.Module):
         """Every setting of the model, by name."""
         return {name: getattr(self, name) for name in self.setting_names()}
 
-    def scoring_bytes_per_user(self, n_users: int, n_items: int) -> int:
+    def scoring_bytes_per_user(self, n_items: int) -> int:
         """Working memory of scoring, per user of a batch (for batch planning): a few score rows."""
         return 3 * n_items * 4
 

@@ -54,6 +54,11 @@ def _finite(name: str, value: float, low: float = -math.inf, strict: bool = Fals
         raise ConfigError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
 
 
+def intermediate_length(graph: ItemGraph | None) -> int:
+    """Length of the intermediate row of the fitted item-item filter (0 before fitting, or dense)."""
+    return 0 if graph is None else graph.gram.intermediate_length()
+
+
 class BSPM(AbstractRecommender):
     """Blurring-Sharpening Process Model (early/late merge, residual, t-point combination)."""
 
@@ -129,12 +134,12 @@ class BSPM(AbstractRecommender):
         """The graph depends only on the SVD rank (when an SVD is needed) and ``dense``."""
         return (self.rank if self.needs_svd else None, self.dense)
 
-    def scoring_bytes_per_user(self, n_users: int, n_items: int) -> int:
+    def scoring_bytes_per_user(self, n_items: int) -> int:
         """float32 rows alive per user: the input, the ODE states at the output times, the
-        Horner accumulator and stage, the ideal term, the result, and one n_users-long
-        intermediate of ``(X R~^T) R~``."""
+        Horner accumulator and stage, the ideal term, the result, and the intermediate of
+        ``(X R~^T) R~``, as long as the training users (not the rows being scored)."""
         states = 5 + self.K_b + (self.K_s if self.sharpen else 0) + (1 if self.beta != 0 else 0)
-        return 4 * (states * n_items + n_users)
+        return 4 * (states * n_items + intermediate_length(self.graph))
 
     def fit(self, train: sp.csr_matrix) -> Self:
         graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense)
@@ -204,6 +209,10 @@ class LGCNIDE(AbstractRecommender):
 
     def fit(self, train: sp.csr_matrix) -> Self:
         return dataclasses.replace(self, graph=build_graph(train, None), train=HostMatrix(train))
+
+    def scoring_bytes_per_user(self, n_items: int) -> int:
+        """float32 rows alive per user: a few score rows and the intermediate of ``(X R~^T) R~``."""
+        return 4 * (3 * n_items + intermediate_length(self.graph))
 
     @eqx.filter_jit
     def score(self, rows: Rows) -> Float[Array, "b n_items"]:
