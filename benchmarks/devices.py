@@ -6,8 +6,8 @@
 Fits once, then ranks every test user's row (top 20) with the user batches split across 1, 2,
 ... local devices (``rank_rows(..., devices=n)``). Each count runs ``--runs`` times after one
 warm-up call (compilation); the median is reported with its speed-up over the first count
-(one device by default), and the top-K items and scores are compared bit for bit with its. Prints a table and
-writes ``benchmarks/results/devices-<host>-<date>T<HHMM>.json``. On a GPU machine the
+(one device by default), and the top-K items and scores are compared bit for bit with its.
+Prints a table and writes ``benchmarks/results/devices-<host>-<date>T<HHMM>.json``. On a GPU machine the
 devices are its GPUs; ``--cpu-devices N`` re-runs this script with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (CPU threads shared by N devices).
 """
@@ -39,7 +39,7 @@ def measure(data_path: str | None, preset: str, counts: list[int] | None, batch_
 
     data = load_sample() if data_path is None else load_dataset(data_path)
     model = make_model("bspm", **get_preset(preset).model_settings).fit(data.train)
-    rows = data.train[np.flatnonzero(np.diff(data.test.indptr) > 0)]
+    rows = data.train[data.test_users]
     n_local = len(jax.local_devices())
     counts = counts or sorted({1, *[2**i for i in range(1, n_local.bit_length()) if 2**i <= n_local], n_local})
     reference, table = None, []

@@ -7,11 +7,12 @@
 Each size runs in its own process (so its peak RSS is its own): generate the data
 (:func:`bspm_jax.data.synthetic.power_law_interactions`, 20% per-user test holdout), fit
 (normalisation + SVD), then score every test user (batch size planned from free memory)
-and compute Recall/NDCG@20. With ``--score-users N`` only a seeded sample of N test users is
-scored and the time for all of them is extrapolated (batches are independent and equal in size,
-so scoring time is linear in users; the sample's compile time makes the estimate a slight
-over-estimate); the JSON keeps the measured and the extrapolated times apart. Prints a table with the fitted growth exponent of the total time
-against the number of interactions (least squares on log-log) and writes the results to
+and compute Recall/NDCG@20. With ``--score-users N`` only a seeded sample of N test users
+is scored and the time for all of them is extrapolated (batches are independent and equal
+in size, so scoring time is linear in users; the sample's compile time makes the estimate a
+slight over-estimate); the JSON keeps the measured and the extrapolated times apart. Prints
+a table with the fitted growth exponent of the total time against the number of
+interactions (least squares on log-log) and writes the results to
 ``benchmarks/results/scale-<host>-<date>T<HHMM>.json``.
 """
 
@@ -39,7 +40,7 @@ AMAZON_BOOK = "52643x91599x2984108"
 
 def sample_test_users(data, n_users: int | None, seed: int):
     """``data`` with test rows kept for a seeded sample of ``n_users`` test users (all if None or more)."""
-    users = np.flatnonzero(np.diff(data.test.indptr) > 0)
+    users = data.test_users
     if n_users is None or n_users >= len(users):
         return data
     chosen = np.random.default_rng(seed).choice(users, n_users, replace=False)
@@ -62,7 +63,7 @@ def worker(size: str, rank: int, seed: int, score_users: int | None = None) -> d
     t1 = time.perf_counter()
     model = make_model("bspm", **{**get_preset("gowalla-em").model_settings, "rank": rank}).fit(data.train)
     t2 = time.perf_counter()
-    n_test_users = int(np.count_nonzero(np.diff(data.test.indptr)))
+    n_test_users = len(data.test_users)
     result = evaluate(model, sample_test_users(data, score_users, seed), ks=(20,), batch_size="auto")
     t3 = time.perf_counter()
     # scoring all test users: measured, or extrapolated linearly from the sample

@@ -124,7 +124,7 @@ def _top_k_alone(model, data, batch_size: int, runs: int) -> float:
 
     from bspm_jax.models.base import HostMatrix, layout_top_k
 
-    users = np.flatnonzero(np.diff(data.test.indptr) > 0)
+    users = data.test_users
     batch_size = min(batch_size, len(users))
     x = HostMatrix(data.train).device_rows(users[:batch_size], batch_size)
     scores, _ = jax.block_until_ready(model.layout_scores_with_stats(x))

@@ -50,7 +50,7 @@ def evaluate(
     if not ks or ks[0] < 1 or ks[-1] > dataset.n_items:
         raise ConfigError(f"every K must be in 1..{dataset.n_items}, got {list(ks)}")
     train, test = dataset.train, dataset.test
-    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    users = dataset.test_users
     ranking = rank_rows(model, train[users], ks[-1], batch_size, progress=progress,
                         batches_per_call=batches_per_call, devices=devices)
     t0 = time.perf_counter()

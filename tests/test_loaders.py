@@ -506,3 +506,15 @@ def test_real_gowalla_counts() -> None:
     assert (ds.n_users, ds.n_items, ds.n_train, ds.n_test) == (29858, 40981, 810128, 217242)
     assert ds.stats == {"duplicates_train": 0, "duplicates_test": 0}
     assert ds.name == "gowalla"
+
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.integers(0, 6)), max_size=40))
+def test_test_users_are_the_users_with_test_items(pairs: list[tuple[int, int]]) -> None:
+    """``Dataset.test_users`` is the sorted set of users appearing in the test pairs."""
+    users = np.array([u for u, _ in pairs], dtype=np.int64)
+    items = np.array([i for _, i in pairs], dtype=np.int64)
+    test = sp.csr_matrix((np.ones(len(pairs), np.float32), (users, items)), shape=(10, 7))
+    ds = Dataset(sp.csr_matrix((10, 7), dtype=np.float32), test, "t")
+    assert ds.test_users.tolist() == sorted({u for u, _ in pairs})

@@ -58,6 +58,11 @@ class Dataset:
     def n_test(self) -> int:
         return int(self.test.nnz)
 
+    @property
+    def test_users(self) -> np.ndarray:
+        """Indices of the users with test interactions (the users evaluated), ascending."""
+        return np.flatnonzero(np.diff(self.test.indptr) > 0)
+
     def summary(self) -> dict[str, Any]:
         """The dataset block of the JSON output contract."""
         return {
