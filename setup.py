@@ -18,9 +18,10 @@ def native_extension() -> list[Extension]:
         Extension(
             "bspm_jax._native",
             sources=["bspm_jax/_native/kernels.cc"],
+            depends=["bspm_jax/_native/isa_loops.inc"],
             include_dirs=[jax.ffi.include_dir()],
             language="c++",
-            extra_compile_args=["-std=c++17", "-O3", "-march=native", "-fvisibility=hidden"],
+            extra_compile_args=["-std=c++17", "-O3", "-ffp-contract=off", "-fvisibility=hidden"],
             optional=True,
         )
     ]

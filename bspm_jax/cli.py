@@ -83,14 +83,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .experiment import run_config
     from .io import check_writable, write_json_atomic
 
-    if args.json:
+    lead = _join_processes(args)
+    if args.json and lead:
         check_writable(args.json)
-    result = run_config(load_cli_config(args), progress=_progress(args.quiet))
+    result = run_config(load_cli_config(args), progress=_progress(args.quiet or not lead))
+    if not lead:  # process 0 reports for all
+        return 0
     print(format_result(result))
     if args.json:
         write_json_atomic(args.json, result)
         print(f"wrote    {args.json}")
     return 0
+
+
+def _join_processes(args: argparse.Namespace) -> bool:
+    """Join a multi-process run when ``--coordinator`` is given; True for the reporting process (0)."""
+    given = [args.coordinator is not None, args.num_processes is not None, args.process_id is not None]
+    if not any(given):
+        return True
+    if not all(given):
+        raise ConfigError("a multi-process run needs --coordinator, --num-processes and --process-id together")
+    from .distributed import initialize
+
+    initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.join_timeout)
+    return args.process_id == 0
 
 
 def _read_ids(text: str) -> list[str]:
@@ -333,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="fit a model on the train split and evaluate it on the test split")
     _add_config_options(run)
     run.add_argument("--json", help="also write the result as one JSON object to this file")
+    multi = run.add_argument_group("several processes (jax.distributed; every process gets the same options)")
+    multi.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, which serves the coordinator")
+    multi.add_argument("--num-processes", type=int, help="number of processes taking part")
+    multi.add_argument("--process-id", type=int, help="this process's id, 0..N-1 (process 0 prints and writes --json)")
+    multi.add_argument("--join-timeout", type=int, default=300, help="seconds to wait for all processes (default 300)")
     run.set_defaults(func=cmd_run)
 
     rec = sub.add_parser("recommend", help="top-k items for known users or new users given as histories")

@@ -10,10 +10,18 @@ from typing import Any
 
 import jax
 
+from . import native
+
 
 def environment_info() -> dict[str, Any]:
-    """JAX version, backend, device, Python version and CPU count."""
+    """JAX version, backend, device, Python version, CPU count and the native kernel's paths.
+
+    ``kernel`` is what a model's ``kernel = "auto"`` runs here (``jax``: the pure-JAX fallback);
+    ``kernel_paths`` the native paths this CPU runs; ``kernel_note`` why there are none.
+    """
     device = jax.devices()[0]
+    auto = native.select("auto")
+    extra = {} if native.available() else {"kernel_note": native.unavailable_reason()}
     return {
         "jax": jax.__version__,
         "backend": jax.default_backend(),
@@ -22,6 +30,10 @@ def environment_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
+        "process_count": jax.process_count(),
+        "kernel": native.JAX if auto is None else auto,
+        "kernel_paths": list(native.isa_paths()),
+        **extra,
     }
 
 

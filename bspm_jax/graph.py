@@ -15,7 +15,7 @@ from .errors import ConfigError, ResourceError
 from . import memory
 from .memory import human_bytes, require_bytes
 from . import native as native_kernel
-from .operators import AbstractLayout, AbstractOperator, ChunkLayout, Dense, Gram, LowRank, RowLayout, SparseMatrix
+from .operators import AbstractLayout, AbstractOperator, ChunkLayout, Dense, Gram, LowRank, RowLayout, SparseMatrix, kernel_for
 
 
 def inv_sqrt(degree: np.ndarray) -> np.ndarray:
@@ -178,14 +178,15 @@ def build_graph(
     rank: int | None,
     dense: bool = False,
     dtype: type = np.float32,
-    native: bool | None = None,
+    kernel: str = "auto",
 ) -> ItemGraph:
     """Normalise ``train``, take its rank-``rank`` SVD (None: no ideal filter), build operators.
 
     ``dense=True`` materialises ``P~`` as an (n_items, n_items) array (opt-in, small
     catalogues): it refuses with the memory it would need when that does not fit.
-    ``native`` picks the sparse product: the compiled CPU kernel (True), BCSR (False), or
-    the kernel whenever it is available (None).
+    ``kernel`` picks the products: a path of the compiled CPU kernel (``"avx512"``,
+    ``"avx2"``, ``"baseline"``), pure JAX (``"jax"``), or ``"auto"``: ``$BSPM_KERNEL``, else
+    the fastest available path; see :mod:`bspm_jax.native`.
     """
     norm, _, item_degree = normalize(train)
     n_items = norm.shape[1]
@@ -197,12 +198,12 @@ def build_graph(
         )
         gram: AbstractOperator = Dense(jnp.asarray((norm.T @ norm).toarray().astype(dtype)))
     else:
-        gram = Gram(SparseMatrix.from_scipy(norm, dtype, native=native))
+        gram = Gram(SparseMatrix.from_scipy(norm, dtype, kernel=kernel))
     ideal, s = None, None
     if rank is not None:
         s, vt = truncated_svd(norm, rank)
         left = inv_sqrt(item_degree)[:, None] * vt.T
         right = vt * np.sqrt(item_degree)[None, :]
-        ideal = LowRank(jnp.asarray(left.astype(dtype)), jnp.asarray(right.astype(dtype)))
+        ideal = LowRank(jnp.asarray(left.astype(dtype)), jnp.asarray(right.astype(dtype)), kernel_for(dtype, kernel))
         s = jnp.asarray(s.astype(dtype))
     return ItemGraph(gram, ideal, jnp.asarray(inv_sqrt(item_degree).astype(dtype)), s)

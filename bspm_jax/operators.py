@@ -8,6 +8,7 @@ so that a new filter is one expression, e.g. ``k * (gram - Identity())``.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 import equinox as eqx
 import jax
@@ -133,28 +134,43 @@ class Sum(AbstractOperator):
         return tuple(pair for part in self.parts for pair in part.terms())
 
 
+def kernel_for(dtype: type, kernel: str = "auto") -> str | None:
+    """The native path for arrays of ``dtype`` (see :func:`bspm_jax.native.select`); None: pure JAX.
+
+    The kernel computes in float32: other dtypes use pure JAX, unless a path is named.
+    """
+    path = native_kernel.select(kernel)
+    if path is not None and np.dtype(dtype) != np.float32:
+        if native_kernel.check_choice(kernel) != "auto":
+            raise ConfigError(f"the native kernel computes in float32, not {np.dtype(dtype)}: use kernel='jax'")
+        return None
+    return path
+
+
 class SparseMatrix(eqx.Module):
     """A sparse (m, n) matrix ``M`` kept with its transpose for row-batch products.
 
-    ``native=True`` computes the products with the compiled CSR kernel of
-    :mod:`bspm_jax.native` (CPU); otherwise with ``jax.experimental.sparse`` BCSR.
+    With a ``kernel`` path the products run in the compiled CSR kernel of
+    :mod:`bspm_jax.native` (CPU); with None in ``jax.experimental.sparse`` BCSR.
     """
 
     matrix: jsparse.BCSR
     transpose: jsparse.BCSR
-    native: bool = eqx.field(static=True, default=False)
+    kernel: str | None = eqx.field(static=True, default=None)
 
     @classmethod
-    def from_scipy(cls, m: sp.spmatrix, dtype: type = np.float32, native: bool | None = None) -> SparseMatrix:
-        """Build from a scipy sparse matrix (cast to ``dtype``); ``native=None``: when available."""
+    def from_scipy(cls, m: sp.spmatrix, dtype: type = np.float32, kernel: str = "auto") -> SparseMatrix:
+        """Build from a scipy sparse matrix (cast to ``dtype``); ``kernel`` as in :func:`kernel_for`."""
         m = sp.csr_matrix(m, dtype=dtype)
         m.sort_indices()
         t = m.T.tocsr()
         t.sort_indices()
-        use_native = bool(native_kernel.available() if native is None else native)
-        if use_native and (dtype != np.float32 or not native_kernel.available()):
-            raise ConfigError("the native sparse kernel needs float32 data and a CPU build of bspm_jax._native")
-        return cls(jsparse.BCSR.from_scipy_sparse(m), jsparse.BCSR.from_scipy_sparse(t), use_native)
+        return cls(jsparse.BCSR.from_scipy_sparse(m), jsparse.BCSR.from_scipy_sparse(t), kernel_for(dtype, kernel))
+
+    @property
+    def native(self) -> bool:
+        """Whether the products run in the native kernel."""
+        return self.kernel is not None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -184,22 +200,21 @@ class SparseMatrix(eqx.Module):
         The native kernel adds up to two addends as it writes the product.
         """
         if self.native:
-            y = _csr_chain(x, (self.matrix,))
+            y = _csr_chain(x, (self.matrix,), self.kernel)
             t = self.transpose
-            return native_kernel.csr_matmul(t.indptr, t.indices, t.data, y, scale, addends)
+            return native_kernel.csr_matmul(t.indptr, t.indices, t.data, y, self.kernel, scale, addends)
         return _add_all(((scale, jax.vmap(lambda xc: self.transpose @ (self.matrix @ xc))(x)), *addends))
 
-    @staticmethod
-    def _chunked(x: Float[Array, "b k"], factors: tuple[jsparse.BCSR, ...]) -> Float[Array, "b j"]:
+    def _chunked(self, x: Float[Array, "b k"], factors: tuple[jsparse.BCSR, ...]) -> Float[Array, "b j"]:
         """``X F_1^T F_2^T ...`` computed as ``F_2 (F_1 X^T)`` on column chunks of ``X^T``."""
         y = native_kernel.to_chunks(x, native_kernel.chunk_width(x.shape[0]))
-        return native_kernel.from_chunks(_csr_chain(y, factors), x.shape[0])
+        return native_kernel.from_chunks(_csr_chain(y, factors, self.kernel), x.shape[0])
 
 
-def _csr_chain(x: Chunks, factors: tuple[jsparse.BCSR, ...]) -> Chunks:
-    """``F_k (... (F_1 x[c]))`` for every chunk, with the native kernel."""
+def _csr_chain(x: Chunks, factors: tuple[jsparse.BCSR, ...], path: str) -> Chunks:
+    """``F_k (... (F_1 x[c]))`` for every chunk, with the native kernel's ``path``."""
     for f in factors:
-        x = native_kernel.csr_matmul(f.indptr, f.indices, f.data, x)
+        x = native_kernel.csr_matmul(f.indptr, f.indices, f.data, x, path)
     return x
 
 
@@ -243,25 +258,59 @@ class Gram(AbstractOperator):
 class LowRank(AbstractOperator):
     """``X -> (X L) R`` with ``L`` of shape (n, k) and ``R`` of shape (k, n).
 
-    ``R`` is stored transposed, (n, k) and contiguous: both layouts then run plain GEMMs.
+    ``R`` is stored transposed, (n, k) and contiguous. On column chunks with a native
+    ``kernel`` path, both products run in the kernel's dense product, whose sums do not
+    depend on the chunk width (XLA's GEMM blocking, and so its rounding, does).
     """
 
     left: Float[Array, "n k"]
     right_t: Float[Array, "n k"]
+    kernel: str | None = eqx.field(static=True)
 
-    def __init__(self, left: Float[Array, "n k"], right: Float[Array, "k n"]):
+    def __init__(self, left: Float[Array, "n k"], right: Float[Array, "k n"], kernel: str | None = None):
         self.left = jnp.asarray(left)
         self.right_t = jnp.transpose(jnp.asarray(right))
+        self.kernel = kernel
 
     @property
     def right(self) -> Float[Array, "k n"]:
         return self.right_t.T
 
     def __call__(self, x: Rows) -> Rows:
-        return (x @ self.left) @ self.right_t.T
+        return row_tiles(lambda t: (t @ self.left) @ self.right_t.T, x)
+
+    def right_on_rows(self, xl: Float[Array, "b k"]) -> Rows:
+        """``xl R`` for rows of ``X L``."""
+        return row_tiles(lambda t: t @ self.right_t.T, xl)
+
+    def right_on_chunks(self, xl: Float[Array, "c k w"]) -> Chunks:
+        """``R^T xl[c]`` for every chunk of ``X L`` (stored as column chunks)."""
+        if self.kernel is not None:
+            return native_kernel.dense_matmul(self.right_t, xl, self.kernel)
+        return jax.lax.map(lambda xc: self.right_t @ xc, xl)  # one plain GEMM per chunk
 
     def on_chunks(self, x: Chunks) -> Chunks:
+        if self.kernel is not None:
+            return self.right_on_chunks(native_kernel.dense_matmul(self.left.T, x, self.kernel))
         return jax.lax.map(lambda xc: self.right_t @ (self.left.T @ xc), x)
+
+
+ROW_TILE = 16
+"""Rows per XLA dot in :func:`row_tiles`."""
+
+
+def row_tiles(fn: Callable[[Array], Array], x: Float[Array, "b n"]) -> Array:
+    """``fn`` on ``x``'s rows, ROW_TILE rows per call (the last tile zero-padded).
+
+    Every dot then has the same shape whatever the batch size: XLA picks its algorithm (and
+    so its rounding) by shape, e.g. a matrix-vector product for one row, which rounds
+    differently from the matrix-matrix product of a larger batch.
+    """
+    b = x.shape[0]
+    pad = -b % ROW_TILE
+    tiles = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+    out = jax.lax.map(fn, tiles.reshape(-1, ROW_TILE, *x.shape[1:]))
+    return out.reshape(-1, *out.shape[2:])[:b]
 
 
 class Dense(AbstractOperator):
@@ -270,7 +319,7 @@ class Dense(AbstractOperator):
     matrix: Float[Array, "n n"]
 
     def __call__(self, x: Rows) -> Rows:
-        return x @ self.matrix
+        return row_tiles(lambda t: t @ self.matrix, x)
 
     def on_chunks(self, x: Chunks) -> Chunks:
         return jnp.einsum("nm,cnw->cmw", self.matrix, x)
@@ -322,7 +371,7 @@ class RowLayout(AbstractLayout):
         return as_dense(x)
 
     def low_rank(self, op: LowRank, x: Rows | SparseRows) -> Rows:
-        return _times(x, op.left) @ op.right_t.T
+        return op.right_on_rows(_times(x, op))
 
     def leave(self, y: Rows, batch: int) -> Rows:
         return y
@@ -345,8 +394,7 @@ class ChunkLayout(AbstractLayout):
         return native_kernel.to_chunks(x, self.width)
 
     def low_rank(self, op: LowRank, x: Rows | SparseRows) -> Chunks:
-        xl = native_kernel.to_chunks(_times(x, op.left), self.width)
-        return jax.lax.map(lambda xc: op.right_t @ xc, xl)  # one plain GEMM per chunk
+        return op.right_on_chunks(native_kernel.to_chunks(_times(x, op), self.width))
 
     def leave(self, y: Chunks, batch: int) -> Rows:
         return native_kernel.from_chunks(y, batch)
@@ -359,8 +407,9 @@ class ChunkLayout(AbstractLayout):
         return values.reshape(-1, k)[: seen.n_rows], items.reshape(-1, k)[: seen.n_rows]
 
 
-def _times(x: Rows | SparseRows, m: Float[Array, "n k"]) -> Float[Array, "b k"]:
-    return x.matmul(m) if isinstance(x, SparseRows) else x @ m
+def _times(x: Rows | SparseRows, op: LowRank) -> Float[Array, "b k"]:
+    """``x L``; from the nonzeros of sparse rows (each row's sum in the order of its items)."""
+    return x.matmul(op.left, op.kernel) if isinstance(x, SparseRows) else x @ op.left
 
 
 def dense_array(op: AbstractOperator, n: int) -> np.ndarray:

@@ -63,10 +63,10 @@ class SparseRows(eqx.Module):
         chunk = jnp.where(valid, self.row // width, c)  # padding lands outside and is dropped
         return out.at[chunk, self.col, self.row % width].set(self.value, mode="drop")
 
-    def matmul(self, m: Float[Array, "n_cols k"]) -> Float[Array, "n_rows k"]:
-        """``rows @ m`` from the nonzeros only (the native CSR kernel when available)."""
-        if native.available() and m.dtype == jnp.float32:
-            return native.csr_matmul(self.indptr(), self.col, self.value, m[None])[0]
+    def matmul(self, m: Float[Array, "n_cols k"], kernel: str | None = None) -> Float[Array, "n_rows k"]:
+        """``rows @ m`` from the nonzeros only: the native CSR kernel's ``kernel`` path, or pure JAX (None)."""
+        if kernel is not None:
+            return native.csr_matmul(self.indptr(), self.col, self.value, m[None], kernel)[0]
         return jax.ops.segment_sum(self.value[:, None] * m[self.col], self.row, num_segments=self.n_rows)
 
     def indptr(self) -> Int[Array, " n_rows_plus_1"]:

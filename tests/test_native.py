@@ -1,5 +1,7 @@
 """The native CSR kernel against SciPy, and the operators on both sparse paths."""
 
+import platform
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -13,10 +15,71 @@ from bspm_jax.graph import build_graph
 from bspm_jax.operators import Gram, SparseMatrix
 
 
+PATHS = native.isa_paths()
+KERNELS = [*PATHS, "jax"]
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return set()
+    return set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+
+
 def test_kernel_is_built_and_selected_on_cpu():
-    # The README install compiles bspm_jax._native; on the CPU backend it must be in use.
-    assert native.available()
-    assert build_graph(sp.random(30, 20, density=0.2, random_state=0, format="csr"), None).gram.factor.native
+    # The README install compiles bspm_jax._native; on the CPU backend it must be in use,
+    # with every path that the CPU's own flags (/proc/cpuinfo) say it can run.
+    assert native.available() and PATHS[-1] == "baseline"
+    flags = _cpu_flags()
+    if platform.machine() == "x86_64" and flags:
+        assert ("avx2" in PATHS) == ("avx2" in flags)
+        assert ("avx512" in PATHS) == ({"avx512f", "avx512vl", "avx512bw", "avx512dq"} <= flags)
+    assert native.select() == PATHS[0]
+    graph = build_graph(sp.random(30, 20, density=0.2, random_state=0, format="csr"), 3)
+    assert graph.gram.factor.kernel == PATHS[0] and graph.ideal.kernel == PATHS[0]
+
+
+def test_kernel_selection(monkeypatch):
+    monkeypatch.delenv(native.KERNEL_ENV, raising=False)
+    assert native.select("jax") is None and native.select("baseline") == "baseline"
+    monkeypatch.setenv(native.KERNEL_ENV, "jax")
+    assert native.select() is None  # auto follows the environment
+    assert native.select("baseline") == "baseline"  # a named path wins over it
+    assert not build_graph(sp.eye(4, format="csr"), None).gram.factor.native
+    monkeypatch.setenv(native.KERNEL_ENV, "sse9")
+    with pytest.raises(ConfigError, match=r"\$BSPM_KERNEL must be one of"):
+        native.select()
+    with pytest.raises(ConfigError, match="kernel must be one of"):
+        native.select("fast")
+    monkeypatch.setattr(native, "_load", lambda: ((), "bspm_jax._native is not built (test)"))
+    monkeypatch.delenv(native.KERNEL_ENV)
+    assert native.select() is None  # auto falls back to pure JAX
+    with pytest.raises(ConfigError, match="cannot run here: bspm_jax._native is not built"):
+        native.select("baseline")
+
+
+def _sequential_product(a: np.ndarray, x: np.ndarray, scale: float, addends) -> np.ndarray:
+    """The kernel's arithmetic in NumPy float32: for each (row, column), ``acc += a[r, q] * x[q]``
+    over the stored q in order, each product and sum rounded, then the epilogue in order."""
+    f = np.float32
+    acc = np.zeros((x.shape[0], a.shape[0], x.shape[2]), f)
+    rows = sp.csr_matrix(a) if sp.issparse(a) else None
+    depth = a.shape[1]
+    if rows is None:
+        for q in range(depth):
+            acc = acc + (a[None, :, q, None] * x[:, None, q, :])
+    else:
+        longest = int(np.diff(rows.indptr).max(initial=0))
+        for t in range(longest):  # the t-th stored entry of every row that has one
+            for r in range(rows.shape[0]):
+                p = rows.indptr[r] + t
+                if p < rows.indptr[r + 1]:
+                    acc[:, r, :] = acc[:, r, :] + rows.data[p] * x[:, rows.indices[p], :]
+    out = f(scale) * acc
+    for b, z in addends:
+        out = out + f(b) * z
+    return out
 
 
 @st.composite
@@ -37,11 +100,13 @@ def csr_and_chunks(draw):
 def test_csr_matmul_equals_scipy(case):
     a, x = case
     a.sort_indices()
-    got = native.csr_matmul(
-        jnp.asarray(a.indptr.astype(np.int32)), jnp.asarray(a.indices.astype(np.int32)), jnp.asarray(a.data), jnp.asarray(x)
-    )
     want = np.stack([a @ xc for xc in x.astype(np.float64)])
-    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+    for path in PATHS:
+        got = native.csr_matmul(
+            jnp.asarray(a.indptr.astype(np.int32)), jnp.asarray(a.indices.astype(np.int32)), jnp.asarray(a.data),
+            jnp.asarray(x), path,
+        )
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
 
 
 @given(csr_and_chunks(), st.floats(-2, 2), st.lists(st.floats(-2, 2), max_size=2))
@@ -51,24 +116,73 @@ def test_csr_matmul_epilogue_equals_numpy(case, scale, betas):
     a.sort_indices()
     rng = np.random.default_rng(len(betas))
     zs = [rng.standard_normal((x.shape[0], a.shape[0], x.shape[2])).astype(np.float32) for _ in betas]
-    got = native.csr_matmul(
-        jnp.asarray(a.indptr.astype(np.int32)), jnp.asarray(a.indices.astype(np.int32)), jnp.asarray(a.data),
-        jnp.asarray(x), scale, [(b, jnp.asarray(z)) for b, z in zip(betas, zs)],
-    )
-    want = scale * np.stack([a @ xc for xc in x.astype(np.float64)]) + sum(b * z for b, z in zip(betas, zs))
-    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5)
+    addends = list(zip(betas, zs))
+    want = scale * np.stack([a @ xc for xc in x.astype(np.float64)]) + sum(b * z for b, z in addends)
+    exact = _sequential_product(a, x, scale, addends)
+    for path in PATHS:
+        got = np.asarray(native.csr_matmul(
+            jnp.asarray(a.indptr.astype(np.int32)), jnp.asarray(a.indices.astype(np.int32)), jnp.asarray(a.data),
+            jnp.asarray(x), path, scale, [(b, jnp.asarray(z)) for b, z in addends],
+        ))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(got, exact, err_msg=path)  # every path: these very roundings
 
 
-@pytest.mark.parametrize("native_flag", [True, False])
+@st.composite
+def dense_and_chunks(draw):
+    m, n = draw(st.integers(1, 70)), draw(st.integers(1, 50))
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, n)).astype(np.float32)
+    width = draw(st.sampled_from([1, 5, 16, 32, 64, 72]))
+    x = rng.standard_normal((draw(st.integers(1, 3)), n, width)).astype(np.float32)
+    betas = draw(st.lists(st.floats(-2, 2, width=32), max_size=2))
+    zs = [rng.standard_normal((x.shape[0], m, width)).astype(np.float32) for _ in betas]
+    return a, x, draw(st.floats(-2, 2, width=32)), list(zip(betas, zs))
+
+
+@given(dense_and_chunks())
+@settings(max_examples=40, deadline=None)
+def test_dense_matmul_is_the_sequential_float32_sum(case):
+    a, x, scale, addends = case
+    want = scale * np.einsum("mn,cnw->cmw", a.astype(np.float64), x) + sum(b * z for b, z in addends)
+    exact = _sequential_product(a, x, scale, addends)
+    for path in PATHS:
+        got = np.asarray(native.dense_matmul(jnp.asarray(a), jnp.asarray(x), path, scale,
+                                             [(b, jnp.asarray(z)) for b, z in addends]))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(got, exact, err_msg=path)
+
+
+def test_products_do_not_depend_on_the_chunk_width():
+    # The same 64 columns cut into chunks of 16, 32 or 64 (or one of 64+8 padded): equal bits.
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((300, 448)).astype(np.float32)
+    m = sp.random(300, 448, density=0.05, random_state=3, format="csr", dtype=np.float32)
+    cols = rng.standard_normal((64, 448)).astype(np.float32)
+    for path in PATHS:
+        outs = []
+        for width in (16, 32, 64, 72):
+            x = native.to_chunks(jnp.asarray(cols), width)
+            dense = native.from_chunks(native.dense_matmul(jnp.asarray(a), x, path), 64)
+            csr = native.from_chunks(native.csr_matmul(jnp.asarray(m.indptr.astype(np.int32)),
+                                                       jnp.asarray(m.indices.astype(np.int32)), jnp.asarray(m.data), x, path), 64)
+            outs.append((np.asarray(dense), np.asarray(csr)))
+        for dense, csr in outs[1:]:
+            np.testing.assert_array_equal(dense, outs[0][0], err_msg=path)
+            np.testing.assert_array_equal(csr, outs[0][1], err_msg=path)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("n_addends", [0, 1, 2, 3])
-def test_affine_on_chunks_equals_numpy(native_flag, n_addends):
+def test_affine_on_chunks_equals_numpy(kernel, n_addends):
     from bspm_jax.operators import Identity, LowRank, OnChunks
 
     rng = np.random.default_rng(n_addends)
     m = sp.random(30, 25, density=0.2, random_state=1, format="csr", dtype=np.float32)
     left, right = rng.standard_normal((25, 3)).astype(np.float32), rng.standard_normal((3, 25)).astype(np.float32)
-    gram = Gram(SparseMatrix.from_scipy(m, native=native_flag))
-    op = 0.7 * (gram + 0.3 * LowRank(left, right) - Identity())  # GF-CF's blur field
+    gram = Gram(SparseMatrix.from_scipy(m, kernel=kernel))
+    op = 0.7 * (gram + 0.3 * LowRank(left, right, native.select(kernel)) - Identity())  # GF-CF's blur field
     dense_op = 0.7 * (m.toarray().T @ m.toarray() + 0.3 * left @ right - np.eye(25))
     x = rng.standard_normal((2, 25, 8)).astype(np.float32)
     zs = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(n_addends)]
@@ -102,9 +216,9 @@ def test_sparse_products_native_equal_bcsr_and_numpy(batch, seed):
     x = rng.standard_normal((batch, 60)).astype(np.float32)
     u = rng.standard_normal((batch, 45)).astype(np.float32)
     dense = m.toarray().astype(np.float64)
-    for flag in (True, False):
-        s = SparseMatrix.from_scipy(m, native=flag)
-        assert s.native is flag
+    for kernel in KERNELS:
+        s = SparseMatrix.from_scipy(m, kernel=kernel)
+        assert s.kernel == native.select(kernel)
         np.testing.assert_allclose(np.asarray(s.rmatmul_t(jnp.asarray(x))), x @ dense.T, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(np.asarray(s.rmatmul(jnp.asarray(u))), u @ dense, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(np.asarray(Gram(s)(jnp.asarray(x))), x @ dense.T @ dense, rtol=1e-4, atol=1e-4)
@@ -112,7 +226,8 @@ def test_sparse_products_native_equal_bcsr_and_numpy(batch, seed):
 
 def test_native_needs_float32():
     with pytest.raises(ConfigError, match="float32"):
-        SparseMatrix.from_scipy(sp.eye(3, format="csr"), dtype=np.float64, native=True)
+        SparseMatrix.from_scipy(sp.eye(3, format="csr"), dtype=np.float64, kernel="baseline")
+    assert SparseMatrix.from_scipy(sp.eye(3, format="csr"), dtype=np.float64).kernel is None  # auto: pure JAX
 
 
 @st.composite
@@ -153,22 +268,24 @@ def test_top_k_on_chunks_equals_lax_top_k_on_masked_rows(problem):
 
 
 def test_evaluation_native_equals_pure_jax_path():
-    # The whole pipeline (chunk layout, native products and top-k) against the BCSR/lax path.
-    import dataclasses
-
+    # The whole pipeline (chunk layout, native products and top-k) on every path against the
+    # BCSR/lax path; the native paths give the same bits.
     from bspm_jax import BSPM, evaluate
     from bspm_jax.data.dataset import Dataset
+    from bspm_jax.models.base import rank_rows
 
     rng = np.random.default_rng(7)
     train = sp.csr_matrix((rng.random((90, 60)) < 0.12).astype(np.float32))
     test = sp.csr_matrix(((rng.random((90, 60)) < 0.08) & (train.toarray() == 0)).astype(np.float32))
     data = Dataset(train=train, test=test, name="random")
-    model = BSPM(rank=8, beta=0.3).fit(train)
-    assert model.graph.gram.factor.native
-    fallback = dataclasses.replace(model, graph=build_graph(train, 8, native=False))
-    assert not fallback.graph.gram.factor.native
+    models = {kernel: BSPM(rank=8, beta=0.3, kernel=kernel).fit(train) for kernel in KERNELS}
+    assert models[PATHS[0]].graph.gram.factor.native and not models["jax"].graph.gram.factor.native
+    ranked = {kernel: rank_rows(m, train, 10, 32) for kernel, m in models.items()}
+    for path in PATHS[1:]:
+        np.testing.assert_array_equal(ranked[path].scores, ranked[PATHS[0]].scores, err_msg=path)
+        np.testing.assert_array_equal(ranked[path].items, ranked[PATHS[0]].items, err_msg=path)
     for batch in (16, 50):
-        a = evaluate(model, data, ks=(5, 10), batch_size=batch)
-        b = evaluate(fallback, data, ks=(5, 10), batch_size=batch)
+        a = evaluate(models[PATHS[0]], data, ks=(5, 10), batch_size=batch)
+        b = evaluate(models["jax"], data, ks=(5, 10), batch_size=batch)
         for key, value in a.metrics.items():
             assert value == pytest.approx(b.metrics[key], abs=1e-9), key

@@ -1,16 +1,24 @@
 // Native CPU kernels of bspm_jax, registered with JAX as XLA FFI custom calls:
-// bspm_csr_spmm (CSR x dense products) and bspm_top_k_chunks (top k per user column).
+// bspm_csr_spmm (CSR x dense), bspm_dense_spmm (dense x dense) and bspm_top_k_chunks (top k
+// per user column).
 //
-//   y[c, r, :] = alpha * sum_p data[p] * x[c, indices[p], :] + beta0 * z0[c, r, :] + beta1 * z1[c, r, :]
-//   for p in indptr[r] .. indptr[r+1], with up to two optional addends z (the epilogue saves
-//   the solvers a pass over the batch for each `c y + tau y A` they would otherwise add).
+//   y[c, r, :] = alpha * sum_q A[r, q] * x[c, q, :] + beta0 * z0[c, r, :] + beta1 * z1[c, r, :]
+//   for the stored q of row r (CSR: indptr[r] .. indptr[r+1]; dense: all of them, in order),
+//   with up to two optional addends z (the epilogue saves the solvers a pass over the batch
+//   for each `c y + tau y A` they would otherwise add).
 //
 // x has shape (chunks, n_cols, width) and y (chunks, n_rows, width), both row-major, so
-// every nonzero reads one contiguous row of `width` floats. The work (chunks x blocks of
-// rows with about equal nonzeros) is shared with XLA's own CPU thread pool: threads of
-// our own would spin against XLA's and lose most of the second core.
-// The row of x needed `kAhead` nonzeros later is prefetched: the products are bound by
-// the latency of these scattered reads, and prefetching halves their time on Gowalla.
+// every term reads one contiguous row of `width` floats. The work (chunks x blocks of
+// rows) is shared with XLA's own CPU thread pool: threads of our own would spin against
+// XLA's and lose most of the second core. The row of x needed `kAhead` nonzeros later is
+// prefetched: CSR products are bound by the latency of these scattered reads.
+//
+// Reproducibility by construction: each output element is one sum over its row's terms in
+// storage order, rounded after every product and every addition (-ffp-contract=off, no
+// fused multiply-add), so it does not depend on the batch size, the chunk width, the
+// thread that computes it or the instruction set. The loops are compiled once per
+// instruction-set path (isa_loops.inc): the x86-64 baseline, AVX2 and AVX-512, picked per
+// call by the `isa` attribute from what the CPU reports (isa_paths()).
 
 #include <Python.h>
 
@@ -23,6 +31,7 @@
 #include <memory>
 #include <mutex>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -37,6 +46,12 @@ struct Csr {
   const int32_t* indptr;
   const int32_t* indices;
   const float* data;
+};
+
+// The matrix A of a product: CSR, or dense row-major (rows, n_cols) when `dense` is set.
+struct Operand {
+  Csr csr;
+  const float* dense;
 };
 
 // y = alpha * (A x) + sum_j beta[j] * z[j] (rows of one chunk; z[j] == nullptr: no addend j).
@@ -60,57 +75,66 @@ struct Epilogue {
   }
 };
 
-// Rows [r0, r1) of one chunk, for a width fixed at compile time (accumulators in registers).
-template <int W>
-void RowsFixed(const Csr& a, const Epilogue& e, const float* __restrict x, float* __restrict y, int64_t r0,
-               int64_t r1) {
-  const int32_t end_all = a.indptr[r1];
-  for (int64_t r = r0; r < r1; ++r) {
-    float acc[W];
-    for (int c = 0; c < W; ++c) acc[c] = 0.0f;
-    const int32_t end = a.indptr[r + 1];
-    for (int32_t p = a.indptr[r]; p < end; ++p) {
-      if (p + kAhead < end_all) {
-        const char* ahead = reinterpret_cast<const char*>(x + int64_t{a.indices[p + kAhead]} * W);
-        for (int byte = 0; byte < W * 4; byte += 64) __builtin_prefetch(ahead + byte);
-      }
-      const float v = a.data[p];
-      const float* __restrict xr = x + int64_t{a.indices[p]} * W;
-      for (int c = 0; c < W; ++c) acc[c] += v * xr[c];
-    }
-    float* yr = y + r * W;
-    for (int c = 0; c < W; ++c) yr[c] = e.Apply(acc[c], r * W + c);
+// The instruction-set paths: the same loops compiled for each (see isa_loops.inc).
+enum Isa : int32_t { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+
+#define BSPM_TARGET
+#define BSPM_LANES 4
+#define BSPM_REGISTERS 16
+namespace isa_baseline {
+#include "isa_loops.inc"
+}  // namespace isa_baseline
+#undef BSPM_TARGET
+#undef BSPM_LANES
+#undef BSPM_REGISTERS
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define BSPM_HAVE_X86_PATHS 1
+#define BSPM_TARGET __attribute__((target("avx2")))
+#define BSPM_LANES 8
+#define BSPM_REGISTERS 16
+namespace isa_avx2 {
+#include "isa_loops.inc"
+}  // namespace isa_avx2
+#undef BSPM_TARGET
+#undef BSPM_LANES
+#undef BSPM_REGISTERS
+#if defined(__clang__)
+#define BSPM_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
+#else
+#define BSPM_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=512")))
+#endif
+#define BSPM_LANES 16
+#define BSPM_REGISTERS 32
+namespace isa_avx512 {
+#include "isa_loops.inc"
+}  // namespace isa_avx512
+#undef BSPM_TARGET
+#undef BSPM_LANES
+#undef BSPM_REGISTERS
+#endif
+
+// Whether this CPU (and its operating system) can run a path.
+bool Supported(int32_t isa) {
+  switch (isa) {
+    case kBaseline: return true;
+#ifdef BSPM_HAVE_X86_PATHS
+    case kAvx2: return __builtin_cpu_supports("avx2");
+    case kAvx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#endif
+    default: return false;
   }
 }
 
-// Any other width: the same sweep with the width known only at run time.
-void RowsAny(const Csr& a, const Epilogue& e, const float* __restrict x, float* __restrict y, int64_t w, int64_t r0,
-             int64_t r1) {
-  for (int64_t r = r0; r < r1; ++r) {
-    float* yr = y + r * w;
-    std::fill(yr, yr + w, 0.0f);
-    for (int32_t p = a.indptr[r]; p < a.indptr[r + 1]; ++p) {
-      const float v = a.data[p];
-      const float* __restrict xr = x + int64_t{a.indices[p]} * w;
-      for (int64_t c = 0; c < w; ++c) yr[c] += v * xr[c];
-    }
-    for (int64_t c = 0; c < w; ++c) yr[c] = e.Apply(yr[c], r * w + c);
-  }
-}
-
-// One work item: the rows [r0, r1) of chunk c.
-void Item(const Csr& a, const Epilogue& epilogue, const float* x, float* y, int64_t n_cols, int64_t n_rows, int64_t w,
-          int64_t c, int64_t r0, int64_t r1) {
-  const float* xc = x + c * n_cols * w;
-  float* yc = y + c * n_rows * w;
-  const Epilogue e = epilogue.At(c * n_rows * w);
-  switch (w) {
-    case 8: RowsFixed<8>(a, e, xc, yc, r0, r1); break;
-    case 16: RowsFixed<16>(a, e, xc, yc, r0, r1); break;
-    case 32: RowsFixed<32>(a, e, xc, yc, r0, r1); break;
-    case 64: RowsFixed<64>(a, e, xc, yc, r0, r1); break;
-    default: RowsAny(a, e, xc, yc, w, r0, r1);
-  }
+void ProductItem(int32_t isa, const Operand& a, const Epilogue& e, const float* x, float* y, int64_t n_cols,
+                 int64_t n_rows, int64_t w, int64_t c, int64_t r0, int64_t r1) {
+#ifdef BSPM_HAVE_X86_PATHS
+  if (isa == kAvx512) return isa_avx512::ProductItem(a, e, x, y, n_cols, n_rows, w, c, r0, r1);
+  if (isa == kAvx2) return isa_avx2::ProductItem(a, e, x, y, n_cols, n_rows, w, c, r0, r1);
+#endif
+  isa_baseline::ProductItem(a, e, x, y, n_cols, n_rows, w, c, r0, r1);
 }
 
 // Runs fn(i) for i in [0, items) on the calling thread and on tasks put on XLA's own CPU
@@ -145,48 +169,86 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t items, Fn fn) {
   state->finished.wait(lock, [&] { return state->done.load() == state->items; });
 }
 
-ffi::Error CsrSpmm(ffi::ThreadPool pool, ffi::Buffer<ffi::S32> indptr, ffi::Buffer<ffi::S32> indices,
-                   ffi::Buffer<ffi::F32> data, ffi::Buffer<ffi::F32> x, ffi::RemainingArgs addends, float alpha,
-                   float beta0, float beta1, ffi::ResultBuffer<ffi::F32> y) {
+// Rows of a dense A per work item (about 64 rows x 448 floats: 115 KB, kept in L2).
+constexpr int64_t kDenseBlock = 64;
+
+// Row blocks of about equal work: `cost(r)` is the cumulative cost of the rows before r.
+template <typename Cost>
+std::vector<int64_t> RowBlocks(int64_t n_rows, int64_t blocks, Cost cost) {
+  std::vector<int64_t> bounds(blocks + 1, n_rows);
+  bounds[0] = 0;
+  const int64_t total = cost(n_rows);
+  int64_t r = 0;
+  for (int64_t k = 1; k < blocks; ++k) {
+    const int64_t target = total * k / blocks;
+    while (r < n_rows && cost(r) < target) ++r;
+    bounds[k] = r;
+  }
+  return bounds;
+}
+
+// y[c] = alpha A x[c] + sum_j beta_j z_j[c] for every chunk c, on the pool.
+ffi::Error Product(ffi::ThreadPool& pool, const char* name, const Operand& a, int64_t n_rows, ffi::Buffer<ffi::F32>& x,
+                   ffi::RemainingArgs& addends, float alpha, float beta0, float beta1, int32_t isa,
+                   ffi::ResultBuffer<ffi::F32>& y) {
   const auto xd = x.dimensions();
   const auto yd = y->dimensions();
-  if (xd.size() != 3 || yd.size() != 3 || xd[0] != yd[0] || xd[2] != yd[2]) {
-    return ffi::Error::InvalidArgument("bspm_csr_spmm: x and y must be (chunks, n, width) with equal chunks and width");
+  if (xd.size() != 3 || yd.size() != 3 || xd[0] != yd[0] || xd[2] != yd[2] || yd[1] != n_rows) {
+    return ffi::Error::InvalidArgument(std::string(name) + ": x and y must be (chunks, n, width) with equal chunks and width, y with the matrix's rows");
   }
-  const int64_t n_rows = indptr.element_count() - 1;
-  if (yd[1] != n_rows || indices.element_count() != data.element_count()) {
-    return ffi::Error::InvalidArgument("bspm_csr_spmm: inconsistent CSR arrays or output shape");
-  }
-  const Csr a{indptr.typed_data(), indices.typed_data(), data.typed_data()};
-  if (addends.size() > 2) return ffi::Error::InvalidArgument("bspm_csr_spmm: at most two addends");
+  if (!Supported(isa)) return ffi::Error::InvalidArgument(std::string(name) + ": this CPU cannot run the requested instruction-set path");
+  if (addends.size() > 2) return ffi::Error::InvalidArgument(std::string(name) + ": at most two addends");
   Epilogue epilogue{alpha, {beta0, beta1}, {nullptr, nullptr}};
   for (size_t j = 0; j < addends.size(); ++j) {
     auto z = addends.get<ffi::Buffer<ffi::F32>>(j);
     if (z.has_error()) return z.error();
     if (z->dimensions().size() != 3 || z->element_count() != y->element_count() || z->dimensions()[1] != yd[1]) {
-      return ffi::Error::InvalidArgument("bspm_csr_spmm: every addend must have the output's shape");
+      return ffi::Error::InvalidArgument(std::string(name) + ": every addend must have the output's shape");
     }
     epilogue.z[j] = z->typed_data();
+  }
+  const int64_t n_cols = xd[1], w = xd[2], chunks = xd[0];
+  const float* xp = x.typed_data();
+  float* yp = y->typed_data();
+  if (a.dense != nullptr) {
+    // Blocks of kDenseBlock rows of A, each kept in cache while it meets every chunk.
+    const int64_t blocks = (n_rows + kDenseBlock - 1) / kDenseBlock;
+    ParallelFor(pool, blocks, [&a, &epilogue, xp, yp, n_cols, n_rows, w, chunks, isa](int64_t b) {
+      const int64_t r0 = b * kDenseBlock, r1 = std::min(n_rows, r0 + kDenseBlock);
+      for (int64_t c = 0; c < chunks; ++c) ProductItem(isa, a, epilogue, xp, yp, n_cols, n_rows, w, c, r0, r1);
+    });
+    return ffi::Error::Success();
   }
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   // A few row blocks of about equal nonzeros per thread: small enough to balance.
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(n_rows, 4 * threads));
-  const int64_t nnz = a.indptr[n_rows];
-  std::vector<int64_t> bounds(blocks + 1, n_rows);
-  bounds[0] = 0;
-  int64_t r = 0;
-  for (int64_t k = 1; k < blocks; ++k) {
-    const int64_t target = nnz * k / blocks;
-    while (r < n_rows && a.indptr[r] < target) ++r;
-    bounds[k] = r;
-  }
-  const float* xp = x.typed_data();
-  float* yp = y->typed_data();
-  const int64_t n_cols = xd[1], w = xd[2];
-  ParallelFor(pool, xd[0] * blocks, [&a, &epilogue, &bounds, xp, yp, n_cols, n_rows, w, blocks](int64_t i) {
-    Item(a, epilogue, xp, yp, n_cols, n_rows, w, i / blocks, bounds[i % blocks], bounds[i % blocks + 1]);
+  const std::vector<int64_t> bounds = RowBlocks(n_rows, blocks, [&a](int64_t r) { return int64_t{a.csr.indptr[r]}; });
+  ParallelFor(pool, chunks * blocks, [&a, &epilogue, &bounds, xp, yp, n_cols, n_rows, w, blocks, isa](int64_t i) {
+    const int64_t c = i / blocks, b = i % blocks;
+    ProductItem(isa, a, epilogue, xp, yp, n_cols, n_rows, w, c, bounds[b], bounds[b + 1]);
   });
   return ffi::Error::Success();
+}
+
+ffi::Error CsrSpmm(ffi::ThreadPool pool, ffi::Buffer<ffi::S32> indptr, ffi::Buffer<ffi::S32> indices,
+                   ffi::Buffer<ffi::F32> data, ffi::Buffer<ffi::F32> x, ffi::RemainingArgs addends, float alpha,
+                   float beta0, float beta1, int32_t isa, ffi::ResultBuffer<ffi::F32> y) {
+  if (indices.element_count() != data.element_count() || indptr.element_count() < 1) {
+    return ffi::Error::InvalidArgument("bspm_csr_spmm: inconsistent CSR arrays");
+  }
+  const Operand a{{indptr.typed_data(), indices.typed_data(), data.typed_data()}, nullptr};
+  return Product(pool, "bspm_csr_spmm", a, indptr.element_count() - 1, x, addends, alpha, beta0, beta1, isa, y);
+}
+
+ffi::Error DenseSpmm(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> matrix, ffi::Buffer<ffi::F32> x,
+                     ffi::RemainingArgs addends, float alpha, float beta0, float beta1, int32_t isa,
+                     ffi::ResultBuffer<ffi::F32> y) {
+  const auto md = matrix.dimensions();
+  if (md.size() != 2 || x.dimensions().size() != 3 || md[1] != x.dimensions()[1]) {
+    return ffi::Error::InvalidArgument("bspm_dense_spmm: the matrix must be (rows, n) for x of shape (chunks, n, width)");
+  }
+  const Operand a{{nullptr, nullptr, nullptr}, matrix.typed_data()};
+  return Product(pool, "bspm_dense_spmm", a, md[0], x, addends, alpha, beta0, beta1, isa, y);
 }
 
 // NaN ranks as -inf (below every number; among equals the lower row first).
@@ -286,6 +348,19 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BspmCsrSpmm, CsrSpmm,
                                   .Attr<float>("alpha")
                                   .Attr<float>("beta0")
                                   .Attr<float>("beta1")
+                                  .Attr<int32_t>("isa")
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(BspmDenseSpmm, DenseSpmm,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingArgs()
+                                  .Attr<float>("alpha")
+                                  .Attr<float>("beta0")
+                                  .Attr<float>("beta1")
+                                  .Attr<int32_t>("isa")
                                   .Ret<ffi::Buffer<ffi::F32>>());
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(BspmTopKChunks, TopKChunks,
@@ -303,6 +378,7 @@ static PyObject* Handlers(PyObject*, PyObject*) {
   if (dict == nullptr) return nullptr;
   const std::pair<const char*, void*> handlers[] = {
       {"bspm_csr_spmm", reinterpret_cast<void*>(BspmCsrSpmm)},
+      {"bspm_dense_spmm", reinterpret_cast<void*>(BspmDenseSpmm)},
       {"bspm_top_k_chunks", reinterpret_cast<void*>(BspmTopKChunks)},
   };
   for (const auto& [name, fn] : handlers) {
@@ -317,8 +393,27 @@ static PyObject* Handlers(PyObject*, PyObject*) {
   return dict;
 }
 
+// `isa_paths()`: the instruction-set paths this CPU can run, best first ("avx512", "avx2", "baseline").
+static PyObject* IsaPaths(PyObject*, PyObject*) {
+  const std::pair<int32_t, const char*> paths[] = {{kAvx512, "avx512"}, {kAvx2, "avx2"}, {kBaseline, "baseline"}};
+  PyObject* out = PyList_New(0);
+  if (out == nullptr) return nullptr;
+  for (const auto& [isa, name] : paths) {
+    if (!Supported(isa)) continue;
+    PyObject* s = PyUnicode_FromString(name);
+    if (s == nullptr || PyList_Append(out, s) != 0) {
+      Py_XDECREF(s);
+      Py_DECREF(out);
+      return nullptr;
+    }
+    Py_DECREF(s);
+  }
+  return out;
+}
+
 static PyMethodDef kMethods[] = {
     {"handlers", Handlers, METH_NOARGS, "XLA FFI handlers of bspm_jax: {target name: PyCapsule}."},
+    {"isa_paths", IsaPaths, METH_NOARGS, "Instruction-set paths this CPU can run, best first."},
     {nullptr, nullptr, 0, nullptr},
 };
 

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
+from .. import distributed
 from ..errors import ConfigError
 from ..operators import AbstractLayout, RowLayout
 from ..memory import check_batch_size, plan_batch_size
@@ -242,6 +243,8 @@ def rank_rows(
     ``filter_seen`` a row's own items are never recommended. ``progress`` (e.g. tqdm) wraps
     the batches of each call and advances as the device finishes each one. ``devices``
     (a number of local devices, or a list of devices) splits the batches across devices.
+    In a multi-process run (:mod:`bspm_jax.distributed`) every process passes the same
+    ``rows``, scores its share of the batches on its local devices, and gets every share.
     """
     rows = sp.csr_matrix(rows, dtype=np.float32)
     n, n_items = rows.shape
@@ -258,11 +261,47 @@ def rank_rows(
         raise ConfigError(f"batches_per_call must be an integer >= 1 or None, got {batches_per_call!r}")
     batch_size = int(max(1, min(batch_size, n)))
     batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    process, processes, per_process = distributed.share(len(batches))
+    mine = batches[process::processes]  # batch j of process p is batches[p + j * processes]
+    if processes > 1:  # equal shares for the gather: a short one gets an empty batch
+        mine = mine + [np.zeros(0, dtype=np.int64)] * (per_process - len(mine))
+    values, top, stats, seconds = _rank_batches(model, rows, mine, batch_size, k, filter_seen, progress,
+                                                batches_per_call, mesh, n_devices)
+    if processes > 1:  # every process gets every share
+        stacked = jax.tree.map(lambda *a: np.asarray(a), *stats) if stats else {}
+        all_values, all_top, all_stats, all_seconds = distributed.gather((values, top, stacked, np.float64(seconds)))
+        order = [(p, j) for j in range(per_process) for p in range(processes) if p + j * processes < len(batches)]
+        values = np.stack([all_values[p, j] for p, j in order])
+        top = np.stack([all_top[p, j] for p, j in order])
+        stats = [jax.tree.map(lambda a: int(a[p, j]), all_stats) for p, j in order]
+        seconds = float(all_seconds.max())
+        mine = batches
+    items = np.zeros((n, k), dtype=np.int32)
+    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    for j, batch in enumerate(mine):
+        items[batch] = top[j, : len(batch)]
+        scores[batch] = values[j, : len(batch)]
+    return Ranking(items, scores, batches, seconds, stats)
+
+
+def _rank_batches(
+    model: AbstractRecommender,
+    rows: sp.csr_matrix,
+    batches: list[np.ndarray],
+    batch_size: int,
+    k: int,
+    filter_seen: bool,
+    progress: Progress | None,
+    batches_per_call: int | None,
+    mesh: Mesh | None,
+    n_devices: int,
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, dict[str, int]]], float]:
+    """Top-k values and items (batches, batch_size, k) of ``batches`` of ``rows`` on the local devices,
+    with each batch's solver statistics and the device time."""
     per_call = int(batches_per_call or max(1, len(batches)))
     calls = [batches[i : i + per_call] for i in range(0, len(batches), per_call)]
     empty = sp.csr_matrix(rows.shape, dtype=np.float32)
-    items = np.zeros((n, k), dtype=np.int32)
-    scores = np.full((n, k), -np.inf, dtype=np.float32)
+    values_out, top_out = [np.full((0, batch_size, k), -np.inf, np.float32)], [np.zeros((0, batch_size, k), np.int32)]
     stats: list[dict[str, dict[str, int]]] = []
     seconds = 0.0
     for group in calls:
@@ -279,11 +318,10 @@ def rank_rows(
                 out = jax.block_until_ready(sharded_top_k(model, x, k, seen, ticket, mesh))
         seconds += time.perf_counter() - t0
         values, top, batch_stats = jax.tree.map(np.asarray, out)
-        for j, batch in enumerate(group):
-            items[batch] = top[j, : len(batch)]
-            scores[batch] = values[j, : len(batch)]
-            stats.append(jax.tree.map(lambda a: int(a[j]), batch_stats))
-    return Ranking(items, scores, batches, seconds, stats)
+        values_out.append(values[: len(group)])
+        top_out.append(top[: len(group)])
+        stats += [jax.tree.map(lambda a: int(a[j]), batch_stats) for j in range(len(group))]
+    return np.concatenate(values_out), np.concatenate(top_out), stats, seconds
 
 
 class AbstractRecommender(eqx.Module):

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import scipy.sparse as sp
 from jaxtyping import Array, Float
 
+from .. import native as native_kernel
 from ..errors import ConfigError
 from ..filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
 from ..graph import ItemGraph, build_graph
@@ -85,6 +86,7 @@ class BSPM(AbstractRecommender):
     atol: float = eqx.field(static=True, default=1e-8)
     dense: bool = eqx.field(static=True, default=False)
     use_diffrax: bool = eqx.field(static=True, default=False)
+    kernel: str = eqx.field(static=True, default="auto")
     graph: ItemGraph | None = None
     train: HostMatrix | None = fitted_train_field()
 
@@ -101,6 +103,7 @@ class BSPM(AbstractRecommender):
         for flag in ("sharpen", "residual", "t_point", "dense", "use_diffrax"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
+        native_kernel.check_choice(self.kernel)
         if self.residual and not self.sharpen:
             raise ConfigError("the residual connection adds S(0): it needs sharpening on")
         if self.needs_svd and not (isinstance(self.rank, numbers.Integral) and not isinstance(self.rank, bool) and self.rank >= 1):
@@ -130,9 +133,9 @@ class BSPM(AbstractRecommender):
     def needs_svd(self) -> bool:
         return self.beta != 0 or self.blur_filter.needs_svd
 
-    def fit_key(self) -> tuple[int | None, bool]:
-        """The graph depends only on the SVD rank (when an SVD is needed) and ``dense``."""
-        return (self.rank if self.needs_svd else None, self.dense)
+    def fit_key(self) -> tuple[int | None, bool, str]:
+        """The graph depends only on the SVD rank (when an SVD is needed), ``dense`` and ``kernel``."""
+        return (self.rank if self.needs_svd else None, self.dense, self.kernel)
 
     def scoring_bytes_per_user(self, n_items: int) -> int:
         """float32 rows alive per user: the input, the ODE states at the output times, the
@@ -142,7 +145,7 @@ class BSPM(AbstractRecommender):
         return 4 * (states * n_items + intermediate_length(self.graph))
 
     def fit(self, train: sp.csr_matrix) -> Self:
-        graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense)
+        graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense, kernel=self.kernel)
         return dataclasses.replace(self, graph=graph, train=HostMatrix(train))
 
     def score(self, rows: Rows) -> Float[Array, "b n_items"]:
@@ -197,18 +200,20 @@ class LGCNIDE(AbstractRecommender):
 
     name: ClassVar[str] = "lgcn-ide"
     layers: int = eqx.field(static=True, default=1)
+    kernel: str = eqx.field(static=True, default="auto")
     graph: ItemGraph | None = None
     train: HostMatrix | None = fitted_train_field()
 
     def __check_init__(self) -> None:
         if not (isinstance(self.layers, int) and self.layers >= 1):
             raise ConfigError(f"layers must be an integer >= 1, got {self.layers!r}")
+        native_kernel.check_choice(self.kernel)
 
-    def fit_key(self) -> tuple[()]:
-        return ()
+    def fit_key(self) -> tuple[str]:
+        return (self.kernel,)
 
     def fit(self, train: sp.csr_matrix) -> Self:
-        return dataclasses.replace(self, graph=build_graph(train, None), train=HostMatrix(train))
+        return dataclasses.replace(self, graph=build_graph(train, None, kernel=self.kernel), train=HostMatrix(train))
 
     def scoring_bytes_per_user(self, n_items: int) -> int:
         """float32 rows alive per user: a few score rows and the intermediate of ``(X R~^T) R~``."""
