@@ -48,9 +48,16 @@ def format_result(result: dict[str, Any]) -> str:
         "",
         f"time (s) {timings}",
         f"memory   peak RSS {peak:.2f} GiB",
-        f"on       {env['backend']} ({env['device']}), jax {env['jax']}",
+        f"on       {env['backend']} ({env['device']}), jax {env['jax']}, {_kernel_line(env)}"
+        + (f", {env['process_count']} processes" if env.get("process_count", 1) > 1 else ""),
     ]
     return "\n".join(lines)
+
+
+def _kernel_line(env: dict[str, Any]) -> str:
+    """The products' path, and why when the native kernel is not there."""
+    note = env.get("kernel_note")
+    return f"kernel {env.get('kernel', '?')}" + (f" ({note})" if note else "")
 
 
 def _devices(text: str) -> int | str:

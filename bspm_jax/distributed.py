@@ -9,9 +9,13 @@ coordinator address and process count and its own process id, before any JAX wor
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import socket
+import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -100,4 +104,18 @@ def gather(tree: Any) -> Any:
         return jax.tree.map(lambda a: np.asarray(a)[None], tree)
     from jax.experimental import multihost_utils
 
-    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree))
+    with _stdout_to_stderr():  # Gloo's C++ writes "[Gloo] Rank ... connected" to standard output
+        return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree))
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send what native code writes to file descriptor 1 to descriptor 2, for the block."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -289,3 +289,25 @@ def test_evaluation_native_equals_pure_jax_path():
         b = evaluate(models["jax"], data, ks=(5, 10), batch_size=batch)
         for key, value in a.metrics.items():
             assert value == pytest.approx(b.metrics[key], abs=1e-9), key
+
+
+def test_install_goes_on_without_a_compiler(tmp_path):
+    # setup.py with a compiler that always fails: exit 0, one line saying so, no kernel built.
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
+        shutil.copy(root / name, tmp_path / name)
+    for folder in ("bspm_jax", "csrc"):
+        shutil.copytree(root / folder, tmp_path / folder, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    env = {**__import__("os").environ, "CC": "false", "CXX": "false"}
+    proc = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("bspm_jax:")]
+    assert len(lines) == 1 and "native CPU kernel was not built" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "bspm_jax").glob("_native*.so"))
