@@ -27,6 +27,7 @@ class OptionalBuildExt(build_ext):
             super().build_extension(ext)
         except Exception as err:  # compiler missing or failing: the pure-JAX products serve instead
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = reason if len(reason) <= 160 else reason[:157] + "..."
             print(f"bspm_jax: the native CPU kernel was not built ({reason}); "
                   "bspm_jax will use its pure-JAX products", file=sys.stderr)
 
