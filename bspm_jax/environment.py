@@ -13,14 +13,14 @@ import jax
 from . import native
 
 
-def environment_info() -> dict[str, Any]:
+def environment_info(kernel: str = "auto") -> dict[str, Any]:
     """JAX version, backend, device, Python version, CPU count and the native kernel's paths.
 
-    ``kernel`` is what a model's ``kernel = "auto"`` runs here (``jax``: the pure-JAX fallback);
-    ``kernel_paths`` the native paths this CPU runs; ``kernel_note`` why there are none.
+    ``kernel`` is the path that the setting ``kernel`` runs here (``jax``: the pure-JAX
+    fallback); ``kernel_paths`` the native paths this CPU runs; ``kernel_note`` why there are none.
     """
     device = jax.devices()[0]
-    auto = native.select("auto")
+    auto = native.select(kernel)
     extra = {} if native.available() else {"kernel_note": native.unavailable_reason()}
     return {
         "jax": jax.__version__,

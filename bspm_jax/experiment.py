@@ -101,5 +101,5 @@ def run_experiment(
             "total": total,
         },
         "memory": memory_info(),
-        "environment": environment_info(),
+        "environment": environment_info(fitted.config().get("kernel", "auto")),
     }

@@ -311,3 +311,22 @@ def test_install_goes_on_without_a_compiler(tmp_path):
     assert len(lines) == 1 and "native CPU kernel was not built" in lines[0]
     assert "Traceback" not in proc.stderr
     assert not list((tmp_path / "bspm_jax").glob("_native*.so"))
+
+
+def test_cli_reports_the_path_the_model_ran(tmp_path, monkeypatch):
+    # `kernel` setting and $BSPM_KERNEL reach the model, and the JSON names the path it ran.
+    import json
+
+    from bspm_jax.cli import main
+
+    monkeypatch.setenv(native.KERNEL_ENV, "baseline")
+    results = {}
+    for name, extra in (("env", []), ("setting", ["--set", "kernel=jax"])):
+        out = tmp_path / f"{name}.json"
+        assert main(["run", "--model", "lgcn-ide", "--quiet", "--json", str(out), *extra]) == 0
+        results[name] = json.loads(out.read_text())
+    assert results["env"]["environment"]["kernel"] == "baseline"
+    assert results["setting"]["environment"]["kernel"] == "jax"
+    assert results["setting"]["config"]["model"]["kernel"] == "jax"
+    for key, value in results["env"]["metrics"].items():
+        assert value == pytest.approx(results["setting"]["metrics"][key], abs=1e-9), key
