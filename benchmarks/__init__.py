@@ -1,1 +1,15 @@
 """Benchmark harnesses (run as ``python -m benchmarks.<name>``)."""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from pathlib import Path
+
+
+def results_path(kind: str, out: str | None = None) -> Path:
+    """``out``, or ``benchmarks/results/<kind>-<host>-<date>T<HHMM>.json``; its folder exists."""
+    stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M")
+    path = Path(out or Path(__file__).parent / "results" / f"{kind}-{platform.node()}-{stamp}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

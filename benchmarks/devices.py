@@ -15,9 +15,7 @@ devices are its GPUs; ``--cpu-devices N`` re-runs this script with
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from bspm_jax.io import write_json_atomic
+
+from . import results_path
 
 
 def measure(data_path: str | None, preset: str, counts: list[int] | None, batch_size: int, runs: int) -> dict:
@@ -88,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     for row in result["rows"]:
         print(f"| {row['devices']} | {row['median_s']:.2f} | {row['speed_up']:.2f} | {row['identical_to_first']} |")
-    stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M")
-    out = Path(args.out or Path(__file__).parent / "results" / f"devices-{platform.node()}-{stamp}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = results_path("devices", args.out)
     write_json_atomic(out, result)
     print(f"wrote {out}")
     return 0

@@ -14,8 +14,6 @@ whether each path's result equals the first path's bit for bit. Prints a table a
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import sys
 import time
 from pathlib import Path
@@ -23,6 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from bspm_jax.io import write_json_atomic
+
+from . import results_path
 
 
 def _best(fn, args, runs: int) -> tuple[float, np.ndarray]:
@@ -103,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         gfma = f"{row['gfma_per_s']:.1f}" if "gfma_per_s" in row else ""
         print(f"| {row['product']} | {row['width']} | {row['path']} | {row['best_s']:.3f} | {gfma} | "
               f"{row.get('identical_to_first_path', '')} |")
-    stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M")
-    out = Path(args.out or Path(__file__).parent / "results" / f"kernels-{platform.node()}-{stamp}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = results_path("kernels", args.out)
     write_json_atomic(out, result)
     print(f"wrote {out}")
     return 0

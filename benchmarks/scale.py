@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,6 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from bspm_jax.io import write_json_atomic
+
+from . import results_path
 
 DEFAULT_SIZES = ["10000x10000x100000", "20000x20000x300000", "30000x40000x1000000", "52643x91599x2984108"]
 AMAZON_BOOK = "52643x91599x2984108"
@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(worker(args.worker, args.rank, args.seed, args.score_users), sys.stdout)
         return 0
     sizes = [AMAZON_BOOK] if args.amazon_book else args.sizes
-    stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M")
-    out = Path(args.out or Path(__file__).parent / "results" / f"scale-{platform.node()}-{stamp}.json")
+    out = results_path("scale", args.out)
     rows = []
     for size in sizes:
         with tempfile.TemporaryFile("w+") as buf:

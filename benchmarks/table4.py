@@ -10,14 +10,14 @@ markdown table beside the paper's figures and writes every run's full JSON resul
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import sys
 from pathlib import Path
 
 import subprocess
 import tempfile
+
+from . import results_path
 
 # name: (model, preset or None, setting overrides, paper Recall@20, paper NDCG@20)
 CONFIGS: dict[str, tuple[str | None, str | None, dict, float | None, float | None]] = {
@@ -39,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--out", help="results file (default: benchmarks/results/table4-<host>-<date>.json)")
     args = parser.parse_args(argv)
-    stamp = datetime.date.today().isoformat()
-    out = Path(args.out or Path(__file__).parent / "results" / f"table4-{platform.node()}-{stamp}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = results_path("table4", args.out)
     rows = []
     for name in args.only:
         model_name, preset, overrides, paper_r, paper_n = CONFIGS[name]

@@ -14,9 +14,7 @@ results to ``benchmarks/results/tables-<host>-<date>T<HHMM>.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +23,8 @@ import time
 from pathlib import Path
 
 from bspm_jax.io import write_json_atomic
+
+from . import results_path
 
 # name: (preset, overrides, paper Table 6 inference seconds on Gowalla)
 CONFIGS: dict[str, tuple[str, dict, float]] = {
@@ -157,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         measure = baseline_worker if args.worker in BASELINES else worker
         Path(args.result).write_text(json.dumps(measure(args)))
         return 0
-    stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M")
-    out = Path(args.out or Path(__file__).parent / "results" / f"tables-{platform.node()}-{stamp}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = results_path("tables", args.out)
     results = []
     jobs = [(name, batch) for name in args.only for batch in args.batch_sizes]
     jobs += [(name, args.batch_sizes[0]) for name in args.baselines]
