@@ -7,6 +7,15 @@ import platform
 from pathlib import Path
 
 
+def save_results(kind: str, out: str | None, result: object) -> Path:
+    """Write ``result`` as JSON (atomically) to :func:`results_path`; returns the path."""
+    from bspm_jax.io import write_json_atomic
+
+    path = results_path(kind, out)
+    write_json_atomic(path, result)
+    return path
+
+
 def results_path(kind: str, out: str | None = None) -> Path:
     """``out``, or ``benchmarks/results/<kind>-<host>-<date>T<HHMM>.json``; its folder exists."""
     stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H%M")

@@ -24,9 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bspm_jax.io import write_json_atomic
-
-from . import results_path
+from . import save_results
 
 
 def measure(data_path: str | None, preset: str, counts: list[int] | None, batch_size: int, runs: int) -> dict:
@@ -88,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     for row in result["rows"]:
         print(f"| {row['devices']} | {row['median_s']:.2f} | {row['speed_up']:.2f} | {row['identical_to_first']} |")
-    out = results_path("devices", args.out)
-    write_json_atomic(out, result)
-    print(f"wrote {out}")
+    print(f"wrote {save_results('devices', args.out, result)}")
     return 0
 
 

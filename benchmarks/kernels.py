@@ -20,9 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bspm_jax.io import write_json_atomic
-
-from . import results_path
+from . import save_results
 
 
 def _best(fn, args, runs: int) -> tuple[float, np.ndarray]:
@@ -103,9 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         gfma = f"{row['gfma_per_s']:.1f}" if "gfma_per_s" in row else ""
         print(f"| {row['product']} | {row['width']} | {row['path']} | {row['best_s']:.3f} | {gfma} | "
               f"{row.get('identical_to_first_path', '')} |")
-    out = results_path("kernels", args.out)
-    write_json_atomic(out, result)
-    print(f"wrote {out}")
+    print(f"wrote {save_results('kernels', args.out, result)}")
     return 0
 
 

@@ -409,7 +409,7 @@ class ChunkLayout(AbstractLayout):
 
 def _times(x: Rows | SparseRows, op: LowRank) -> Float[Array, "b k"]:
     """``x L``; from the nonzeros of sparse rows (each row's sum in the order of its items)."""
-    return x.matmul(op.left, op.kernel) if isinstance(x, SparseRows) else x @ op.left
+    return x.matmul(op.left, op.kernel) if isinstance(x, SparseRows) else row_tiles(lambda t: t @ op.left, x)
 
 
 def dense_array(op: AbstractOperator, n: int) -> np.ndarray:

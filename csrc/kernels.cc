@@ -172,16 +172,15 @@ void ParallelFor(ffi::ThreadPool& pool, int64_t items, Fn fn) {
 // Rows of a dense A per work item (about 64 rows x 448 floats: 115 KB, kept in L2).
 constexpr int64_t kDenseBlock = 64;
 
-// Row blocks of about equal work: `cost(r)` is the cumulative cost of the rows before r.
-template <typename Cost>
-std::vector<int64_t> RowBlocks(int64_t n_rows, int64_t blocks, Cost cost) {
+// Row blocks of a CSR matrix with about equal nonzeros.
+std::vector<int64_t> RowBlocks(const int32_t* indptr, int64_t n_rows, int64_t blocks) {
   std::vector<int64_t> bounds(blocks + 1, n_rows);
   bounds[0] = 0;
-  const int64_t total = cost(n_rows);
+  const int64_t total = indptr[n_rows];
   int64_t r = 0;
   for (int64_t k = 1; k < blocks; ++k) {
     const int64_t target = total * k / blocks;
-    while (r < n_rows && cost(r) < target) ++r;
+    while (r < n_rows && indptr[r] < target) ++r;
     bounds[k] = r;
   }
   return bounds;
@@ -222,7 +221,7 @@ ffi::Error Product(ffi::ThreadPool& pool, const char* name, const Operand& a, in
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
   // A few row blocks of about equal nonzeros per thread: small enough to balance.
   const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(n_rows, 4 * threads));
-  const std::vector<int64_t> bounds = RowBlocks(n_rows, blocks, [&a](int64_t r) { return int64_t{a.csr.indptr[r]}; });
+  const std::vector<int64_t> bounds = RowBlocks(a.csr.indptr, n_rows, blocks);
   ParallelFor(pool, chunks * blocks, [&a, &epilogue, &bounds, xp, yp, n_cols, n_rows, w, blocks, isa](int64_t i) {
     const int64_t c = i / blocks, b = i % blocks;
     ProductItem(isa, a, epilogue, xp, yp, n_cols, n_rows, w, c, bounds[b], bounds[b + 1]);
