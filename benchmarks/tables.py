@@ -122,11 +122,12 @@ def _top_k_alone(model, data, batch_size: int, runs: int) -> float:
     import jax
     import numpy as np
 
-    from bspm_jax.models.base import HostMatrix, layout_top_k
+    from bspm_jax.ranking import layout_top_k
+    from bspm_jax.rows import SparseRows
 
     users = data.test_users
     batch_size = min(batch_size, len(users))
-    x = HostMatrix(data.train).device_rows(users[:batch_size], batch_size)
+    x = SparseRows.from_scipy(data.train[users[:batch_size]], batch_size, users[:batch_size])
     scores, _ = jax.block_until_ready(model.layout_scores_with_stats(x))
     jax.block_until_ready(layout_top_k(scores, x, 20))
     times = []

@@ -5,7 +5,8 @@ Fit a model on a binary user-item matrix and score user rows::
     from bspm_jax import BSPM, load_sample
     data = load_sample()
     model = BSPM(rank=256).fit(data.train)
-    items, scores = model.recommend([0, 1, 2], k=20)
+    items, scores = recommend(model, data.train, users=[0, 1, 2], k=20)
+    model.save("bspm-sample")                 # and later: load_model("bspm-sample")
 """
 
 from .data import Dataset, holdout_split, load_dataset, load_lightgcn, load_pairs, load_sample
@@ -13,8 +14,12 @@ from .errors import BSPMError, ConfigError, DataError, ResourceError
 from .evaluation import Evaluation, evaluate
 from .experiment import run_experiment
 from .filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
-from .graph import ItemGraph, build_graph, normalize, truncated_svd
-from .models import BSPM, LGCNIDE, MODELS, AbstractRecommender, Popularity, make_model
+from .graph import ItemGraph, build_graph
+from .models import (BSPM, LGCNIDE, MODELS, AbstractRecommender, AbstractTrainingFree, FitCache, Popularity,
+                     TrainInfo, load_model, make_model)
+from .ranking import Ranking, rank_rows, recommend, recommend_for
+from .serial import ModelFileError
+from .spectral import Spectrum, SpectrumCache, normalize, spectrum, truncated_svd
 from .operators import AbstractOperator, Dense, Gram, Identity, LowRank, SparseMatrix
 from .config import Config, get_preset, load_config, preset_names
 from .solvers import RK4, AbstractIntegrator, ClassicRK4, Dopri5, Euler, make_integrator
@@ -30,6 +35,7 @@ __all__ = [
     "AbstractIntegrator",
     "AbstractOperator",
     "AbstractRecommender",
+    "AbstractTrainingFree",
     "BSPMError",
     "Config",
     "ClassicRK4",
@@ -39,6 +45,7 @@ __all__ = [
     "Dense",
     "Dopri5",
     "Euler",
+    "FitCache",
     "Evaluation",
     "Gram",
     "HeatBlur",
@@ -47,10 +54,15 @@ __all__ = [
     "ItemGraph",
     "LowRank",
     "MixedBlur",
+    "ModelFileError",
     "Popularity",
+    "Ranking",
     "ResourceError",
     "Sharpen",
     "SparseMatrix",
+    "Spectrum",
+    "SpectrumCache",
+    "TrainInfo",
     "build_graph",
     "evaluate",
     "get_preset",
@@ -58,12 +70,17 @@ __all__ = [
     "load_config",
     "load_dataset",
     "load_lightgcn",
+    "load_model",
     "load_pairs",
     "load_sample",
     "make_integrator",
     "make_model",
     "normalize",
     "preset_names",
+    "rank_rows",
+    "recommend",
+    "recommend_for",
     "run_experiment",
+    "spectrum",
     "truncated_svd",
 ]

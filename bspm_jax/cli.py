@@ -68,10 +68,15 @@ def _batch_size(text: str) -> int | str:
     return "auto" if text == "auto" else int(text)
 
 
-def load_cli_config(args: argparse.Namespace) -> Config:
-    """The config of a command: defaults, ``--config`` or ``--preset``, flags, then ``--set``."""
+def load_cli_config(args: argparse.Namespace, load: str | None = None) -> Config:
+    """The config of a command: defaults, ``--config`` or ``--preset``, flags, then ``--set``.
+
+    With ``load`` (a saved model) only the flags and ``--set`` are taken: the rest is the saved model's.
+    """
     from .config import resolve
 
+    if load is not None and (args.config or args.preset):
+        raise ConfigError("--load uses the saved model's configuration: give --data and --set, not --config or --preset")
     config = resolve(args.config, args.preset)
     if args.model and (args.config or args.preset) and args.model != config.model_name:
         where = f"preset {args.preset!r}" if args.preset else f"config {args.config}"
@@ -93,13 +98,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     lead = _join_processes(args)
     if args.json and lead:
         check_writable(args.json)
-    result = run_config(load_cli_config(args), progress=_progress(args.quiet or not lead))
+    result = run_config(load_cli_config(args, args.load), progress=_progress(args.quiet or not lead), load=args.load)
     if not lead:  # process 0 reports for all
         return 0
     print(format_result(result))
     if args.json:
         write_json_atomic(args.json, result)
         print(f"wrote    {args.json}")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .experiment import fit_config
+
+    result = fit_config(load_cli_config(args), save=args.save, progress=_progress(args.quiet))
+    ds = result["dataset"]
+    print(f"model    {result['model']}")
+    print(f"dataset  {ds['name']}: {ds['n_users']:,} users, {ds['n_items']:,} items, {ds['n_train']:,} train interactions")
+    print("time (s) " + "  ".join(f"{k} {v:.2f}" for k, v in result["timings_s"].items()))
+    print(f"saved    {args.save}  (use: bspm run --load {args.save}, bspm recommend --load {args.save})")
     return 0
 
 
@@ -152,43 +169,21 @@ def _histories(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    import numpy as np
-    import scipy.sparse as sp
-
-    from .experiment import dataset_from_config, model_from_config
+    from .experiment import recommend_config
     from .io import check_writable, write_text_atomic
-    from .models.base import rank_rows
 
     if not args.users and not args.history and not args.history_file:
         raise ConfigError("name the users: --users IDS|FILE, --history ITEMS or --history-file FILE")
     if args.out:
         check_writable(args.out)
-    config = load_cli_config(args)
-    model = model_from_config(config)
-    dataset = dataset_from_config(config)
-    known = dataset.user_indices(_read_ids(args.users)) if args.users else np.zeros(0, dtype=np.int64)
-    new = _histories(args)
-    train = dataset.train + dataset.test if args.include_test else dataset.train
-    fitted = model.fit(sp.csr_matrix(train > 0, dtype=np.float32))
-    rows = [train[known]]
-    for label, items in new:
-        cols = np.unique(dataset.item_indices(items))
-        rows.append(sp.csr_matrix((np.ones(len(cols), np.float32), (np.zeros(len(cols), int), cols)), shape=(1, dataset.n_items)))
-    matrix = sp.vstack(rows).tocsr()
-    ranking = rank_rows(fitted, matrix, args.top_k, config["evaluation"].get("batch_size", 1024),
-                        filter_seen=not args.keep_seen, progress=_progress(args.quiet))
-    labels = [str(u) for u in dataset.user_label(known)] + [label for label, _ in new]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["user", "rank", "item", "score"])
-    for label, items, scores in zip(labels, ranking.items, ranking.scores):
-        for r, (item, score) in enumerate(zip(dataset.item_label(items), scores), 1):
-            if np.isfinite(score):
-                writer.writerow([label, r, item, f"{score:.6g}"])
-    text = buffer.getvalue()
+    recs = recommend_config(load_cli_config(args, args.load), _read_ids(args.users) if args.users else [],
+                            _histories(args), args.top_k, filter_seen=not args.keep_seen,
+                            include_test=args.include_test, load=args.load, progress=_progress(args.quiet))
+    text = recs.csv()
     if args.out:
         write_text_atomic(args.out, text)
-        print(f"wrote {args.out}: top-{args.top_k} items for {len(labels)} users ({len(known)} known, {len(new)} new)")
+        print(f"wrote {args.out}: top-{args.top_k} items for {len(recs.labels)} users "
+              f"({recs.n_known} known, {recs.n_new} new)")
     else:
         sys.stdout.write(text)
     return 0
@@ -327,13 +322,19 @@ FLAG_KEYS = {
 """Command-line flags and the config keys they set."""
 
 
+def _model_names() -> list[str]:
+    from .models import MODELS
+
+    return list(MODELS)
+
+
 def _add_config_options(p: argparse.ArgumentParser, k: bool = True) -> None:
     p.add_argument("--config", help="TOML config file ([model], [data], [evaluation], [tune] tables)")
     p.add_argument("--preset", help="a shipped config, e.g. gowalla-em, gowalla-lm, yelp2018-em, gf-cf")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value: table.key=value (a bare key is a model setting)")
     p.add_argument("--data", help="LightGCN folder (train.txt, test.txt) or pairs CSV/TSV; default: shipped sample")
-    p.add_argument("--model", help="model name: popularity, bspm, gf-cf, lgcn-ide, blur-heat, blur-ideal, blur-gfcf")
+    p.add_argument("--model", help=f"model name: {', '.join(_model_names())} (default bspm)")
     if k:
         p.add_argument("--k", type=int, nargs="+", help="cut-offs K (default: 10 20)")
     p.add_argument("--batch-size", type=_batch_size, help="users scored per batch, or auto (planned from free memory; default 1024)")
@@ -356,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="fit a model on the train split and evaluate it on the test split")
     _add_config_options(run)
     run.add_argument("--json", help="also write the result as one JSON object to this file")
+    run.add_argument("--load", metavar="DIR", help="evaluate the model saved in DIR (by bspm fit --save) without refitting")
     multi = run.add_argument_group("several processes (jax.distributed; every process gets the same options)")
     multi.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, which serves the coordinator")
     multi.add_argument("--num-processes", type=int, help="number of processes taking part")
@@ -373,7 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", help="CSV file to write (user,rank,item,score); default: standard output")
     rec.add_argument("--keep-seen", action="store_true", help="do not filter out the user's own items")
     rec.add_argument("--include-test", action="store_true", help="fit on train + test (default: train only)")
+    rec.add_argument("--load", metavar="DIR", help="use the model saved in DIR (by bspm fit --save) instead of fitting")
     rec.set_defaults(func=cmd_recommend)
+
+    fit = sub.add_parser("fit", help="fit a model on the train split and save it (bspm run/recommend --load)")
+    _add_config_options(fit)
+    fit.add_argument("--save", required=True, metavar="DIR", help="folder to save the fitted model to")
+    fit.set_defaults(func=cmd_fit)
 
     fetch = sub.add_parser("fetch", help="download and verify a LightGCN benchmark split into the cache")
     fetch.add_argument("name", help="gowalla, yelp2018 or amazon-book")

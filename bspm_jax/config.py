@@ -42,7 +42,7 @@ TABLES: dict[str, tuple[str, ...] | None] = {
     "tune": ("metric", "validation", "seed", "grid"),
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {"name": "popularity"},
+    "model": {"name": "bspm"},
     "data": {},
     "evaluation": {"k": [10, 20], "batch_size": 1024},
     "tune": {"metric": "recall@20", "validation": 0.2, "seed": 0, "grid": {}},
@@ -83,6 +83,8 @@ class Config:
                 raise ConfigError(f"unknown config table {table!r} in {key!r}; tables: {', '.join(TABLES)}")
             if table == "model" and name == "name" and value != tables.get("model", {}).get("name"):
                 tables["model"] = {}  # a different model does not inherit the old one's settings
+            if table == "model" and "model" not in tables:
+                tables["model"] = {"name": DEFAULTS["model"]["name"]}  # a setting of the default model
             tables.setdefault(table, {})[name] = value
         return Config(tables, self.description)
 
@@ -239,7 +241,7 @@ def _check(tables: Mapping[str, Mapping[str, Any]]) -> None:
         unknown = sorted(set(body) - set(allowed)) if allowed is not None else []
         if unknown:
             raise ConfigError(f"unknown key {', '.join(unknown)} in [{table}]; keys: {', '.join(allowed or ())}")
-    name = tables.get("model", {}).get("name", "popularity")
+    name = tables.get("model", {}).get("name", DEFAULTS["model"]["name"])
     if "model" in tables and "name" not in tables["model"]:
         raise ConfigError("[model] needs a name (e.g. name = \"bspm\")")
     if not isinstance(name, str):

@@ -11,9 +11,9 @@ import jax
 import numpy as np
 
 from .data.dataset import Dataset
-from .errors import ConfigError
 from .metrics import MetricAccumulator, item_self_information
-from .models.base import AbstractRecommender, Progress, Ranking, rank_rows
+from .models import AbstractRecommender
+from .ranking import Progress, Ranking, check_cutoffs, rank_rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,13 +46,11 @@ def evaluate(
     Timings: ``inference`` is the device time (scoring and top-K), ``evaluate`` the
     metrics on the host. ``users`` and ``ranking`` hold the evaluated users' top-K items.
     """
-    ks = tuple(sorted(set(int(k) for k in ks)))
-    if not ks or ks[0] < 1 or ks[-1] > dataset.n_items:
-        raise ConfigError(f"every K must be in 1..{dataset.n_items}, got {list(ks)}")
+    ks = check_cutoffs(ks, dataset.n_items)
     train, test = dataset.train, dataset.test
     users = dataset.test_users
     ranking = rank_rows(model, train[users], ks[-1], batch_size, progress=progress,
-                        batches_per_call=batches_per_call, devices=devices)
+                        batches_per_call=batches_per_call, devices=devices, users=users)
     t0 = time.perf_counter()
     acc = MetricAccumulator(ks, dataset.n_items, item_self_information(train))
     acc.add(ranking.items, np.isfinite(ranking.scores), test[users])

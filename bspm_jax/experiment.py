@@ -1,4 +1,4 @@
-"""One experiment end to end: load, fit, evaluate; returns the JSON output contract."""
+"""One experiment end to end: load, fit (or load a saved fit), evaluate; returns the JSON output contract."""
 
 from __future__ import annotations
 
@@ -9,12 +9,15 @@ from typing import Any
 
 import jax
 
-from .config import DEFAULTS, Config, effective
+from . import serial
+from .config import DEFAULTS, Config, config_from_dict, effective
 from .data import Dataset, load_dataset
+from .data.dataset import matrix_digest
 from .environment import environment_info, memory_info
+from .errors import ConfigError
 from .evaluation import evaluate
-from .models import AbstractRecommender, make_model
-from .models.base import Progress
+from .models import AbstractRecommender, AbstractTrainingFree, load_model, make_model
+from .ranking import Progress, Recommendations, recommend_for
 
 
 def model_from_config(config: Config) -> AbstractRecommender:
@@ -47,9 +50,113 @@ def device_count(config: Config) -> int | None:
     return len(jax.local_devices()) if devices == "all" else devices
 
 
-def run_config(config: Config, progress: Progress | None = None) -> dict[str, Any]:
-    """:func:`run_experiment` for a configuration; the result echoes the effective config."""
-    model = model_from_config(config)
+def saved_config(path: str | Path, config: Config | None = None) -> Config:
+    """The configuration a saved model was fitted with (its header's notes), ``config``'s values on top.
+
+    ``config`` holds what the command line gave: its ``data`` and ``evaluation`` tables
+    replace the saved ones; its model table must not name another model.
+    """
+    header = serial.read_header(path)
+    saved = header.get("notes", {}).get("config") or {"model": {"name": header["model"]}}
+    base = config_from_dict({t: v for t, v in saved.items() if t in ("model", "data", "evaluation")}, None,
+                            f"the config saved in {path}")
+    base = base.with_values({f"model.{k}": v for k, v in header["settings"].items()})
+    if config is None:
+        return base
+    given = config.tables
+    if "name" in given.get("model", {}) and given["model"]["name"] != base.model_name:
+        raise ConfigError(f"{path} holds a {base.model_name} model, not {given['model']['name']!r}")
+    if config.model_settings:
+        raise ConfigError(f"a saved model keeps its settings; {', '.join(config.model_settings)} cannot be changed with --load")
+    values = {f"{t}.{k}": v for t in ("data", "evaluation") for k, v in given.get(t, {}).items()}
+    if "path" in given.get("data", {}):  # other data: none of the saved data options
+        base = Config({t: v for t, v in base.tables.items() if t != "data"}, base.description)
+    return base.with_values(values)
+
+
+def fit_config(config: Config, save: str | Path | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Fit the model of ``config`` on its data's train split, and save it to folder ``save`` when given.
+
+    Returns the model, dataset block, settings (as config tables) and timings.
+    """
+    if save is not None:
+        serial.check_target(Path(save))
+    t0 = time.perf_counter()
+    dataset = dataset_from_config(config)
+    t1 = time.perf_counter()
+    fitted = fit_model(model_from_config(config), dataset)
+    t2 = time.perf_counter()
+    path, options = data_source(config)
+    ks, batch_size = evaluation_settings(config)
+    data = {**({} if path is None else {"path": _absolute(path)}), **_option_keys(options)}
+    tables = effective(Config({"model": {"name": config.model_name}, "data": data,
+                               "evaluation": {"k": ks, "batch_size": batch_size}}), fitted.config())
+    if save is not None:
+        fitted.save(save, notes={"config": tables, "dataset": dataset.summary()})
+    return {"model": config.model_name, "fitted": fitted, "config": tables, "dataset": dataset.summary(),
+            "timings_s": {"load": t1 - t0, "preprocess": t2 - t1, "total": time.perf_counter() - t0}}
+
+
+def _absolute(path: str | None) -> str | None:
+    """A data path that exists here, made absolute (so a saved model finds it from anywhere)."""
+    return str(Path(path).resolve()) if path is not None and Path(path).exists() else path
+
+
+def _option_keys(options: dict[str, Any]) -> dict[str, Any]:
+    return {("test" if k == "test_path" else k): v for k, v in options.items()}
+
+
+def fit_model(model: AbstractRecommender, dataset: Dataset) -> AbstractRecommender:
+    """``model`` fitted on ``dataset.train`` (a model that is already fitted must have been fitted on it)."""
+    if model.is_fitted:
+        info = model.require_fitted()
+        if info.digest != matrix_digest(dataset.train):
+            raise ConfigError(
+                f"the {model.name} model was fitted on another train matrix ({info.n_users:,} x {info.n_items:,}, "
+                f"{info.n_interactions:,} interactions) than {dataset.name}'s ({dataset.n_users:,} x "
+                f"{dataset.n_items:,}, {dataset.n_train:,}); give the data it was fitted on"
+            )
+        return model
+    if not isinstance(model, AbstractTrainingFree):
+        raise ConfigError(f"the {model.name} model is trained, not fitted: use bspm_jax.training")
+    return model.fit(dataset.train)
+
+
+def recommend_config(
+    config: Config,
+    user_ids: Sequence[Any],
+    new_users: Sequence[tuple[str, Sequence[Any]]],
+    k: int,
+    filter_seen: bool = True,
+    include_test: bool = False,
+    load: str | Path | None = None,
+    progress: Progress | None = None,
+) -> Recommendations:
+    """Top-``k`` recommendations for known and new users from the model of ``config`` (or the saved one at ``load``)."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    if load is not None:
+        config = saved_config(load, config)
+    dataset = dataset_from_config(config)
+    history = sp.csr_matrix((dataset.train + dataset.test) > 0 if include_test else dataset.train, dtype=np.float32)
+    if load is not None:
+        model = load_model(load)
+    else:
+        model = model_from_config(config)
+        model = fit_model(model, Dataset(history, sp.csr_matrix(history.shape, dtype=np.float32), dataset.name))
+    _, batch_size = evaluation_settings(config)
+    return recommend_for(model, dataset, history, user_ids, new_users, k, filter_seen, batch_size, progress)
+
+
+def run_config(config: Config, progress: Progress | None = None, load: str | Path | None = None) -> dict[str, Any]:
+    """:func:`run_experiment` for a configuration (or the model saved at ``load``, evaluated without refitting);
+    the result echoes the effective config."""
+    if load is not None:
+        config = saved_config(load, config)
+        model = load_model(load)
+    else:
+        model = model_from_config(config)
     path, options = data_source(config)
     ks, batch_size = evaluation_settings(config)
     result = run_experiment(model, path, ks, batch_size, progress, options, name=config.model_name,
@@ -69,7 +176,7 @@ def run_experiment(
     name: str | None = None,
     devices: int | None = None,
 ) -> dict[str, Any]:
-    """Fit ``model`` on the train split of ``data`` and evaluate it on the test split.
+    """Fit ``model`` on the train split of ``data`` (unless it is fitted already) and evaluate it on the test split.
 
     ``data`` is a Dataset, a LightGCN folder, a pairs file, or None for the shipped sample.
     The result has the keys model, config (the effective settings, as config-file tables),
@@ -78,12 +185,12 @@ def run_experiment(
     t_start = time.perf_counter()
     dataset = data if isinstance(data, Dataset) else load_dataset(data, **(data_options or {}))
     t_loaded = time.perf_counter()
-    fitted = model.fit(dataset.train)
+    fitted = fit_model(model, dataset)
     t_fitted = time.perf_counter()
     result = evaluate(fitted, dataset, ks=ks, batch_size=batch_size, progress=progress, devices=devices)
     total = time.perf_counter() - t_start
     source = "<sample>" if data is None else str(getattr(data, "name", data))
-    options = {("test" if k == "test_path" else k): v for k, v in (data_options or {}).items()}
+    options = _option_keys(data_options or {})
     tables = {
         "data": {"path": source, **options},
         "evaluation": {"k": sorted(set(int(k) for k in ks)), "batch_size": batch_size, "devices": devices or 1},

@@ -19,12 +19,25 @@ import dataclasses
 import numpy as np
 import scipy.sparse as sp
 
+from .errors import ConfigError
+from .spectral import item_degrees
+
 PER_USER = ("recall", "precision", "ndcg", "hit")
+METRICS = (*PER_USER, "coverage", "novelty")
+"""Every metric, as named in ``name@K`` keys."""
+
+
+def check_metric(metric: object) -> tuple[str, int]:
+    """A ``name@K`` metric key as (name, K), or a ConfigError listing the metrics."""
+    name, _, cut = str(metric).partition("@")
+    if not isinstance(metric, str) or name not in METRICS or not cut.isdigit() or int(cut) < 1:
+        raise ConfigError(f"metric must be {', '.join(METRICS[:-1])} or {METRICS[-1]} @K (e.g. recall@20), got {metric!r}")
+    return name, int(cut)
 
 
 def item_self_information(train: sp.csr_matrix) -> np.ndarray:
     """-log2 of each item's share of the train interactions (degree floored at 1)."""
-    deg = np.asarray((train > 0).sum(axis=0), dtype=np.float64).ravel()
+    deg = item_degrees(train)
     total = max(float(deg.sum()), 1.0)
     return -np.log2(np.maximum(deg, 1.0) / total)
 

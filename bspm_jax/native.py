@@ -107,6 +107,17 @@ def select(kernel: str = "auto") -> str | None:
     return request
 
 
+def relocate(path: str | None) -> str | None:
+    """The path a loaded model computes with: its saved ``path`` where this CPU runs it, else the best one here.
+
+    Every path gives bit-identical products, so a model saved on one CPU scores the same on another.
+    """
+    if path is None:
+        return None
+    paths = isa_paths()
+    return path if path in paths else (paths[0] if paths else None)
+
+
 def _self_check(path: str) -> bool:
     indptr = np.array([0, 2, 2, 3], np.int32)
     indices = np.array([0, 2, 1], np.int32)

@@ -156,7 +156,7 @@ class SparseMatrix(eqx.Module):
 
     matrix: jsparse.BCSR
     transpose: jsparse.BCSR
-    kernel: str | None = eqx.field(static=True, default=None)
+    kernel: str | None = eqx.field(static=True, default=None, metadata={"on_load": native_kernel.relocate})
 
     @classmethod
     def from_scipy(cls, m: sp.spmatrix, dtype: type = np.float32, kernel: str = "auto") -> SparseMatrix:
@@ -265,7 +265,7 @@ class LowRank(AbstractOperator):
 
     left: Float[Array, "n k"]
     right_t: Float[Array, "n k"]
-    kernel: str | None = eqx.field(static=True)
+    kernel: str | None = eqx.field(static=True, metadata={"on_load": native_kernel.relocate})
 
     def __init__(self, left: Float[Array, "n k"], right: Float[Array, "k n"], kernel: str | None = None):
         self.left = jnp.asarray(left)

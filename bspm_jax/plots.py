@@ -12,7 +12,7 @@ and writes ``<stem>.png`` and ``<stem>.svg`` atomically. :func:`make_figure` doe
   sharpening, as histograms over log-spaced degree bins.
 
 Models whose ``fit_key`` matches share one fit (normalisation and SVD): pass the same
-``fits`` dict to several calls to share fits between figures too.
+``fits`` (a :class:`FitCache`) to several calls to share fits between figures too.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ from .evaluation import Evaluation, evaluate
 from .io import atomic_files, check_writable, write_json_atomic
 from .metrics import hit_matrix
 from .models import AbstractRecommender
-from .models.base import Fits, HostMatrix, Progress, fit_shared, no_progress
+from .models import FitCache
+from .ranking import Progress, check_k, no_progress
+from .spectral import item_degrees as train_item_degrees
 
 FigureData = dict[str, Any]
 """A figure's data: plain JSON (figure name, dataset, model config, K and the values drawn)."""
@@ -69,12 +71,11 @@ METRIC_LABELS = {
 # ---------------------------------------------------------------- computing
 
 
-def _start_fits(model: AbstractRecommender, dataset: Dataset, fits: Fits | None) -> Fits:
-    """The fit cache, holding ``model`` itself when it is already fitted on ``dataset.train``."""
-    fits = {} if fits is None else fits
-    train = getattr(model, "train", None)
-    if isinstance(train, HostMatrix) and train.matrix is dataset.train:
-        fits.setdefault((type(model), id(dataset.train), model.fit_key()), model)
+def _start_fits(model: AbstractRecommender, fits: FitCache | None) -> FitCache:
+    """The fit cache, offered ``model`` itself when it is already fitted (reused for its own train matrix)."""
+    fits = FitCache() if fits is None else fits
+    if model.is_fitted:
+        fits.add(model)
     return fits
 
 
@@ -94,12 +95,6 @@ def _check_sharpening(model: AbstractRecommender, figure: str) -> None:
         raise ConfigError(f"{figure} needs a BSPM model, got {model.name!r}")
     if not model.config()["sharpen"]:
         raise ConfigError(f"{figure} studies the sharpening process: the model has sharpen=false")
-
-
-def _check_k(k: int, dataset: Dataset) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= dataset.n_items:
-        raise ConfigError(f"k must be an integer in 1..{dataset.n_items}, got {k!r}")
-    return int(k)
 
 
 def _check_values(figure: str, setting: str, values: Iterable[Any], kind: type) -> list[Any]:
@@ -135,17 +130,17 @@ def _sweep(
     k: int,
     batch_size: int,
     progress: Progress | None,
-    fits: Fits | None,
+    fits: FitCache | None,
 ) -> FigureData:
     """Evaluate ``model`` with ``setting`` set to each of ``values``: metrics per value."""
     _check_sharpening(model, figure)
-    k = _check_k(k, dataset)
+    k = check_k(k, dataset.n_items)
     models = [variant(model, figure, **{setting: v}) for v in values]  # validate all before fitting
-    fits = _start_fits(model, dataset, fits)
+    fits = _start_fits(model, fits)
     columns: dict[str, list[float]] = {}
     ev = None
     for m in (progress or no_progress)(models, desc=setting, unit="point"):
-        ev = evaluate(fit_shared(m, dataset.train, fits), dataset, ks=(k,), batch_size=batch_size)
+        ev = evaluate(fits.fit(m, dataset.train), dataset, ks=(k,), batch_size=batch_size)
         for name, value in ev.metrics.items():
             columns.setdefault(name, []).append(float(value))
     assert ev is not None
@@ -159,7 +154,7 @@ def fig5_data(
     k: int = 20,
     batch_size: int = 1024,
     progress: Progress | None = None,
-    fits: Fits | None = None,
+    fits: FitCache | None = None,
 ) -> FigureData:
     """Metrics@k of ``model`` for each sharpening time T_s (default 1..5 and the model's own)."""
     if T_s_values is None:
@@ -175,7 +170,7 @@ def fig6_data(
     k: int = 20,
     batch_size: int = 1024,
     progress: Progress | None = None,
-    fits: Fits | None = None,
+    fits: FitCache | None = None,
 ) -> FigureData:
     """Metrics@k of ``model`` for each number of sharpening steps K_s (default 1..4 and the model's own)."""
     if K_s_values is None:
@@ -191,16 +186,16 @@ def _with_and_without_sharpening(
     k: int,
     batch_size: int,
     progress: Progress | None,
-    fits: Fits | None,
+    fits: FitCache | None,
 ) -> tuple[dict[str, Evaluation], FigureData]:
     """Evaluations of only blurring (``sharpen=False``) and of ``model``, and the data header."""
     _check_sharpening(model, figure)
-    k = _check_k(k, dataset)
+    k = check_k(k, dataset.n_items)
     models = {BLUR_ONLY: variant(model, figure, sharpen=False, residual=False), BLUR_SHARPEN: variant(model, figure)}
     # residual=False: the residual connection adds S(0), which needs sharpening
-    fits = _start_fits(model, dataset, fits)
+    fits = _start_fits(model, fits)
     evals = {
-        label: evaluate(fit_shared(models[label], dataset.train, fits), dataset, ks=(k,), batch_size=batch_size)
+        label: evaluate(fits.fit(models[label], dataset.train), dataset, ks=(k,), batch_size=batch_size)
         for label in (progress or no_progress)(list(models), desc=figure, unit="model")
     }
     header = _header(figure, model, dataset, k, evals[BLUR_SHARPEN])
@@ -214,7 +209,7 @@ def fig8_data(
     k: int = 20,
     batch_size: int = 1024,
     progress: Progress | None = None,
-    fits: Fits | None = None,
+    fits: FitCache | None = None,
 ) -> FigureData:
     """Metrics@k of only blurring (``sharpen=False``) and of blurring + sharpening (``model``)."""
     evals, data = _with_and_without_sharpening("fig8", model, dataset, k, batch_size, progress, fits)
@@ -223,8 +218,8 @@ def fig8_data(
 
 
 def item_degrees(dataset: Dataset) -> np.ndarray:
-    """Number of train interactions of every item."""
-    return np.asarray((dataset.train > 0).sum(axis=0), dtype=np.int64).ravel()
+    """Number of train interactions of every item (int64)."""
+    return train_item_degrees(dataset.train).astype(np.int64)
 
 
 def hit_degrees(ev: Evaluation, dataset: Dataset, degrees: np.ndarray | None = None) -> np.ndarray:
@@ -242,7 +237,7 @@ def fig10_data(
     k: int = 20,
     batch_size: int = 1024,
     progress: Progress | None = None,
-    fits: Fits | None = None,
+    fits: FitCache | None = None,
 ) -> FigureData:
     """Train degrees of the top-k hits without and with sharpening, as (degree, number of hits) pairs."""
     evals, data = _with_and_without_sharpening("fig10", model, dataset, k, batch_size, progress, fits)
@@ -473,7 +468,6 @@ def make_figure(
 __all__ = [
     "FIGURES",
     "FigureData",
-    "Fits",
     "caption",
     "fig5_data",
     "fig6_data",

@@ -19,33 +19,42 @@ class SparseRows(eqx.Module):
 
     Entries are sorted by row, then column (so the rows are also CSR; see :meth:`indptr`).
     The number of entries is padded to a power of two, so few shapes are compiled.
-    :meth:`stacked` holds several batches on a leading axis.
+    :meth:`stacked` holds several batches on a leading axis. ``user`` is each row's index
+    among the users the model was fitted on, -1 for a new user (and for padding rows):
+    models that learn a vector per user read it, models that score histories ignore it.
     """
 
     row: Int[Array, " nnz"]
     col: Int[Array, " nnz"]
     value: Float[Array, " nnz"]
+    user: Int[Array, " n_rows"]
     n_rows: int = eqx.field(static=True)
     n_cols: int = eqx.field(static=True)
 
     @classmethod
-    def from_scipy(cls, matrix: sp.spmatrix, n_rows: int | None = None) -> SparseRows:
-        """The rows of ``matrix`` (float32), zero-padded to ``n_rows`` rows."""
+    def from_scipy(cls, matrix: sp.spmatrix, n_rows: int | None = None, users: np.ndarray | None = None) -> SparseRows:
+        """The rows of ``matrix`` (float32), zero-padded to ``n_rows`` rows; ``users`` as in the class."""
         m = _sorted_csr(matrix)
         n_rows = m.shape[0] if n_rows is None else n_rows
         row, col, value = _padded(m, n_rows, _padded_size(m.nnz))
-        return cls(jnp.asarray(row), jnp.asarray(col), jnp.asarray(value), n_rows, m.shape[1])
+        return cls(jnp.asarray(row), jnp.asarray(col), jnp.asarray(value), jnp.asarray(_users(users, m.shape[0], n_rows)),
+                   n_rows, m.shape[1])
 
     @classmethod
-    def stacked(cls, matrix: sp.spmatrix, batches: Sequence[np.ndarray], n_rows: int) -> SparseRows:
+    def stacked(
+        cls, matrix: sp.spmatrix, batches: Sequence[np.ndarray], n_rows: int, users: np.ndarray | None = None
+    ) -> SparseRows:
         """The rows of each batch of ``matrix``'s rows, stacked on a leading axis (for ``lax.map``).
 
-        Every batch is padded to ``n_rows`` rows and to the same number of entries.
+        Every batch is padded to ``n_rows`` rows and to the same number of entries;
+        ``users[r]`` is the user of ``matrix``'s row ``r`` (default: all new, -1).
         """
         parts = [_sorted_csr(matrix[np.asarray(b)]) for b in batches]
         size = _padded_size(max((m.nnz for m in parts), default=0))
         row, col, value = (np.stack(a) for a in zip(*(_padded(m, n_rows, size) for m in parts)))
-        return cls(jnp.asarray(row), jnp.asarray(col), jnp.asarray(value), n_rows, matrix.shape[1])
+        user = np.stack([_users(None if users is None else np.asarray(users)[np.asarray(b, dtype=np.int64)], len(b), n_rows)
+                         for b in batches]) if batches else np.zeros((0, n_rows), np.int32)
+        return cls(jnp.asarray(row), jnp.asarray(col), jnp.asarray(value), jnp.asarray(user), n_rows, matrix.shape[1])
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -76,6 +85,14 @@ class SparseRows(eqx.Module):
     def mask(self, scores: Float[Array, "n_rows n_cols"], fill: float = -jnp.inf) -> Float[Array, "n_rows n_cols"]:
         """``scores`` with the entries of these rows' nonzeros replaced by ``fill``."""
         return scores.at[self.row, self.col].set(fill, mode="drop")
+
+
+def _users(users: np.ndarray | None, n: int, n_rows: int) -> np.ndarray:
+    """int32 user indices of ``n`` rows padded with -1 to ``n_rows`` (all -1 when not given)."""
+    out = np.full(n_rows, -1, dtype=np.int32)
+    if users is not None:
+        out[:n] = np.asarray(users, dtype=np.int64)
+    return out
 
 
 def _sorted_csr(matrix: sp.spmatrix) -> sp.csr_matrix:

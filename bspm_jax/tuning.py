@@ -20,7 +20,9 @@ from .data import Dataset, holdout_split
 from .errors import ConfigError
 from .evaluation import evaluate
 from .models import make_model
-from .models.base import Fits, Progress, fit_shared, no_progress
+from .metrics import check_metric
+from .models import FitCache
+from .ranking import Progress, no_progress
 
 PAPER_GRID: dict[str, list[Any]] = {
     "sharpen_solver": ["euler", "rk4"],
@@ -77,10 +79,8 @@ def tune(
     ``metric`` (e.g. ``ndcg@20``) selects the best point; ties keep the grid's order.
     Every grid point is validated before anything is fitted, so a bad value fails fast.
     """
-    name, _, cut = metric.partition("@")
-    if name not in ("recall", "ndcg", "precision", "hit", "coverage", "novelty") or not cut.isdigit() or int(cut) < 1:
-        raise ConfigError(f"metric must be recall, ndcg, precision, hit, coverage or novelty @K, got {metric!r}")
-    ks = sorted(set(int(k) for k in ks) | {int(cut)})
+    _, cut = check_metric(metric)
+    ks = sorted(set(int(k) for k in ks) | {cut})
     points = grid_points(grid)
     if not points:
         raise ConfigError("the grid is empty")
@@ -101,13 +101,13 @@ def tune(
             raise ConfigError(f"grid point {point}: {err}") from None
     t0 = time.perf_counter()
     val = validation_split(dataset, validation, seed)
-    fits: Fits = {}
+    fits = FitCache()
     fit_s = 0.0
     rows = []
     for point, model in zip(points, (progress or no_progress)(models, desc="grid", unit="point")):
         t = time.perf_counter()
         n_fits = len(fits)
-        model = fit_shared(model, val.train, fits)
+        model = fits.fit(model, val.train)
         fit_s += (time.perf_counter() - t) if len(fits) > n_fits else 0.0
         result = evaluate(model, val, ks=ks, batch_size=batch_size)
         rows.append({**point, **result.metrics, "seconds": time.perf_counter() - t})
@@ -116,7 +116,7 @@ def tune(
     rows = [rows[i] for i in order]
     best = {**base_settings, **points[order[0]]}
     t = time.perf_counter()
-    test = evaluate(make_model(model_name, **best).fit(dataset.train), dataset, ks=ks, batch_size=batch_size)
+    test = evaluate(make_model(model_name, **best).fit(dataset.train, fits.spectra), dataset, ks=ks, batch_size=batch_size)
     protocol = {
         "protocol": "per-user holdout of the train split (holdout_split); test never used for selection",
         "fraction": validation,

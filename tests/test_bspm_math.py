@@ -27,9 +27,11 @@ from hypothesis import strategies as st
 from oracles import euler_states, rk4_states
 from bspm_jax.errors import BSPMError, ConfigError
 from bspm_jax.filters import HeatBlur, IdealBlur, MixedBlur, Sharpen
-from bspm_jax.graph import build_graph, normalize, truncated_svd
+from bspm_jax.graph import build_graph
+from bspm_jax.spectral import normalize, truncated_svd
 from bspm_jax.models import make_model
-from bspm_jax.models.bspm import BSPM, LGCNIDE
+from bspm_jax.models import BSPM, LGCNIDE
+from bspm_jax.ranking import recommend
 from bspm_jax.operators import dense_array
 
 # No shrinking: a failing example is printed in full (matrices are drawn dense), and
@@ -166,8 +168,8 @@ def assert_scores_close(actual, expected, rtol=1e-5, atol_rel=2e-6):
 
 
 def score_unkeyed(model, rows):
-    """Score through a copy without the identity-hashed train matrix (shares compilations)."""
-    return np.asarray(dataclasses.replace(model, train=None).score(jnp.asarray(rows, jnp.float32)))
+    """Scores of dense rows."""
+    return np.asarray(model.score(jnp.asarray(rows, jnp.float32)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -452,7 +454,7 @@ def test_recommend_matches_oracle_ranking(filter_seen):
         if u != 4:
             assert np.all(-np.diff(top[u][np.isfinite(top[u])]) > 1e-4 * scale), f"near-tie for user {u}"
     users = np.arange(R_FIXED.shape[0])
-    items, scores = model.recommend(users, k=k, filter_seen=filter_seen)
+    items, scores = recommend(model, R_FIXED, users=users, k=k, filter_seen=filter_seen)
     assert items.shape == (len(users), k) and scores.shape == (len(users), k)
     np.testing.assert_array_equal(items, exp_items)
     np.testing.assert_allclose(scores, exp_scores, rtol=1e-5, atol=2e-6 * scale)
@@ -461,15 +463,15 @@ def test_recommend_matches_oracle_ranking(filter_seen):
     if filter_seen:
         for u in users:
             assert not set(items[u]) & set(R_FIXED[u].indices)
-    # rows instead of user indices give the same answer
-    items_rows, _ = model.recommend(R_FIXED.toarray(), k=k, filter_seen=filter_seen)
+    # every row, without user indices, gives the same answer
+    items_rows, _ = recommend(model, sp.csr_matrix(R_FIXED.toarray()), k=k, filter_seen=filter_seen)
     np.testing.assert_array_equal(items_rows, items)
 
 
 def test_recommend_whole_catalogue_puts_seen_items_last():
     model = fitted(key(SEMANTIC_CONFIGS["early-merge-rk4"]))
     n_items = R_FIXED.shape[1]
-    items, scores = model.recommend(np.arange(R_FIXED.shape[0]), k=n_items)
+    items, scores = recommend(model, R_FIXED, k=n_items)
     for u in range(R_FIXED.shape[0]):
         seen = set(R_FIXED[u].indices)
         assert sorted(items[u]) == list(range(n_items))
@@ -477,9 +479,9 @@ def test_recommend_whole_catalogue_puts_seen_items_last():
         assert np.all(np.isneginf(scores[u][n_items - len(seen):]))
         assert np.all(np.isfinite(scores[u][: n_items - len(seen)]))
     with pytest.raises(ConfigError):
-        model.recommend(np.arange(3), k=n_items + 1)
+        recommend(model, R_FIXED, users=np.arange(3), k=n_items + 1)
     with pytest.raises(ConfigError):
-        model.recommend(np.array([R_FIXED.shape[0]]), k=3)
+        recommend(model, R_FIXED, users=np.array([R_FIXED.shape[0]]), k=3)
 
 
 # --------------------------------------------------------------------------- errors

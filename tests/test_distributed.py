@@ -15,7 +15,7 @@ import pytest
 from bspm_jax import ConfigError, evaluate, load_sample, make_model
 from bspm_jax.cli import main
 from bspm_jax.distributed import check_address
-from bspm_jax.models.base import rank_rows
+from bspm_jax.ranking import rank_rows
 
 from guarantee import assert_bit_identical
 
@@ -29,7 +29,7 @@ from bspm_jax import distributed
 distributed.initialize(sys.argv[1], 2, int(sys.argv[2]), timeout_s=120)
 import jax
 from bspm_jax import load_sample, make_model
-from bspm_jax.models.base import rank_rows
+from bspm_jax.ranking import rank_rows
 data = load_sample()
 model = make_model("bspm", **json.loads(sys.argv[4])).fit(data.train)
 r = rank_rows(model, data.train, 20, 500, devices=2)

@@ -499,7 +499,7 @@ def test_cli_fetch_then_run_by_name(serve, tmp_path: Path) -> None:
     assert "29,858 users, 40,981 items, 810,128 train / 217,242 test interactions, verified" in proc.stdout
     assert os.listdir(cache) == ["gowalla"]
     out = tmp_path / "pop.json"
-    proc = _bspm("run", "--data", "gowalla", "--k", "20", "--json", str(out), "--quiet", env=env)
+    proc = _bspm("run", "--model", "popularity", "--data", "gowalla", "--k", "20", "--json", str(out), "--quiet", env=env)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["dataset"]["n_train"] == 810_128 and result["dataset"]["name"] == "gowalla"

@@ -8,10 +8,12 @@ import pytest
 
 import scipy.sparse as sp
 
-import bspm_jax.graph as graph
+import bspm_jax.spectral as spectral
+import bspm_jax.spectral.svd as svd
+from bspm_jax import ranking
 import bspm_jax.memory as memory
 from bspm_jax import ResourceError, build_graph, load_sample, make_model
-from bspm_jax.models.base import rank_rows
+from bspm_jax.ranking import rank_rows
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +28,12 @@ def test_plan_matches_the_budget_arithmetic(fitted):
     per_user = 4 * ((5 + 1 + 1 + 1) * n_items + n_users)  # input, ODE states, Horner, ideal, result; one n_users row
     assert model.scoring_bytes_per_user(n_items) == per_user
     graph_arrays = [np.asarray(x) for x in jax.tree.leaves(model.graph)]
-    assert memory.model_bytes(model) == sum(a.nbytes for a in graph_arrays) > 0  # the item side only
+    assert ranking.model_bytes(model) == sum(a.nbytes for a in graph_arrays) > 0  # the item side only
     for available in (10**8, 3 * 10**8, 10**9, 10**11):
         for devices in (1, 4):
-            got = memory.plan_batch_size(model, n_users, n_items, devices, available)
-            budget = 0.6 * available - memory.model_bytes(model) * devices
-            expect = int(min(memory.MAX_BATCH, budget // (per_user * devices)))
+            got = ranking.plan_batch_size(model, n_users, n_items, devices, available)
+            budget = 0.6 * available - ranking.model_bytes(model) * devices
+            expect = int(min(ranking.MAX_BATCH, budget // (per_user * devices)))
             assert got == (n_users if expect >= n_users else expect if expect < 64 else expect - expect % 64)
             assert got * per_user * devices <= budget
 
@@ -43,8 +45,8 @@ def test_the_intermediate_is_as_long_as_the_training_users_whatever_rows_are_sco
     assert model.graph.gram.intermediate_length() == n_users
     per_user = model.scoring_bytes_per_user(n_items)
     available = 10**8
-    budget = 0.6 * available - memory.model_bytes(model)
-    assert memory.plan_batch_size(model, 5000, n_items, available=available) == int(budget // per_user) // 64 * 64
+    budget = 0.6 * available - ranking.model_bytes(model)
+    assert ranking.plan_batch_size(model, 5000, n_items, available=available) == int(budget // per_user) // 64 * 64
     lgcn = make_model("lgcn-ide").fit(data.train)
     assert lgcn.scoring_bytes_per_user(n_items) == 4 * (3 * n_items + n_users)
     dense = make_model("bspm", rank=32, dense=True).fit(data.train)
@@ -54,17 +56,17 @@ def test_the_intermediate_is_as_long_as_the_training_users_whatever_rows_are_sco
 def test_refusals_name_what_is_needed_and_available(fitted, monkeypatch):
     data, model = fitted
     with pytest.raises(ResourceError, match=r"needs .* but only .* is available"):
-        memory.plan_batch_size(model, *data.train.shape, available=10**6)
+        ranking.plan_batch_size(model, *data.train.shape, available=10**6)
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 40 * 2**20)
     with pytest.raises(ResourceError, match=r"scoring batches of 4,000 users needs .* use batch_size=\d+"):
         rank_rows(model, data.train, 20, 4000)
     ok = rank_rows(model, data.train[:200], 20, "auto")  # the planner picks what fits
-    planned = memory.plan_batch_size(model, 200, data.n_items, available=40 * 2**20)
+    planned = ranking.plan_batch_size(model, 200, data.n_items, available=40 * 2**20)
     assert len(ok.batches[0]) == planned and planned * model.scoring_bytes_per_user(data.n_items) <= 0.6 * 40 * 2**20
     assert sum(len(b) for b in ok.batches) == 200
     with pytest.raises(ResourceError, match="SVD .* needs"):
         monkeypatch.setattr(memory, "available_bytes", lambda device=None: 10**5)
-        monkeypatch.setattr(graph, "DENSE_SVD_LIMIT", 10)
+        monkeypatch.setattr(svd, "DENSE_SVD_LIMIT", 10)
         build_graph(data.train, 64)
 
 
@@ -79,7 +81,7 @@ def _power_law(n_users, n_items, seed):
     """A normalised R~ of seeded power-law interactions."""
     from bspm_jax.data.synthetic import power_law_interactions
 
-    norm, _, _ = graph.normalize(power_law_interactions(n_users, n_items, 6 * max(n_users, n_items), seed=seed))
+    norm, _, _ = spectral.normalize(power_law_interactions(n_users, n_items, 6 * max(n_users, n_items), seed=seed))
     return norm
 
 
@@ -91,7 +93,7 @@ def test_every_svd_attempt_equals_the_dense_svd_or_says_it_did_not_converge(shap
     assert expected[rank - 1] - expected[rank] > 1e-3  # so the subspace is well defined
     gram = (norm.T @ norm).toarray()
     converged = []
-    for attempt in graph.svd_attempts(norm.shape, rank):
+    for attempt in svd.svd_attempts(norm.shape, rank):
         try:
             s, vt = attempt.run(norm, rank, 0)
         except np.linalg.LinAlgError:  # PROPACK out of steps: the next attempt takes over
@@ -107,28 +109,28 @@ def test_every_svd_attempt_equals_the_dense_svd_or_says_it_did_not_converge(shap
 
 def test_svd_attempt_memory_arithmetic():
     m, n, rank = 10**6, 2 * 10**5, 448
-    propack6, propack10, gram = graph.svd_attempts((m, n), rank)
+    propack6, propack10, gram = svd.svd_attempts((m, n), rank)
     assert propack6.bytes == 6 * rank * (m + n) * 8 > 24 * 2**30  # the 10^6-user case: PROPACK cannot fit 24 GiB
     assert propack10.bytes == 10 * rank * (m + n) * 8
     assert gram.bytes == ((2 * rank + 1) * n + rank * n) * 8 < 3 * 2**30  # the item side only
-    wide = graph.svd_attempts((n, m), rank)[2]
+    wide = svd.svd_attempts((n, m), rank)[2]
     assert wide.bytes == ((2 * rank + 1) * n + rank * m) * 8  # the user side, and the right vectors
 
 
 def test_svd_falls_back_to_the_gram_lanczos_when_propack_cannot_fit(monkeypatch):
     norm = _power_law(3000, 2500, seed=1)
     rank = 20
-    monkeypatch.setattr(graph, "DENSE_SVD_LIMIT", 10)
-    propack, _, gram = graph.svd_attempts(norm.shape, rank)
-    ran, attempts = [], graph.svd_attempts
-    monkeypatch.setattr(graph, "svd_attempts", lambda shape, k: [
+    monkeypatch.setattr(svd, "DENSE_SVD_LIMIT", 10)
+    propack, _, gram = svd.svd_attempts(norm.shape, rank)
+    ran, attempts = [], svd.svd_attempts
+    monkeypatch.setattr(svd, "svd_attempts", lambda shape, k: [
         a._replace(run=lambda *args, _a=a: ran.append(_a.name) or _a.run(*args)) for a in attempts(shape, k)])
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: (gram.bytes + propack.bytes) // 2)
-    s, vt = graph.truncated_svd(norm, rank)
+    s, vt = svd.truncated_svd(norm, rank)
     assert ran == ["ARPACK on the Gram matrix"]  # PROPACK could not fit, so it never ran
     expected = np.linalg.svd(norm.toarray(), compute_uv=False)
     np.testing.assert_allclose(s, expected[:rank], rtol=1e-9)
     np.testing.assert_allclose(vt @ (norm.T @ (norm @ vt.T)), np.diag(s**2), atol=1e-9)
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: gram.bytes - 1)
     with pytest.raises(ResourceError, match=r"SVD .* needs .*ARPACK on the Gram matrix.* but only .* is available"):
-        graph.truncated_svd(norm, rank)
+        svd.truncated_svd(norm, rank)

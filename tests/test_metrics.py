@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bspm_jax import ConfigError, Dataset, evaluate
-from bspm_jax.models.base import AbstractRecommender
+from bspm_jax.models.base import AbstractRecommender, AbstractTrainingFree
 
 
 class LinearScores(AbstractRecommender):

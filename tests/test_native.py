@@ -254,7 +254,7 @@ def ranking_problems(draw):
 @given(ranking_problems())
 @settings(max_examples=80, deadline=None)
 def test_top_k_on_chunks_equals_lax_top_k_on_masked_rows(problem):
-    from bspm_jax.models.base import masked_top_k
+    from bspm_jax.ranking import masked_top_k
     from bspm_jax.operators import ChunkLayout
     from bspm_jax.rows import SparseRows
 
@@ -277,7 +277,7 @@ def test_evaluation_native_equals_pure_jax_path():
     # BCSR/lax path; the native paths give the same bits.
     from bspm_jax import BSPM, evaluate
     from bspm_jax.data.dataset import Dataset
-    from bspm_jax.models.base import rank_rows
+    from bspm_jax.ranking import rank_rows
 
     rng = np.random.default_rng(7)
     train = sp.csr_matrix((rng.random((90, 60)) < 0.12).astype(np.float32))

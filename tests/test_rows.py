@@ -56,6 +56,6 @@ def test_stacked_batches_equal_their_rows(case, batch):
     for j, b in enumerate(batches):
         dense = np.zeros((batch, m.shape[1]), np.float32)
         dense[: len(b)] = m[b].toarray()
-        one = SparseRows(stacked.row[j], stacked.col[j], stacked.value[j], batch, m.shape[1])
+        one = SparseRows(stacked.row[j], stacked.col[j], stacked.value[j], stacked.user[j], batch, m.shape[1])
         np.testing.assert_array_equal(np.asarray(one.dense()), dense)
         np.testing.assert_array_equal(np.asarray(one.indptr())[-1], m[b].nnz)

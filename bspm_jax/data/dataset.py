@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,18 @@ def binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp
     m.data[:] = 1.0
     m.sort_indices()
     return m
+
+
+def matrix_digest(matrix: sp.spmatrix) -> str:
+    """SHA-256 (hex) of a sparse matrix's content: shape, nonzero pattern and values (canonical CSR, float32)."""
+    m = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    m.sort_indices()
+    h = hashlib.sha256(np.asarray(m.shape, dtype=np.int64).tobytes())
+    for part in (m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data):
+        h.update(np.ascontiguousarray(part).tobytes())
+    return h.hexdigest()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

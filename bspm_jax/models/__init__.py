@@ -1,4 +1,4 @@
-"""Recommender models behind one interface, and the registry the CLI picks them from.
+"""Recommender models behind one interface, the registry the CLI picks them from, and loading saved models.
 
 A registry entry is a model class with default settings: GF-CF and the only-blurring
 variants are BSPM with fixed settings, not separate code.
@@ -6,18 +6,22 @@ variants are BSPM with fixed settings, not separate code.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
+from .. import serial
 from ..errors import ConfigError
-from .base import AbstractRecommender, HostMatrix, masked_top_k
-from .bspm import BSPM, LGCNIDE
+from .base import AbstractRecommender, AbstractTrainingFree, FitCache, LayoutScores, TrainInfo
+from .bspm import BSPM
+from .lgcn_ide import LGCNIDE
 from .popularity import Popularity
 
 _NO_SHARPEN = {"sharpen": False, "beta": 0.0}
 
 MODELS: dict[str, tuple[type[AbstractRecommender], dict[str, Any]]] = {
-    "popularity": (Popularity, {}),
     "bspm": (BSPM, {}),
+    "popularity": (Popularity, {}),
     "gf-cf": (BSPM, {"blur": "gfcf", "gfcf_beta": 0.3, "rank": 256, **_NO_SHARPEN}),
     "lgcn-ide": (LGCNIDE, {}),
     "blur-heat": (BSPM, {"blur": "heat", **_NO_SHARPEN}),
@@ -49,14 +53,47 @@ def make_model(name: str, **settings: Any) -> AbstractRecommender:
         raise ConfigError(f"bad settings for model {name!r}: {err}") from None
 
 
+def load_model(path: str | Path) -> AbstractRecommender:
+    """The fitted model saved in folder ``path`` by ``model.save``; one ModelFileError (a ConfigError) when it cannot be.
+
+    Refused: a missing, truncated or corrupted header or array file, another format
+    version, an unknown model or setting, and arrays that differ from the header.
+    """
+    header = serial.read_header(path)
+    where = str(Path(path) / serial.HEADER)
+    name = header["model"]
+    if name not in MODELS:
+        raise serial.ModelFileError(f"{where} holds an unknown model {name!r}; available: {', '.join(MODELS)}")
+    try:
+        model = make_model(name, **header["settings"])
+    except ConfigError as err:
+        raise serial.ModelFileError(f"{where}: {err}") from None
+    if f"{type(model).__module__}:{type(model).__qualname__}" != header.get("class"):
+        raise serial.ModelFileError(f"{where} was written for class {header.get('class')}, not {type(model).__qualname__}")
+    arrays = serial.read_arrays(path, header)
+    state = serial.decode_state(header, arrays, where)
+    if set(state) != set(type(model).state_names()):
+        raise serial.ModelFileError(f"{where} is corrupted: its fitted state {sorted(state)} is not the {name} model's")
+    try:
+        loaded = dataclasses.replace(model, **state)
+    except (TypeError, ValueError, ConfigError) as err:
+        raise serial.ModelFileError(f"{where} is corrupted: {err}") from None
+    if not isinstance(loaded.fitted_on, TrainInfo) or dataclasses.asdict(loaded.fitted_on) != header["train"]:
+        raise serial.ModelFileError(f"{where} is corrupted: its train matrix record does not match")
+    return loaded
+
+
 __all__ = [
     "BSPM",
     "LGCNIDE",
     "MODELS",
     "AbstractRecommender",
-    "HostMatrix",
+    "AbstractTrainingFree",
+    "FitCache",
+    "LayoutScores",
     "Popularity",
+    "TrainInfo",
+    "load_model",
     "make_model",
-    "masked_top_k",
     "model_defaults",
 ]

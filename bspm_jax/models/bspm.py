@@ -34,11 +34,11 @@ from jaxtyping import Array, Float
 from .. import native as native_kernel
 from ..errors import ConfigError
 from ..filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
-from ..graph import ItemGraph, build_graph
+from ..graph import ItemGraph, build_graph, intermediate_length
 from ..operators import AbstractOperator
 from ..solvers import AbstractIntegrator, make_integrator
-from ..rows import as_dense
-from .base import AbstractRecommender, HostMatrix, LayoutScores, Rows, fitted_train_field
+from ..spectral import SpectrumCache
+from .base import AbstractTrainingFree, LayoutScores, Rows, TrainInfo
 
 MERGES = ("early", "late")
 BLURS: dict[str, Callable[[BSPM], AbstractFilter]] = {
@@ -55,12 +55,7 @@ def _finite(name: str, value: float, low: float = -math.inf, strict: bool = Fals
         raise ConfigError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
 
 
-def intermediate_length(graph: ItemGraph | None) -> int:
-    """Length of the intermediate row of the fitted item-item filter (0 before fitting, or dense)."""
-    return 0 if graph is None else graph.gram.intermediate_length()
-
-
-class BSPM(AbstractRecommender):
+class BSPM(AbstractTrainingFree):
     """Blurring-Sharpening Process Model (early/late merge, residual, t-point combination)."""
 
     name: ClassVar[str] = "bspm"
@@ -88,7 +83,6 @@ class BSPM(AbstractRecommender):
     use_diffrax: bool = eqx.field(static=True, default=False)
     kernel: str = eqx.field(static=True, default="auto")
     graph: ItemGraph | None = None
-    train: HostMatrix | None = fitted_train_field()
 
     def __check_init__(self) -> None:
         if self.blur not in BLURS:
@@ -144,9 +138,10 @@ class BSPM(AbstractRecommender):
         states = 5 + self.K_b + (self.K_s if self.sharpen else 0) + (1 if self.beta != 0 else 0)
         return 4 * (states * n_items + intermediate_length(self.graph))
 
-    def fit(self, train: sp.csr_matrix) -> Self:
-        graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense, kernel=self.kernel)
-        return dataclasses.replace(self, graph=graph, train=HostMatrix(train))
+    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> Self:
+        graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense, kernel=self.kernel,
+                            spectra=spectra)
+        return dataclasses.replace(self, graph=graph, fitted_on=TrainInfo.of(train))
 
     def score(self, rows: Rows) -> Float[Array, "b n_items"]:
         return self.score_with_stats(rows)[0]
@@ -163,8 +158,7 @@ class BSPM(AbstractRecommender):
 
     def _filter(self, rows: Rows) -> tuple[LayoutScores, dict[str, Array]]:
         """Run the blur, ideal and sharpening processes in the graph's layout."""
-        if self.graph is None:
-            raise ConfigError("the model is not fitted: call fit(train) first")
+        self.require_fitted()
         g = self.graph
         layout = g.layout(rows.shape[0])
         x = layout.enter(rows)
@@ -193,41 +187,3 @@ class BSPM(AbstractRecommender):
         integrator = self.integrator(process)
         ys, stats = integrator.solve(operator, y0)
         return ys, {"steps": stats["num_steps"], "evaluations": integrator.evaluations(stats)}
-
-
-class LGCNIDE(AbstractRecommender):
-    """LightGCN with an ideal design (GF-CF paper): ``R~_u P~^layers`` with ``R~_u = d_u^-1/2 R_u V^-1/2``."""
-
-    name: ClassVar[str] = "lgcn-ide"
-    layers: int = eqx.field(static=True, default=1)
-    kernel: str = eqx.field(static=True, default="auto")
-    graph: ItemGraph | None = None
-    train: HostMatrix | None = fitted_train_field()
-
-    def __check_init__(self) -> None:
-        if not (isinstance(self.layers, int) and self.layers >= 1):
-            raise ConfigError(f"layers must be an integer >= 1, got {self.layers!r}")
-        native_kernel.check_choice(self.kernel)
-
-    def fit_key(self) -> tuple[str]:
-        return (self.kernel,)
-
-    def fit(self, train: sp.csr_matrix) -> Self:
-        return dataclasses.replace(self, graph=build_graph(train, None, kernel=self.kernel), train=HostMatrix(train))
-
-    def scoring_bytes_per_user(self, n_items: int) -> int:
-        """float32 rows alive per user: a few score rows and the intermediate of ``(X R~^T) R~``."""
-        return 4 * (3 * n_items + intermediate_length(self.graph))
-
-    @eqx.filter_jit
-    def score(self, rows: Rows) -> Float[Array, "b n_items"]:
-        if self.graph is None:
-            raise ConfigError("the model is not fitted: call fit(train) first")
-        rows = as_dense(rows)
-        degree = rows.sum(axis=1, keepdims=True)
-        user_scale = jnp.where(degree > 0, 1.0 / jnp.sqrt(jnp.where(degree > 0, degree, 1.0)), 0.0)
-        x = rows * user_scale * self.graph.item_scale
-        for _ in range(self.layers):
-            x = self.graph.gram(x)
-        return x
-

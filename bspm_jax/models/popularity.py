@@ -11,23 +11,24 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float
 
-from .base import AbstractRecommender, HostMatrix, Rows, fitted_train_field
+from ..spectral import SpectrumCache, item_degrees
+from .base import AbstractTrainingFree, Rows, TrainInfo
 
 
-class Popularity(AbstractRecommender):
+class Popularity(AbstractTrainingFree):
     """score(u, i) = deg(i), the number of train interactions of item i."""
 
     name: ClassVar[str] = "popularity"
     degree: Float[Array, " n_items"] | None = None
-    train: HostMatrix | None = fitted_train_field()
 
     def fit_key(self) -> tuple[()]:
         return ()
 
-    def fit(self, train: sp.csr_matrix) -> Self:
-        degree = np.asarray((train > 0).sum(axis=0), dtype=np.float32).ravel()
-        return dataclasses.replace(self, degree=jnp.asarray(degree), train=HostMatrix(train))
+    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> Self:
+        degree = jnp.asarray(item_degrees(train).astype(np.float32))
+        return dataclasses.replace(self, degree=degree, fitted_on=TrainInfo.of(train))
 
     @eqx.filter_jit
     def score(self, rows: Rows) -> Float[Array, "b n_items"]:
+        self.require_fitted()
         return jnp.broadcast_to(self.degree, rows.shape)

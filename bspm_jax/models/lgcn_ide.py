@@ -1,0 +1,55 @@
+"""LGCN-IDE, the GF-CF paper's LightGCN with an ideal design: ``R~_u P~^layers``, no training."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, Self
+
+import equinox as eqx
+import jax.numpy as jnp
+import scipy.sparse as sp
+from jaxtyping import Array, Float
+
+from .. import native as native_kernel
+from ..errors import ConfigError
+from ..graph import ItemGraph, build_graph, intermediate_length
+from ..rows import as_dense
+from ..spectral import SpectrumCache
+from .base import AbstractTrainingFree, Rows, TrainInfo
+
+
+class LGCNIDE(AbstractTrainingFree):
+    """LightGCN with an ideal design (GF-CF paper): ``R~_u P~^layers`` with ``R~_u = d_u^-1/2 R_u V^-1/2``."""
+
+    name: ClassVar[str] = "lgcn-ide"
+    layers: int = eqx.field(static=True, default=1)
+    kernel: str = eqx.field(static=True, default="auto")
+    graph: ItemGraph | None = None
+
+    def __check_init__(self) -> None:
+        if not (isinstance(self.layers, int) and self.layers >= 1):
+            raise ConfigError(f"layers must be an integer >= 1, got {self.layers!r}")
+        native_kernel.check_choice(self.kernel)
+
+    def fit_key(self) -> tuple[str]:
+        return (self.kernel,)
+
+    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> Self:
+        graph = build_graph(train, None, kernel=self.kernel, spectra=spectra)
+        return dataclasses.replace(self, graph=graph, fitted_on=TrainInfo.of(train))
+
+    def scoring_bytes_per_user(self, n_items: int) -> int:
+        """float32 rows alive per user: a few score rows and the intermediate of ``(X R~^T) R~``."""
+        return 4 * (3 * n_items + intermediate_length(self.graph))
+
+    @eqx.filter_jit
+    def score(self, rows: Rows) -> Float[Array, "b n_items"]:
+        self.require_fitted()
+        rows = as_dense(rows)
+        degree = rows.sum(axis=1, keepdims=True)
+        user_scale = jnp.where(degree > 0, 1.0 / jnp.sqrt(jnp.where(degree > 0, degree, 1.0)), 0.0)
+        x = rows * user_scale * self.graph.item_scale
+        for _ in range(self.layers):
+            x = self.graph.gram(x)
+        return x
+

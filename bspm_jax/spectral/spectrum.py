@@ -1,0 +1,70 @@
+"""The spectrum of the normalised interaction graph, computed once per (train content, rank)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..data.dataset import matrix_digest
+from .normalize import normalize
+from .svd import truncated_svd
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Spectrum:
+    """Top-``rank`` singular values ``s`` and right vectors ``Vbar`` of ``R~``, with the degrees of ``R``.
+
+    The rows of ``vectors`` are the top eigenvectors of ``P~ = R~^T R~`` (eigenvalues ``s^2``):
+    BSPM's ideal low-pass filter and spectral models work in this basis.
+    """
+
+    values: np.ndarray
+    """(rank,) float64, descending."""
+    vectors: np.ndarray
+    """(rank, n_items) float64; each row's entry of largest magnitude is positive."""
+    user_degree: np.ndarray
+    """(n_users,) float64."""
+    item_degree: np.ndarray
+    """(n_items,) float64."""
+
+    @property
+    def rank(self) -> int:
+        return int(self.values.shape[0])
+
+
+class SpectrumCache:
+    """Spectra and normalised matrices keyed by the content digest of the train matrix (and the rank).
+
+    Pass one cache to several fits (grid points, figures, models of one run) so that each
+    (matrix, rank) is decomposed once; equal content shares, whatever object holds it.
+    """
+
+    def __init__(self) -> None:
+        self._normalized: dict[str, tuple[sp.csr_matrix, np.ndarray, np.ndarray]] = {}
+        self._spectra: dict[tuple[str, int], Spectrum] = {}
+
+    def normalized(self, train: sp.spmatrix) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+        """:func:`normalize` of ``train``, computed once per content."""
+        key = matrix_digest(train)
+        if key not in self._normalized:
+            self._normalized[key] = normalize(train)
+        return self._normalized[key]
+
+    def spectrum(self, train: sp.spmatrix, rank: int) -> Spectrum:
+        """The rank-``rank`` :class:`Spectrum` of ``train``, computed once per (content, rank)."""
+        key = (matrix_digest(train), int(rank))
+        if key not in self._spectra:
+            norm, user_degree, item_degree = self.normalized(train)
+            s, vt = truncated_svd(norm, rank)
+            self._spectra[key] = Spectrum(s, vt, user_degree, item_degree)
+        return self._spectra[key]
+
+    def __len__(self) -> int:
+        return len(self._spectra)
+
+
+def spectrum(train: sp.spmatrix, rank: int, cache: SpectrumCache | None = None) -> Spectrum:
+    """The top-``rank`` :class:`Spectrum` of ``R~`` for the binary matrix ``train`` (via ``cache`` when given)."""
+    return (cache or SpectrumCache()).spectrum(train, rank)
