@@ -1,0 +1,282 @@
+"""Saving and loading fitted models: one generic format, bit-identical scores, every damage refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import bspm_jax
+from bspm_jax import MODELS, ConfigError, ModelFileError, load_model, make_model, native, rank_rows
+from bspm_jax import serial
+from bspm_jax.data.dataset import matrix_digest
+from bspm_jax.data.synthetic import power_law_interactions
+
+TRAIN = sp.csr_matrix(power_law_interactions(120, 90, 900, seed=3), dtype=np.float32)
+SMALL = {"rank": 12}
+
+
+def _settings(name: str) -> dict:
+    cls, _ = MODELS[name]
+    return {k: v for k, v in SMALL.items() if k in cls.setting_names()}
+
+
+def _fitted(name: str):
+    return make_model(name, **_settings(name)).fit(TRAIN)
+
+
+def _scores(model) -> tuple[np.ndarray, np.ndarray]:
+    ranking = rank_rows(model, TRAIN, 15, batch_size=50, users=np.arange(TRAIN.shape[0]))
+    return ranking.items, ranking.scores
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Every registered model fitted on TRAIN and saved: name -> (model, folder)."""
+    root = tmp_path_factory.mktemp("models")
+    return {name: (model := _fitted(name), model.save(root / name)) for name in MODELS}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_round_trip_gives_bit_identical_scores(saved, name):
+    model, folder = saved[name]
+    loaded = load_model(folder)
+    assert type(loaded) is type(model) and loaded.config() == model.config()
+    assert loaded.fitted_on == model.fitted_on and loaded.fitted_on.digest == matrix_digest(TRAIN)
+    want_items, want_scores = _scores(model)
+    got_items, got_scores = _scores(loaded)
+    np.testing.assert_array_equal(got_items, want_items)
+    assert got_scores.tobytes() == want_scores.tobytes()  # bit for bit
+
+
+def test_header_records_model_settings_versions_train_and_arrays(saved):
+    model, folder = saved["bspm"]
+    header = json.loads((folder / serial.HEADER).read_text())
+    assert header["format"] == serial.FORMAT and header["format_version"] == serial.FORMAT_VERSION
+    assert header["library_version"] == bspm_jax.__version__
+    assert header["model"] == "bspm" and header["settings"] == json.loads(json.dumps(model.config()))
+    assert header["train"] == {"n_users": 120, "n_items": 90, "n_interactions": TRAIN.nnz, "digest": matrix_digest(TRAIN)}
+    specs: dict = {}
+    serial._collect_arrays(header["state"], specs)
+    with np.load(folder / serial.ARRAYS, allow_pickle=False) as npz:
+        assert set(npz.files) == set(specs)
+        for name, spec in specs.items():
+            assert list(npz[name].shape) == spec["shape"] and npz[name].dtype.str == spec["dtype"]
+    # the arrays are exactly the model's array leaves
+    leaves = [np.asarray(x) for x in bspm_jax_leaves(model)]
+    assert sorted(a.nbytes for a in leaves) == sorted(np.load(folder / serial.ARRAYS)[n].nbytes for n in specs)
+
+
+def bspm_jax_leaves(model):
+    import equinox as eqx
+    import jax
+
+    return jax.tree.leaves(eqx.filter(model, eqx.is_array))
+
+
+def test_digest_depends_on_content_not_object():
+    copy = sp.csr_matrix(TRAIN.toarray())
+    assert matrix_digest(copy) == matrix_digest(TRAIN)
+    other = TRAIN.copy()
+    other[0, 0] = 1.0 - other[0, 0]
+    assert matrix_digest(other) != matrix_digest(TRAIN)
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "copy"
+    dst.mkdir()
+    for f in folder.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def _header(folder: Path) -> dict:
+    return json.loads((folder / serial.HEADER).read_text())
+
+
+def _write_header(folder: Path, header: dict) -> None:
+    (folder / serial.HEADER).write_text(json.dumps(header))
+
+
+def _damage_truncated_header(folder):
+    text = (folder / serial.HEADER).read_text()
+    (folder / serial.HEADER).write_text(text[: len(text) // 2])
+
+
+def _damage_truncated_arrays(folder):
+    data = (folder / serial.ARRAYS).read_bytes()
+    (folder / serial.ARRAYS).write_bytes(data[: len(data) // 3])
+
+
+def _damage_flipped_array_byte(folder):
+    """Change one value inside an array, keeping a valid npz: only the SHA-256 notices."""
+    with np.load(folder / serial.ARRAYS, allow_pickle=False) as npz:
+        arrays = {n: npz[n].copy() for n in npz.files}
+    name = max(arrays, key=lambda n: arrays[n].size)
+    arrays[name].reshape(-1)[arrays[name].size // 2] += 1
+    np.savez(folder / serial.ARRAYS, **arrays)
+
+
+def _damage_version(folder):
+    _write_header(folder, {**_header(folder), "format_version": serial.FORMAT_VERSION + 1})
+
+
+def _damage_shape(folder):
+    header = _header(folder)
+    specs: dict = {}
+    serial._collect_arrays(header["state"], specs)
+    spec = next(iter(specs.values()))
+    spec["shape"] = [n + 1 for n in spec["shape"]]
+    _write_header(folder, header)
+
+
+def _damage_missing_array(folder):
+    with np.load(folder / serial.ARRAYS, allow_pickle=False) as npz:
+        arrays = {n: npz[n] for n in npz.files[1:]}
+    np.savez(folder / serial.ARRAYS, **arrays)
+
+
+def _damage_foreign_class(folder):
+    header = _header(folder)
+    header["state"]["graph"]["class"] = "os:system"
+    _write_header(folder, header)
+
+
+def _damage_setting(folder):
+    header = _header(folder)
+    header["settings"]["T_s"] = -1.0
+    _write_header(folder, header)
+
+
+def _damage_missing_header(folder):
+    (folder / serial.HEADER).unlink()
+
+
+DAMAGES = {
+    "truncated header": (_damage_truncated_header, "truncated or corrupted"),
+    "truncated arrays": (_damage_truncated_arrays, "truncated or corrupted"),
+    "an array changed": (_damage_flipped_array_byte, "SHA-256"),
+    "another format version": (_damage_version, "format version"),
+    "shape differs from the header": (_damage_shape, "the header says"),
+    "an array missing": (_damage_missing_array, "does not match the header"),
+    "a class outside bspm_jax": (_damage_foreign_class, "not part of bspm_jax"),
+    "an impossible setting": (_damage_setting, "T_s"),
+    "no header": (_damage_missing_header, "model.json is missing"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_damaged_saves_are_refused_with_one_clear_error(saved, tmp_path, damage):
+    fn, message = DAMAGES[damage]
+    folder = _copy(saved["bspm"][1], tmp_path)
+    fn(folder)
+    with pytest.raises(ModelFileError, match=message):
+        load_model(folder)
+
+
+def test_saving_refuses_unfitted_models_and_foreign_folders(saved, tmp_path):
+    with pytest.raises(ConfigError, match="not fitted"):
+        make_model("bspm", rank=8).save(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "cat.jpg").write_bytes(b"precious")
+    model = saved["popularity"][0]
+    with pytest.raises(ConfigError, match="holds other files"):
+        model.save(foreign)
+    assert [p.name for p in foreign.iterdir()] == ["cat.jpg"] and (foreign / "cat.jpg").read_bytes() == b"precious"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        model.save(tmp_path / "file")
+    with pytest.raises(ConfigError, match="does not exist"):
+        model.save(tmp_path / "no" / "such" / "m")
+
+
+def test_saving_over_a_saved_model_replaces_it_and_leaves_no_temporaries(saved, tmp_path):
+    target = tmp_path / "m"
+    saved["popularity"][0].save(target)
+    saved["bspm"][0].save(target)
+    assert load_model(target).name == "bspm"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+    assert sorted(p.name for p in target.iterdir()) == [serial.ARRAYS, serial.HEADER]
+
+
+def test_a_loaded_model_picks_a_kernel_path_this_cpu_runs(monkeypatch):
+    monkeypatch.setattr(native, "isa_paths", lambda: ("avx2", "baseline"))
+    assert native.relocate("avx512") == "avx2" and native.relocate("baseline") == "baseline"
+    assert native.relocate(None) is None
+    monkeypatch.setattr(native, "isa_paths", lambda: ())
+    assert native.relocate("avx512") is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_saves_load_or_fail_with_a_model_file_error(saved, tmp_path_factory, data):
+    folder = _copy(saved["gf-cf"][1], tmp_path_factory.mktemp("fuzz"))
+    target = folder / data.draw(st.sampled_from([serial.HEADER, serial.ARRAYS]))
+    blob = bytearray(target.read_bytes())
+    for _ in range(data.draw(st.integers(1, 4))):
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        pos = data.draw(st.integers(0, max(len(blob) - 1, 0)))
+        if kind == "flip" and blob:
+            blob[pos] ^= data.draw(st.integers(1, 255))
+        elif kind == "cut":
+            del blob[pos:]
+        else:
+            blob[pos:pos] = data.draw(st.binary(min_size=1, max_size=8))
+    target.write_bytes(bytes(blob))
+    try:
+        model = load_model(folder)
+    except ModelFileError:
+        return
+    # damage that loads (e.g. inside JSON whitespace) must still give the saved model
+    assert model.config() == saved["gf-cf"][0].config()
+
+
+def bspm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bspm_jax", *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def test_cli_fit_save_then_run_and_recommend_load_match_a_refit(tmp_path):
+    folder, out_fit, out_load = tmp_path / "m", tmp_path / "fit.json", tmp_path / "load.json"
+    settings_ = ["--set", "rank=24", "--k", "20"]
+    proc = bspm("fit", *settings_, "--save", str(folder), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "saved" in proc.stdout
+    proc = bspm("run", *settings_, "--json", str(out_fit), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    proc = bspm("run", "--load", str(folder), "--json", str(out_load), "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    fit, load = json.loads(out_fit.read_text()), json.loads(out_load.read_text())
+    assert load["metrics"] == fit["metrics"] and load["config"]["model"] == fit["config"]["model"]
+    assert load["timings_s"]["preprocess"] < fit["timings_s"]["preprocess"] or load["timings_s"]["preprocess"] < 0.05
+    recs_fit, recs_load = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert bspm("recommend", *settings_[:2], "--users", "0,7", "--history", "1,2,3", "--out", str(recs_fit), "--quiet").returncode == 0
+    proc = bspm("recommend", "--load", str(folder), "--users", "0,7", "--history", "1,2,3", "--out", str(recs_load), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert recs_load.read_text() == recs_fit.read_text()
+
+
+def test_cli_load_refusals_are_one_line(tmp_path, saved):
+    folder = _copy(saved["bspm"][1], tmp_path)
+    proc = bspm("run", "--load", str(folder), "--quiet")  # fitted on TRAIN, evaluated on the sample
+    assert proc.returncode == 2 and "fitted on another train matrix" in proc.stderr and "Traceback" not in proc.stderr
+    proc = bspm("recommend", "--load", str(folder), "--users", "0", "--quiet")
+    assert proc.returncode == 2 and "fitted on other interactions" in proc.stderr
+    _damage_flipped_array_byte(folder)
+    proc = bspm("run", "--load", str(folder), "--quiet")
+    assert proc.returncode == 2 and "SHA-256" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = bspm("run", "--load", str(tmp_path / "none"), "--quiet")
+    assert proc.returncode == 2 and "no saved model" in proc.stderr
+    proc = bspm("run", "--load", str(folder), "--preset", "gowalla-em", "--quiet")
+    assert proc.returncode == 2 and "not --config or --preset" in proc.stderr
+    proc = bspm("run", "--load", str(saved["bspm"][1]), "--set", "T_s=3", "--quiet")
+    assert proc.returncode == 2 and "keeps its settings" in proc.stderr
