@@ -74,7 +74,9 @@ def test_lightgcn_basic_merge_blank_duplicates(tmp_path: Path) -> None:
     assert ds.train.shape == (3, 4) and ds.train.dtype == np.float32
     assert _pairs(ds.train) == {(0, 1), (0, 2), (0, 3)}
     assert _pairs(ds.test) == {(1, 3), (1, 0)}
-    assert ds.stats == {"duplicates_train": 2, "duplicates_test": 1}
+    # user 1 and item 0 occur in test only: cold, and counted
+    assert ds.stats == {"duplicates_train": 2, "duplicates_test": 1, "cold_items_test": 1, "cold_users_test": 1}
+    assert ds.valid is None and ds.n_valid == 0 and "n_valid" not in ds.summary()
     assert set(ds.train.data.tolist()) == {1.0}
     assert load_lightgcn(folder, name="x").name == "x"
 
@@ -179,16 +181,68 @@ def test_lightgcn_moderately_sparse_ids_accepted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("test", "pattern"),
+    ("test", "shape", "cold"),
     [
-        ("0 9\n\n2 1\n", r"test\.txt line 3: user id 2 is outside the train ranges"),
-        ("0 9\n1 10\n", r"test\.txt line 2: item id 10 is outside the train ranges"),
-        ("0 9\n5\n", r"test\.txt line 2: user id 5 is outside"),
+        ("0 9\n\n2 1\n", (3, 10), {"cold_users_test": 1, "cold_items_test": 0}),
+        ("0 9\n1 10\n", (2, 11), {"cold_users_test": 0, "cold_items_test": 1}),
+        ("0 9\n5\n", (6, 10), {"cold_users_test": 0, "cold_items_test": 0}),
+        ("7 12 11 12\n", (8, 13), {"cold_users_test": 1, "cold_items_test": 2}),
     ],
 )
-def test_lightgcn_test_ids_outside_train(tmp_path: Path, test: str, pattern: str) -> None:
+def test_lightgcn_test_ids_outside_train_are_cold(tmp_path: Path, test: str, shape: tuple, cold: dict) -> None:
+    """Ids of test that train never names are accepted; the catalogue spans both files."""
+    ds = load_lightgcn(_lgcn(tmp_path, TRAIN_OK, test))
+    assert ds.train.shape == shape and ds.test.shape == shape
+    assert {k: v for k, v in ds.stats.items() if k.startswith("cold_")} == cold
+    assert _cold_brute(_pairs(ds.train), _pairs(ds.test)) == (cold["cold_users_test"], cold["cold_items_test"])
+
+
+def _cold_brute(train: set, other: set) -> tuple[int, int]:
+    """(users, items) of ``other`` that no pair of ``train`` names."""
+    return (len({u for u, _ in other} - {u for u, _ in train}), len({i for _, i in other} - {i for _, i in train}))
+
+
+def test_lightgcn_sparse_ids_over_all_files_rejected(tmp_path: Path) -> None:
+    """The density check spans every file: a sparse test id is refused like a sparse train id."""
+    with pytest.raises(DataError, match=r"^test\.txt: item ids go up to 5000000 .*train\.txt and test\.txt.*load_pairs"):
+        load_lightgcn(_lgcn(tmp_path, TRAIN_OK, "0 5000000\n"))
+    folder = _lgcn(tmp_path, TRAIN_OK)
+    (folder / "valid.txt").write_text("4000000 1\n")
+    with pytest.raises(DataError, match=r"^valid\.txt: user ids go up to 4000000"):
+        load_lightgcn(folder)
+
+
+def _write_valid(folder: Path, text: str) -> Path:
+    (folder / "valid.txt").write_text(text)
+    return folder
+
+
+def test_lightgcn_valid_file(tmp_path: Path) -> None:
+    folder = _write_valid(_lgcn(tmp_path, "0 1 2\n1 2 3\n", "0 4\n1 0\n"), "0 3 3\n2 5\n")
+    ds = load_lightgcn(folder)
+    assert ds.train.shape == ds.valid.shape == ds.test.shape == (3, 6)
+    assert _pairs(ds.valid) == {(0, 3), (2, 5)} and ds.n_valid == 2
+    assert _pairs(ds.train) == {(0, 1), (0, 2), (1, 2), (1, 3)} and _pairs(ds.test) == {(0, 4), (1, 0)}
+    assert ds.stats == {"duplicates_train": 0, "duplicates_valid": 1, "duplicates_test": 0,
+                        "cold_items_valid": 1, "cold_users_valid": 1, "cold_items_test": 2, "cold_users_test": 0}
+    assert ds.summary()["n_valid"] == 2 and ds.valid_users.tolist() == [0, 2]
+    assert load_dataset(folder).n_valid == 2
+
+
+@pytest.mark.parametrize(
+    ("valid", "pattern"),
+    [
+        ("0 1\n", r"\(user 0, item 1\) is in both train\.txt and valid\.txt \(1 pair overlap\)"),
+        ("0 9\n", r"\(user 0, item 9\) is in both valid\.txt and test\.txt"),
+        ("1 9\n0 x\n", r"^valid\.txt line 2: 'x' is not an integer id"),
+        ("1 9\n0 -2\n", r"^valid\.txt line 2: negative id '-2'"),
+        ("\n\n", r"^valid\.txt has no interactions"),
+        (f"0 {2**31}\n", r"^valid\.txt line 1: id \d+ is too large"),
+    ],
+)
+def test_lightgcn_valid_file_errors(tmp_path: Path, valid: str, pattern: str) -> None:
     with pytest.raises(DataError, match=pattern):
-        load_lightgcn(_lgcn(tmp_path, TRAIN_OK, test))
+        load_lightgcn(_write_valid(_lgcn(tmp_path, TRAIN_OK), valid))
 
 
 def test_lightgcn_pair_in_train_and_test(tmp_path: Path) -> None:
@@ -471,7 +525,8 @@ def test_load_dataset_dispatch(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file or directory"):
         load_dataset(tmp_path / "missing")
     (tmp_path / "empty_dir").mkdir()
-    with pytest.raises(DataError, match="folder has no train.txt"):
+    with pytest.raises(DataError, match=r"folder has neither train_list\.npy \(DiffRec format\) nor train\.txt "
+                                        r"\(LightGCN format\)"):
         load_dataset(tmp_path / "empty_dir")
 
 
@@ -504,7 +559,7 @@ def test_sample_matches_regeneration(tmp_path: Path) -> None:
 def test_real_gowalla_counts() -> None:
     ds = load_lightgcn(GOWALLA)
     assert (ds.n_users, ds.n_items, ds.n_train, ds.n_test) == (29858, 40981, 810128, 217242)
-    assert ds.stats == {"duplicates_train": 0, "duplicates_test": 0}
+    assert ds.stats == {"duplicates_train": 0, "duplicates_test": 0, "cold_items_test": 0, "cold_users_test": 0}
     assert ds.name == "gowalla"
 
 

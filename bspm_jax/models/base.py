@@ -235,12 +235,14 @@ def rank_rows(
     progress: Progress | None = None,
     batches_per_call: int | None = None,
     devices: int | Sequence[jax.Device] | None = None,
+    exclude: sp.csr_matrix | None = None,
 ) -> Ranking:
     """Top-k items of every user row of ``rows`` (their interaction histories), scored in batches.
 
     Rows are scored ``batch_size`` at a time (the last batch padded, so scoring compiles
     once; "auto" plans it from the available memory, and a size that cannot fit is refused), ``batches_per_call`` batches per device call (None: all in one call). With
-    ``filter_seen`` a row's own items are never recommended. ``progress`` (e.g. tqdm) wraps
+    ``filter_seen`` a row's own items are never recommended; ``exclude`` (a matrix of the
+    shape of ``rows``) names the items never recommended to each row instead. ``progress`` (e.g. tqdm) wraps
     the batches of each call and advances as the device finishes each one. ``devices``
     (a number of local devices, or a list of devices) splits the batches across devices.
     In a multi-process run (:mod:`bspm_jax.distributed`) every process passes the same
@@ -257,6 +259,10 @@ def rank_rows(
     if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size >= 1):
         raise ConfigError(f"batch_size must be an integer >= 1 or \"auto\", got {batch_size!r}")
     check_batch_size(model, int(min(batch_size, max(n, 1))), *rows.shape, devices=n_devices)
+    if exclude is not None:
+        exclude = sp.csr_matrix(exclude, dtype=np.float32)
+        if exclude.shape != rows.shape:
+            raise ConfigError(f"exclude has shape {exclude.shape}, rows have shape {rows.shape}")
     if batches_per_call is not None and not (isinstance(batches_per_call, numbers.Integral) and batches_per_call >= 1):
         raise ConfigError(f"batches_per_call must be an integer >= 1 or None, got {batches_per_call!r}")
     batch_size = int(max(1, min(batch_size, n)))
@@ -266,7 +272,7 @@ def rank_rows(
     if processes > 1:  # equal shares for the gather: a short one gets an empty batch
         mine = mine + [np.zeros(0, dtype=np.int64)] * (per_process - len(mine))
     values, top, stats, seconds = _rank_batches(model, rows, mine, batch_size, k, filter_seen, progress,
-                                                batches_per_call, mesh, n_devices)
+                                                batches_per_call, mesh, n_devices, exclude)
     if processes > 1:  # every process gets every share
         stacked = jax.tree.map(lambda *a: np.asarray(a), *stats) if stats else {}
         all_values, all_top, all_stats, all_seconds = distributed.gather((values, top, stacked, np.float64(seconds)))
@@ -295,6 +301,7 @@ def _rank_batches(
     batches_per_call: int | None,
     mesh: Mesh | None,
     n_devices: int,
+    exclude: sp.csr_matrix | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, dict[str, int]]], float]:
     """Top-k values and items (batches, batch_size, k) of ``batches`` of ``rows`` on the local devices,
     with each batch's solver statistics and the device time."""
@@ -308,7 +315,10 @@ def _rank_batches(
         t0 = time.perf_counter()
         padded = group + [np.zeros(0, dtype=np.int64)] * (-len(group) % n_devices)  # whole batches per device
         x = SparseRows.stacked(rows, padded, batch_size)
-        seen = None if filter_seen else SparseRows.stacked(empty, padded, batch_size)
+        if exclude is not None:
+            seen = SparseRows.stacked(exclude, padded, batch_size)
+        else:
+            seen = None if filter_seen else SparseRows.stacked(empty, padded, batch_size)
         with contextlib.ExitStack() as stack:
             ticket = None if progress is None else stack.enter_context(
                 BatchTicker(progress(range(len(padded)), desc="users", unit="batch")))
