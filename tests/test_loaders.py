@@ -806,3 +806,17 @@ def test_dataset_valid_shape_is_checked() -> None:
     m = sp.csr_matrix((3, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="valid shape"):
         Dataset(m, m, "x", valid=sp.csr_matrix((3, 5), dtype=np.float32))
+
+
+def test_run_experiment_on_a_diffrec_folder_reports_valid_and_cold_counts(tmp_path: Path) -> None:
+    """The run JSON's dataset block carries n_valid and the cold counts; test excludes train and valid."""
+    from bspm_jax import evaluate, make_model
+    from bspm_jax.experiment import run_experiment
+
+    folder = _npy_folder(tmp_path, {"train": GOOD_TRAIN, "valid": _arr([(0, 4), (3, 0)]), "test": _arr([(0, 5), (1, 4)])})
+    result = run_experiment(make_model("popularity"), folder, ks=(2,))
+    block = result["dataset"]
+    assert (block["n_train"], block["n_valid"], block["n_test"], block["n_users"], block["n_items"]) == (4, 2, 2, 4, 6)
+    assert (block["cold_items_valid"], block["cold_users_valid"], block["cold_items_test"], block["cold_users_test"]) == (1, 1, 2, 0)
+    ds = load_diffrec(folder)
+    assert result["metrics"] == evaluate(make_model("popularity").fit(ds.train), ds, ks=(2,)).metrics
