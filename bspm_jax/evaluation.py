@@ -1,4 +1,4 @@
-"""Full-ranking evaluation: rank every test user's unseen items, then compute the metrics."""
+"""Full-ranking evaluation: rank every evaluated user's unseen items, then compute the metrics."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import Any
 
 import jax
 import numpy as np
+import scipy.sparse as sp
 
 from .data.dataset import Dataset
+from .errors import ConfigError
 from .metrics import MetricAccumulator, item_self_information
 from .models import AbstractRecommender
 from .ranking import Progress, Ranking, check_cutoffs, rank_rows
@@ -28,6 +30,10 @@ class Evaluation:
     ranking: Ranking | None = dataclasses.field(default=None, repr=False)
 
 
+SPLITS = ("valid", "test")
+HISTORIES = ("train", "train+valid")
+
+
 def evaluate(
     model: AbstractRecommender,
     dataset: Dataset,
@@ -36,29 +42,60 @@ def evaluate(
     progress: Progress | None = None,
     batches_per_call: int | None = None,
     devices: int | Sequence[jax.Device] | None = None,
+    split: str = "test",
+    history: str = "train",
 ) -> Evaluation:
-    """Evaluate a fitted model on ``dataset.test`` with the full-ranking protocol.
+    """Evaluate a fitted model on ``dataset.test`` (or ``dataset.valid``) with the full-ranking protocol.
 
-    Users without test items are skipped; every item a user has not interacted with in
-    train is a candidate. Scoring runs as in :func:`rank_rows` (``batch_size`` users per
+    Users without items in the evaluated split are skipped. ``split="valid"`` ranks every
+    item not in the user's train items; ``split="test"`` every item in neither train nor
+    valid. The rows scored (the input history) are train, or train + valid with
+    ``history="train+valid"`` (a model refitted on both; test only). Scoring runs as in
+    :func:`rank_rows` (``batch_size`` users per
     batch, ``batches_per_call`` batches per device call, ``progress`` around the calls,
     ``devices`` to split the batches across devices).
     Timings: ``inference`` is the device time (scoring and top-K), ``evaluate`` the
     metrics on the host. ``users`` and ``ranking`` hold the evaluated users' top-K items.
     """
     ks = check_cutoffs(ks, dataset.n_items)
-    train, test = dataset.train, dataset.test
-    users = dataset.test_users
-    ranking = rank_rows(model, train[users], ks[-1], batch_size, progress=progress,
-                        batches_per_call=batches_per_call, devices=devices, users=users)
+    rows, exclude, truth = protocol_matrices(dataset, split, history)
+    users = np.flatnonzero(np.diff(truth.indptr) > 0)
+    ranking = rank_rows(model, rows[users], ks[-1], batch_size, progress=progress,
+                        batches_per_call=batches_per_call, devices=devices, users=users,
+                        exclude=None if exclude is None else exclude[users])
     t0 = time.perf_counter()
-    acc = MetricAccumulator(ks, dataset.n_items, item_self_information(train))
-    acc.add(ranking.items, np.isfinite(ranking.scores), test[users])
+    acc = MetricAccumulator(ks, dataset.n_items, item_self_information(rows))
+    acc.add(ranking.items, np.isfinite(ranking.scores), truth[users])
     timings = {"inference": ranking.seconds, "evaluate": time.perf_counter() - t0}
     stats: dict[str, dict[str, int]] = {}
     for batch_stats in ranking.solver_stats:
         _add_stats(stats, batch_stats)
     return Evaluation(acc.result(), acc.n_users, timings, stats, users, ranking)
+
+
+def protocol_matrices(
+    dataset: Dataset, split: str = "test", history: str = "train"
+) -> tuple[sp.csr_matrix, sp.csr_matrix | None, sp.csr_matrix]:
+    """(input history, items excluded or None for the history itself, items to find) of a split."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if history not in HISTORIES:
+        raise ConfigError(f"history must be one of {', '.join(HISTORIES)}, got {history!r}")
+    if split == "valid":
+        if dataset.valid is None:
+            raise ConfigError(f"{dataset.name} has no validation split (carve one with Dataset.with_validation)")
+        if history != "train":
+            raise ConfigError("validation is scored from the train history only (history='train')")
+        return dataset.train, None, dataset.valid
+    if dataset.valid is None:
+        if history != "train":
+            raise ConfigError(f"history {history!r} needs a validation split, and {dataset.name} has none")
+        return dataset.train, None, dataset.test
+    seen = (dataset.train + dataset.valid).tocsr()
+    seen.data[:] = 1.0
+    if history == "train+valid":
+        return seen, None, dataset.test
+    return dataset.train, seen, dataset.test
 
 
 def _add_stats(total: dict[str, dict[str, int]], stats: dict[str, dict[str, Any]]) -> None:

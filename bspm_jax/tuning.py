@@ -1,10 +1,12 @@
-"""Grid search on a validation split carved from train; pre-processing shared across grid points.
+"""Grid search on a validation split; pre-processing shared across grid points.
 
-Protocol: each user's train items are split by :func:`holdout_split` (a seeded per-user
-holdout) into fit and validation items; every grid point is fitted on the fit items and
-ranked on the validation items, never on test. Grid points whose models have the same
+Protocol: the dataset's own validation split (e.g. DiffRec's ``valid_list.npy``) or, when it
+has none, one carved from train by :func:`carve_validation` (a seeded per-user holdout of
+each user's train items); every grid point is fitted on the (remaining) train items and
+ranked on the validation items with the train items excluded, never on test. Grid points whose models have the same
 ``fit_key`` (for BSPM: the SVD rank) share one fit, so the normalisation and the SVD run
-once per rank. The best point is then refitted on the whole train split and evaluated on test.
+once per rank. The best point is then refitted on the dataset's train split (the whole train when the validation
+was carved from it) and evaluated on test, with train and any given validation items excluded.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .data import Dataset, holdout_split
+from .data import Dataset, carve_validation
 from .errors import ConfigError
 from .evaluation import evaluate
 from .models import make_model
@@ -56,9 +58,8 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def validation_split(dataset: Dataset, fraction: float, seed: int) -> Dataset:
-    """Train split into fit items (train) and held-out validation items (test), per user."""
-    fit, held_out = holdout_split(dataset.train, fraction, seed)
-    return Dataset(fit, held_out, f"{dataset.name}/validation", dataset.user_ids, dataset.item_ids)
+    """The dataset itself if it has a validation split, else :func:`carve_validation` of it (``fraction``, ``seed``)."""
+    return dataset if dataset.valid is not None else carve_validation(dataset, fraction, seed)
 
 
 def tune(
@@ -109,7 +110,7 @@ def tune(
         n_fits = len(fits)
         model = fits.fit(model, val.train)
         fit_s += (time.perf_counter() - t) if len(fits) > n_fits else 0.0
-        result = evaluate(model, val, ks=ks, batch_size=batch_size)
+        result = evaluate(model, val, ks=ks, batch_size=batch_size, split="valid")
         rows.append({**point, **result.metrics, "seconds": time.perf_counter() - t})
     search_s = time.perf_counter() - t0
     order = sorted(range(len(rows)), key=lambda i: (-_score(rows[i][metric]), i))
@@ -117,12 +118,14 @@ def tune(
     best = {**base_settings, **points[order[0]]}
     t = time.perf_counter()
     test = evaluate(make_model(model_name, **best).fit(dataset.train, fits.spectra), dataset, ks=ks, batch_size=batch_size)
+    carved = val is not dataset
     protocol = {
-        "protocol": "per-user holdout of the train split (holdout_split); test never used for selection",
-        "fraction": validation,
-        "seed": seed,
+        "protocol": ("per-user holdout of the train split (carve_validation)" if carved
+                     else "the dataset's validation split") + "; test never used for selection",
+        "fraction": validation if carved else None,
+        "seed": seed if carved else None,
         "n_fit_interactions": val.n_train,
-        "n_validation_interactions": val.n_test,
+        "n_validation_interactions": val.n_valid,
         "n_users_evaluated": result.n_users,
     }
     timings = {"fit_validation": fit_s, "search": search_s, "test": time.perf_counter() - t}

@@ -211,10 +211,11 @@ def test_tune_selects_on_validation_and_writes_best_config(tmp_path):
     assert [r["ndcg@20"] for r in rows] == sorted((r["ndcg@20"] for r in rows), reverse=True)
     data = load_sample()
     val = validation_split(data, 0.2, 0)
-    assert val.n_train + val.n_test == data.n_train and (val.train.multiply(val.test)).nnz == 0
+    assert val.n_train + val.n_valid == data.n_train and (val.train.multiply(val.valid)).nnz == 0
+    assert val.test is data.test and result["validation"]["n_validation_interactions"] == val.n_valid
     for row in rows:
         model = make_model("bspm", rank=32, T_s=row["T_s"], sharpen_solver=row["sharpen_solver"]).fit(val.train)
-        assert evaluate(model, val, ks=(20,)).metrics["ndcg@20"] == pytest.approx(row["ndcg@20"], abs=1e-9)
+        assert evaluate(model, val, ks=(20,), split="valid").metrics["ndcg@20"] == pytest.approx(row["ndcg@20"], abs=1e-9)
     best = load_config(out / "best.toml")
     assert best.model_settings["T_s"] == rows[0]["T_s"] and best.model_settings["rank"] == 32
     csv_rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))

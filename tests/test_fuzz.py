@@ -2,7 +2,9 @@
 
 Every case must end in the documented error: exit code 2, one line on stderr starting with
 ``bspm: error:``, no traceback, and no output file. The cases run in-process through
-``bspm_jax.cli.main`` (the function the ``bspm`` command calls), 1,040 in all.
+``bspm_jax.cli.main`` (the function the ``bspm`` command calls), 1,040 in all. The DiffRec
+``.npy`` loader is fuzzed directly (260 cases): whatever the bytes, it returns a Dataset or
+raises one DataError.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ import io
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from bspm_jax.cli import main
+from bspm_jax.data import Dataset, load_dataset
+from bspm_jax.errors import DataError
 
 CASES = 260
 FUZZ = settings(max_examples=CASES, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
@@ -59,8 +65,8 @@ def bad_lightgcn(draw) -> tuple[bytes, bytes]:
         blob = draw(st.binary(min_size=1, max_size=40).filter(lambda b: not b.decode("utf-8", "ignore").strip(" \t\n0123456789")))
         return b"\x89PNG\x00" + blob, b"0 1\n"
     lines = test if kind.startswith("test") else train
-    if kind == "test-range":
-        test[draw(st.integers(0, n_users - 1))][-1] = draw(st.sampled_from([40, 10**6, 2**31 + 5]))
+    if kind == "test-range":  # ids unseen in train are cold (accepted), but not too sparse or too large
+        test[draw(st.integers(0, n_users - 1))][-1] = draw(st.sampled_from([5 * 10**6, 2**31 - 1, 2**31 + 5]))
     else:
         row = lines[draw(st.integers(0, len(lines) - 1))]
         row[draw(st.integers(0, len(row) - 1))] = draw(st.sampled_from(BAD_TOKENS))
@@ -114,6 +120,69 @@ def test_malformed_pairs_files(case):
         path = Path(tmp) / f"pairs{suffix}"
         path.write_bytes(body)
         assert_documented_error(["run", "--data", str(path), "--model", "popularity", "--k", "1"], Path(tmp) / "out.json")
+
+
+# ---------------------------------------------------------------- DiffRec .npy folders
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=True)
+    return buf.getvalue()
+
+
+GOOD_NPY = _npy_bytes(np.array([[0, 1], [0, 2], [1, 0]], dtype=np.int64))
+_DTYPES = st.one_of(hnp.integer_dtypes(), hnp.unsigned_integer_dtypes(), hnp.floating_dtypes(), hnp.boolean_dtypes(),
+                    hnp.byte_string_dtypes(), hnp.unicode_string_dtypes(), hnp.complex_number_dtypes())
+
+
+@st.composite
+def npy_file(draw) -> bytes:
+    """Random bytes, a valid .npy file cut short or corrupted, or an arbitrary array saved by np.save."""
+    kind = draw(st.sampled_from(["bytes", "truncated", "flipped", "array", "object", "header"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=200))
+    if kind in ("truncated", "flipped"):
+        base = _npy_bytes(draw(hnp.arrays(draw(st.sampled_from([np.int64, np.int32, np.uint8])),
+                                          hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
+                                          elements=st.integers(0, 100))))
+        if kind == "truncated":
+            return base[: draw(st.integers(0, len(base) - 1))]
+        at = draw(st.integers(0, len(base) - 1))
+        return base[:at] + bytes([draw(st.integers(0, 255))]) + base[at + 1:]
+    if kind == "header":
+        text = draw(st.sampled_from(["{'descr': '<i8', 'fortran_order': False, 'shape': (-2, 2), }",
+                                     "{'descr': 'O', 'fortran_order': False, 'shape': (1, 2), }",
+                                     "{'descr': '<i8', 'fortran_order': False, 'shape': (10**12, 2), }",
+                                     "{'descr': [('a', '<i8')], 'fortran_order': False, 'shape': (1, 2), }",
+                                     "(" * 500, "{}", ""]))
+        header = text.encode("latin1").ljust(64 - 10, b" ")[:200] + b"\n"
+        major = draw(st.sampled_from([1, 2, 3]))
+        size = len(header).to_bytes(2 if major == 1 else 4, "little")
+        return b"\x93NUMPY" + bytes([major, 0]) + size + header + draw(st.binary(max_size=40))
+    if kind == "object":
+        return _npy_bytes(np.array(draw(st.lists(st.one_of(st.integers(), st.text(max_size=3)), max_size=4)) + [None], dtype=object))
+    shape = draw(st.one_of(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4),
+                           st.tuples(st.integers(0, 6), st.just(2))))
+    return _npy_bytes(draw(hnp.arrays(draw(_DTYPES), shape)))
+
+
+@FUZZ
+@given(st.sampled_from(["train", "valid", "test"]), npy_file())
+def test_malformed_diffrec_files_give_a_dataset_or_a_data_error(split, body):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "dr"
+        folder.mkdir()
+        files = {"train": GOOD_NPY, "test": _npy_bytes(np.array([[1, 2], [2, 0]], dtype=np.int64)), split: body}
+        for name, data in files.items():
+            (folder / f"{name}_list.npy").write_bytes(data)
+        try:
+            ds = load_dataset(folder)
+        except DataError as err:
+            message = str(err)
+            assert "\n" not in message and (f"{split}_list.npy" in message or "in both" in message), message
+            return
+        assert isinstance(ds, Dataset) and ds.train.shape == ds.test.shape
 
 
 # ---------------------------------------------------------------- configs and overrides

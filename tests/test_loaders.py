@@ -74,7 +74,9 @@ def test_lightgcn_basic_merge_blank_duplicates(tmp_path: Path) -> None:
     assert ds.train.shape == (3, 4) and ds.train.dtype == np.float32
     assert _pairs(ds.train) == {(0, 1), (0, 2), (0, 3)}
     assert _pairs(ds.test) == {(1, 3), (1, 0)}
-    assert ds.stats == {"duplicates_train": 2, "duplicates_test": 1}
+    # user 1 and item 0 occur in test only: cold, and counted
+    assert ds.stats == {"duplicates_train": 2, "duplicates_test": 1, "cold_items_test": 1, "cold_users_test": 1}
+    assert ds.valid is None and ds.n_valid == 0 and "n_valid" not in ds.summary()
     assert set(ds.train.data.tolist()) == {1.0}
     assert load_lightgcn(folder, name="x").name == "x"
 
@@ -179,16 +181,68 @@ def test_lightgcn_moderately_sparse_ids_accepted(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("test", "pattern"),
+    ("test", "shape", "cold"),
     [
-        ("0 9\n\n2 1\n", r"test\.txt line 3: user id 2 is outside the train ranges"),
-        ("0 9\n1 10\n", r"test\.txt line 2: item id 10 is outside the train ranges"),
-        ("0 9\n5\n", r"test\.txt line 2: user id 5 is outside"),
+        ("0 9\n\n2 1\n", (3, 10), {"cold_users_test": 1, "cold_items_test": 0}),
+        ("0 9\n1 10\n", (2, 11), {"cold_users_test": 0, "cold_items_test": 1}),
+        ("0 9\n5\n", (6, 10), {"cold_users_test": 0, "cold_items_test": 0}),
+        ("7 12 11 12\n", (8, 13), {"cold_users_test": 1, "cold_items_test": 2}),
     ],
 )
-def test_lightgcn_test_ids_outside_train(tmp_path: Path, test: str, pattern: str) -> None:
+def test_lightgcn_test_ids_outside_train_are_cold(tmp_path: Path, test: str, shape: tuple, cold: dict) -> None:
+    """Ids of test that train never names are accepted; the catalogue spans both files."""
+    ds = load_lightgcn(_lgcn(tmp_path, TRAIN_OK, test))
+    assert ds.train.shape == shape and ds.test.shape == shape
+    assert {k: v for k, v in ds.stats.items() if k.startswith("cold_")} == cold
+    assert _cold_brute(_pairs(ds.train), _pairs(ds.test)) == (cold["cold_users_test"], cold["cold_items_test"])
+
+
+def _cold_brute(train: set, other: set) -> tuple[int, int]:
+    """(users, items) of ``other`` that no pair of ``train`` names."""
+    return (len({u for u, _ in other} - {u for u, _ in train}), len({i for _, i in other} - {i for _, i in train}))
+
+
+def test_lightgcn_sparse_ids_over_all_files_rejected(tmp_path: Path) -> None:
+    """The density check spans every file: a sparse test id is refused like a sparse train id."""
+    with pytest.raises(DataError, match=r"^test\.txt: item ids go up to 5000000 .*train\.txt and test\.txt.*load_pairs"):
+        load_lightgcn(_lgcn(tmp_path, TRAIN_OK, "0 5000000\n"))
+    folder = _lgcn(tmp_path, TRAIN_OK)
+    (folder / "valid.txt").write_text("4000000 1\n")
+    with pytest.raises(DataError, match=r"^valid\.txt: user ids go up to 4000000"):
+        load_lightgcn(folder)
+
+
+def _write_valid(folder: Path, text: str) -> Path:
+    (folder / "valid.txt").write_text(text)
+    return folder
+
+
+def test_lightgcn_valid_file(tmp_path: Path) -> None:
+    folder = _write_valid(_lgcn(tmp_path, "0 1 2\n1 2 3\n", "0 4\n1 0\n"), "0 3 3\n2 5\n")
+    ds = load_lightgcn(folder)
+    assert ds.train.shape == ds.valid.shape == ds.test.shape == (3, 6)
+    assert _pairs(ds.valid) == {(0, 3), (2, 5)} and ds.n_valid == 2
+    assert _pairs(ds.train) == {(0, 1), (0, 2), (1, 2), (1, 3)} and _pairs(ds.test) == {(0, 4), (1, 0)}
+    assert ds.stats == {"duplicates_train": 0, "duplicates_valid": 1, "duplicates_test": 0,
+                        "cold_items_valid": 1, "cold_users_valid": 1, "cold_items_test": 2, "cold_users_test": 0}
+    assert ds.summary()["n_valid"] == 2 and ds.valid_users.tolist() == [0, 2]
+    assert load_dataset(folder).n_valid == 2
+
+
+@pytest.mark.parametrize(
+    ("valid", "pattern"),
+    [
+        ("0 1\n", r"\(user 0, item 1\) is in both train\.txt and valid\.txt \(1 pair overlap\)"),
+        ("0 9\n", r"\(user 0, item 9\) is in both valid\.txt and test\.txt"),
+        ("1 9\n0 x\n", r"^valid\.txt line 2: 'x' is not an integer id"),
+        ("1 9\n0 -2\n", r"^valid\.txt line 2: negative id '-2'"),
+        ("\n\n", r"^valid\.txt has no interactions"),
+        (f"0 {2**31}\n", r"^valid\.txt line 1: id \d+ is too large"),
+    ],
+)
+def test_lightgcn_valid_file_errors(tmp_path: Path, valid: str, pattern: str) -> None:
     with pytest.raises(DataError, match=pattern):
-        load_lightgcn(_lgcn(tmp_path, TRAIN_OK, test))
+        load_lightgcn(_write_valid(_lgcn(tmp_path, TRAIN_OK), valid))
 
 
 def test_lightgcn_pair_in_train_and_test(tmp_path: Path) -> None:
@@ -471,7 +525,8 @@ def test_load_dataset_dispatch(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no such file or directory"):
         load_dataset(tmp_path / "missing")
     (tmp_path / "empty_dir").mkdir()
-    with pytest.raises(DataError, match="folder has no train.txt"):
+    with pytest.raises(DataError, match=r"folder has neither train_list\.npy \(DiffRec format\) nor train\.txt "
+                                        r"\(LightGCN format\)"):
         load_dataset(tmp_path / "empty_dir")
 
 
@@ -504,7 +559,7 @@ def test_sample_matches_regeneration(tmp_path: Path) -> None:
 def test_real_gowalla_counts() -> None:
     ds = load_lightgcn(GOWALLA)
     assert (ds.n_users, ds.n_items, ds.n_train, ds.n_test) == (29858, 40981, 810128, 217242)
-    assert ds.stats == {"duplicates_train": 0, "duplicates_test": 0}
+    assert ds.stats == {"duplicates_train": 0, "duplicates_test": 0, "cold_items_test": 0, "cold_users_test": 0}
     assert ds.name == "gowalla"
 
 
@@ -518,3 +573,250 @@ def test_test_users_are_the_users_with_test_items(pairs: list[tuple[int, int]]) 
     test = sp.csr_matrix((np.ones(len(pairs), np.float32), (users, items)), shape=(10, 7))
     ds = Dataset(sp.csr_matrix((10, 7), dtype=np.float32), test, "t")
     assert ds.test_users.tolist() == sorted({u for u, _ in pairs})
+
+
+# ---------------------------------------------------------------- LightGCN with valid.txt and cold ids
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=_FIXTURE_OK)
+@given(pairs=st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=3, max_size=50),
+       where=st.lists(st.sampled_from(["train", "valid", "test"]), min_size=50, max_size=50))
+def test_property_lightgcn_three_files_with_cold_ids(tmp_path: Path, pairs: list, where: list) -> None:
+    """Three disjoint pair sets round-trip; the catalogue and the cold counts match a brute force."""
+    split: dict[str, set] = {"train": set(), "valid": set(), "test": set()}
+    for p, w in zip(pairs, where):
+        if not any(p in s for s in split.values()):
+            split[w].add(p)
+    if not all(split.values()):
+        return
+    folder = _lgcn(tmp_path, *("".join(f"{u} {i}\n" for u, i in sorted(split[s])) for s in ("train", "test")))
+    _write_valid(folder, "".join(f"{u} {i} {i}\n" for u, i in sorted(split["valid"])))
+    ds = load_lightgcn(folder)
+    every = set().union(*split.values())
+    assert ds.train.shape == (max(u for u, _ in every) + 1, max(i for _, i in every) + 1)
+    assert _pairs(ds.train) == split["train"] and _pairs(ds.valid) == split["valid"] and _pairs(ds.test) == split["test"]
+    assert ds.stats["duplicates_valid"] == len(split["valid"])
+    for name in ("valid", "test"):
+        users, items = _cold_brute(split["train"], split[name])
+        assert (ds.stats[f"cold_users_{name}"], ds.stats[f"cold_items_{name}"]) == (users, items)
+
+
+# ---------------------------------------------------------------- DiffRec (.npy)
+
+from bspm_jax.data import carve_validation, load_diffrec  # noqa: E402
+
+
+def _shared_diffrec() -> Path | None:
+    """The shared ml-1m-diffrec folder, or None when it is not available."""
+    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m-diffrec",
+                  Path("/work/shared/data/ml-1m-diffrec")]
+    if os.environ.get("BSPM_SHARED_DATA"):
+        candidates.append(Path(os.environ["BSPM_SHARED_DATA"]) / "ml-1m-diffrec")
+    return next((c for c in candidates if (c / "train_list.npy").is_file()), None)
+
+
+ML1M = _shared_diffrec()
+
+
+def _npy_folder(tmp_path: Path, arrays: dict[str, object], name: str = "dr") -> Path:
+    """A DiffRec folder with ``arrays`` (by split) saved by np.save, or raw bytes written as is."""
+    folder = tmp_path / name
+    folder.mkdir(exist_ok=True)
+    for f in folder.iterdir():
+        f.unlink()
+    for split, value in arrays.items():
+        file = folder / f"{split}_list.npy"
+        if isinstance(value, bytes):
+            file.write_bytes(value)
+        else:
+            np.save(file, value, allow_pickle=True)
+    return folder
+
+
+def _arr(pairs: list[tuple[int, int]], dtype: object = np.int64) -> np.ndarray:
+    return np.asarray(pairs, dtype=dtype).reshape(-1, 2)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=_FIXTURE_OK)
+@given(pairs=st.lists(st.tuples(st.integers(0, 20), st.integers(0, 15)), min_size=2, max_size=60),
+       where=st.lists(st.sampled_from(["train", "valid", "test"]), min_size=60, max_size=60),
+       repeat=st.lists(st.booleans(), min_size=60, max_size=60),
+       dtype=st.sampled_from([np.int64, np.int32, np.uint16, np.dtype(">i8"), np.uint64]),
+       with_valid=st.booleans(), fortran=st.booleans())
+def test_property_diffrec_round_trip(tmp_path: Path, pairs: list, where: list, repeat: list, dtype: object,
+                                     with_valid: bool, fortran: bool) -> None:
+    """Pair sets (with repeats, any integer dtype) load as the same sets; duplicates and cold ids counted."""
+    split: dict[str, list] = {"train": [], "valid": [], "test": []}
+    owner: dict[tuple, str] = {}
+    for p, w, r in zip(pairs, where, repeat):
+        w = owner.setdefault(p, w if with_valid or w != "valid" else "train")
+        split[w] += [p, p] if r else [p]
+    if not split["train"] or not split["test"]:
+        return
+    arrays = {s: _arr(v, dtype) for s, v in split.items() if v or s != "valid"}
+    if fortran:
+        arrays = {s: np.asfortranarray(a) for s, a in arrays.items()}
+    if not with_valid:
+        arrays.pop("valid", None)
+    if "valid" in arrays and not split["valid"]:
+        arrays.pop("valid")
+    ds = load_diffrec(_npy_folder(tmp_path, arrays))
+    every = {p for s in arrays for p in split[s]}
+    assert ds.train.shape == (max(u for u, _ in every) + 1, max(i for _, i in every) + 1)
+    assert ds.name == "dr" and ds.user_ids is None
+    for s in ("train", "valid", "test"):
+        matrix = getattr(ds, s)
+        if s not in arrays:
+            assert matrix is None and f"duplicates_{s}" not in ds.stats
+            continue
+        assert _pairs(matrix) == set(split[s]) and matrix.dtype == np.float32
+        assert ds.stats[f"duplicates_{s}"] == len(split[s]) - len(set(split[s]))
+        if s != "train":
+            assert (ds.stats[f"cold_users_{s}"], ds.stats[f"cold_items_{s}"]) == _cold_brute(set(split["train"]), set(split[s]))
+    assert load_dataset(_npy_folder(tmp_path, arrays)).summary() == ds.summary()
+
+
+GOOD_TRAIN = _arr([(0, 1), (0, 2), (1, 0), (2, 3)])
+GOOD_TEST = _arr([(0, 3), (1, 2)])
+
+
+def _header_only(array: np.ndarray) -> bytes:
+    """The .npy bytes of ``array`` with its data cut off after 3 bytes."""
+    import io
+    buf = io.BytesIO()
+    np.save(buf, array)
+    raw = buf.getvalue()
+    return raw[: len(raw) - array.nbytes + 3]
+
+
+@pytest.mark.parametrize(
+    ("split", "value", "pattern"),
+    [
+        ("train", b"user,item\n0,1\n", r"^train_list\.npy is not a \.npy file .*magic.*train_list\.npy$"),
+        ("train", b"", r"^train_list\.npy is not a \.npy file"),
+        ("test", b"PK\x03\x04zipzip", r"^test_list\.npy is not a \.npy file"),
+        ("train", b"\x93NUMPY\x01", r"^train_list\.npy: corrupt or truncated \.npy header"),
+        ("train", b"\x93NUMPY\x01\x00\x20\x00{'descr': '<i8', 'fortran_order': False", r"corrupt or truncated \.npy header"),
+        ("train", b"\x93NUMPY\x07\x00\x10\x00" + b" " * 16, r"^train_list\.npy: unsupported \.npy format version 7\.0"),
+        ("train", _header_only(GOOD_TRAIN), r"^train_list\.npy is truncated: its header announces 4 pairs \(64 bytes\) but 3 bytes follow"),
+        ("valid", np.array([[0, "a"]], dtype=object), r"^valid_list\.npy holds an object array \(pickled"),
+        ("train", np.array([{"u": 1}], dtype=object), r"^train_list\.npy holds an object array"),
+        ("train", GOOD_TRAIN.astype(np.float64), r"^train_list\.npy has dtype float64; user and item ids must be integers"),
+        ("test", GOOD_TEST.astype(bool), r"^test_list\.npy has dtype bool"),
+        ("train", np.array(["0", "1"]), r"has dtype <U1"),
+        ("train", np.zeros((2, 3), np.int64), r"^train_list\.npy holds an array of shape \(2, 3\); expected shape \(n, 2\)"),
+        ("train", np.arange(4), r"shape \(4,\); expected shape \(n, 2\)"),
+        ("train", np.zeros((2, 2, 2), np.int64), r"shape \(2, 2, 2\)"),
+        ("train", np.int64(3), r"shape \(\)"),
+        ("train", _arr([]), r"^train_list\.npy has no interactions"),
+        ("test", _arr([]), r"^test_list\.npy has no interactions"),
+        ("train", _arr([(0, 1), (-3, 2)]), r"^train_list\.npy row 1: negative user id -3 \(1 negative user ids\)"),
+        ("test", _arr([(0, -1)], np.int8), r"^test_list\.npy row 0: negative item id -1"),
+        ("train", _arr([(0, 1), (1, 2**31 - 1)]), r"^train_list\.npy row 1: item id 2147483647 is too large \(ids must be < 2147483647\)"),
+        ("valid", _arr([(2**63 + 5, 1)], np.uint64), r"^valid_list\.npy row 0: user id 9223372036854775813 is too large"),
+        ("valid", _arr([(0, 1)]), r"pair \(user 0, item 1\) is in both train_list\.npy and valid_list\.npy \(1 pair overlap\)"),
+        ("test", _arr([(0, 1), (0, 2), (3, 3)]), r"pair \(user 0, item 1\) is in both train_list\.npy and test_list\.npy \(2 pairs overlap\)"),
+        ("valid", _arr([(0, 3)]), r"pair \(user 0, item 3\) is in both valid_list\.npy and test_list\.npy"),
+        ("test", _arr([(0, 9_000_000)]), r"^test_list\.npy: item ids go up to 9000000 but only \d+ distinct ids are used .*DiffRec format"),
+    ],
+)
+def test_diffrec_refusals(tmp_path: Path, split: str, value: object, pattern: str) -> None:
+    arrays: dict[str, object] = {"train": GOOD_TRAIN, "test": GOOD_TEST, split: value}
+    folder = _npy_folder(tmp_path, arrays)
+    with pytest.raises(DataError, match=pattern) as info:
+        load_diffrec(folder)
+    assert "\n" not in str(info.value)
+    if split != "valid" or "in both" not in pattern:
+        assert f"{split}_list.npy" in str(info.value)
+
+
+def test_diffrec_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no such folder"):
+        load_diffrec(tmp_path / "nope")
+    folder = _npy_folder(tmp_path, {"train": GOOD_TRAIN})
+    with pytest.raises(DataError, match=r"missing test_list\.npy in .*test_list\.npy does not exist"):
+        load_diffrec(folder)
+    with pytest.raises(DataError, match=r"missing test_list\.npy"):
+        load_dataset(folder)
+    folder = _npy_folder(tmp_path, {"test": GOOD_TEST})
+    with pytest.raises(DataError, match=r"missing train_list\.npy"):
+        load_diffrec(folder)
+    (tmp_path / "f.npy").write_bytes(b"x")
+    with pytest.raises(DataError, match="not a folder"):
+        load_diffrec(tmp_path / "f.npy")
+
+
+def test_diffrec_without_valid_and_name(tmp_path: Path) -> None:
+    ds = load_diffrec(_npy_folder(tmp_path, {"train": GOOD_TRAIN, "test": GOOD_TEST}), name="x")
+    assert ds.name == "x" and ds.valid is None and ds.train.shape == (3, 4) and _pairs(ds.test) == {(0, 3), (1, 2)}
+    assert ds.stats == {"duplicates_train": 0, "duplicates_test": 0, "cold_items_test": 0, "cold_users_test": 0}
+
+
+@pytest.mark.skipif(ML1M is None, reason="shared ml-1m-diffrec data not found")
+def test_real_ml1m_diffrec() -> None:
+    ds = load_dataset(ML1M)
+    assert (ds.n_users, ds.n_items, ds.n_train, ds.n_valid, ds.n_test) == (5949, 2810, 403_277, 110_722, 57_532)
+    assert ds.stats == {"duplicates_train": 0, "duplicates_valid": 0, "duplicates_test": 0,
+                        "cold_items_valid": 0, "cold_users_valid": 0, "cold_items_test": 0, "cold_users_test": 0}
+    raw = {s: np.load(ML1M / f"{s}_list.npy", allow_pickle=False) for s in ("train", "valid", "test")}
+    for s, a in raw.items():
+        assert _pairs(getattr(ds, s)) == set(map(tuple, a.tolist()))
+    assert ds.summary() == {"name": "ml-1m-diffrec", "n_users": 5949, "n_items": 2810, "n_train": 403_277,
+                            "n_test": 57_532, "n_valid": 110_722}
+
+
+# ---------------------------------------------------------------- validation carved from train
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=_matrices(), fraction=st.floats(0.05, 0.95), seed=st.integers(0, 2**32 - 1))
+def test_property_carve_validation(m: sp.csr_matrix, fraction: float, seed: int) -> None:
+    test = sp.csr_matrix(m.shape, dtype=np.float32)
+    ds = Dataset(sp.csr_matrix(m, dtype=np.float32), test, "d", stats={"duplicates_train": 3})
+    carved = carve_validation(ds, fraction, seed)
+    assert _pairs(carved.train) | _pairs(carved.valid) == _pairs(m) and not _pairs(carved.train) & _pairs(carved.valid)
+    assert carved.test is test and carved.name == "d"
+    kept, held = holdout_split(m, fraction, seed)
+    assert _pairs(carved.train) == _pairs(kept) and _pairs(carved.valid) == _pairs(held)
+    again = ds.with_validation(fraction, seed)
+    assert _pairs(again.train) == _pairs(carved.train) and _pairs(again.valid) == _pairs(carved.valid)
+    users, items = _cold_brute(_pairs(carved.train), _pairs(carved.valid))
+    assert carved.stats == {"duplicates_train": 3, "validation": "carved", "validation_fraction": fraction,
+                            "validation_seed": seed, "cold_items_valid": items, "cold_users_valid": users,
+                            "cold_items_test": 0, "cold_users_test": 0}
+    assert carved.n_valid == len(_pairs(held)) and carved.summary()["n_valid"] == carved.n_valid
+
+
+def test_carve_validation_seed_refusals_and_tuning_split() -> None:
+    from bspm_jax.tuning import validation_split
+
+    ds = load_sample()
+    a, b = ds.with_validation(0.2, 0), ds.with_validation(0.2, 1)
+    assert _pairs(a.valid) != _pairs(b.valid) and a.n_train + a.n_valid == ds.n_train
+    tuned = validation_split(ds, 0.2, 0)
+    assert _pairs(tuned.train) == _pairs(a.train) and _pairs(tuned.valid) == _pairs(a.valid)
+    assert validation_split(a, 0.5, 3) is a  # a dataset's own validation split is used as is
+    with pytest.raises(DataError, match="already has a validation split"):
+        a.with_validation(0.2, 0)
+    with pytest.raises(DataError, match=r"\(0, 1\)"):
+        ds.with_validation(1.0, 0)
+
+
+def test_dataset_valid_shape_is_checked() -> None:
+    m = sp.csr_matrix((3, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="valid shape"):
+        Dataset(m, m, "x", valid=sp.csr_matrix((3, 5), dtype=np.float32))
+
+
+def test_run_experiment_on_a_diffrec_folder_reports_valid_and_cold_counts(tmp_path: Path) -> None:
+    """The run JSON's dataset block carries n_valid and the cold counts; test excludes train and valid."""
+    from bspm_jax import evaluate, make_model
+    from bspm_jax.experiment import run_experiment
+
+    folder = _npy_folder(tmp_path, {"train": GOOD_TRAIN, "valid": _arr([(0, 4), (3, 0)]), "test": _arr([(0, 5), (1, 4)])})
+    result = run_experiment(make_model("popularity"), folder, ks=(2,))
+    block = result["dataset"]
+    assert (block["n_train"], block["n_valid"], block["n_test"], block["n_users"], block["n_items"]) == (4, 2, 2, 4, 6)
+    assert (block["cold_items_valid"], block["cold_users_valid"], block["cold_items_test"], block["cold_users_test"]) == (1, 1, 2, 0)
+    ds = load_diffrec(folder)
+    assert result["metrics"] == evaluate(make_model("popularity").fit(ds.train), ds, ks=(2,)).metrics

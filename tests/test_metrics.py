@@ -31,9 +31,13 @@ class LinearScores(AbstractRecommender):
         return rows @ self.weights
 
 
-def brute_force(train: np.ndarray, test: np.ndarray, scores: np.ndarray, ks) -> dict[str, float]:
-    """The protocol written out user by user: rank candidates by (-score, item index)."""
+def brute_force(train: np.ndarray, test: np.ndarray, scores: np.ndarray, ks, excluded: np.ndarray | None = None) -> dict[str, float]:
+    """The protocol written out user by user: rank candidates by (-score, item index).
+
+    Candidates are the items not in ``excluded`` (default: ``train``); novelty counts train degrees.
+    """
     n_users, n_items = train.shape
+    excluded = train if excluded is None else excluded
     deg = train.sum(axis=0)
     info = -np.log2(np.maximum(deg, 1) / max(deg.sum(), 1))
     out = {f"{m}@{k}": 0.0 for k in ks for m in ("recall", "precision", "ndcg", "hit", "novelty")}
@@ -41,7 +45,7 @@ def brute_force(train: np.ndarray, test: np.ndarray, scores: np.ndarray, ks) -> 
     n_rec = {k: 0 for k in ks}
     users = [u for u in range(n_users) if test[u].any()]
     for u in users:
-        candidates = [i for i in range(n_items) if not train[u, i]]
+        candidates = [i for i in range(n_items) if not excluded[u, i]]
         ranked = sorted(candidates, key=lambda i: (-scores[u, i], i))
         truth = set(np.flatnonzero(test[u]))
         for k in ks:
@@ -143,3 +147,117 @@ def test_progress_advances_once_per_finished_batch_and_changes_nothing(per_call)
     assert stepped == [j for c in calls for j in range(len(c))]
     assert shown.metrics == quiet.metrics
     np.testing.assert_array_equal(shown.ranking.items, quiet.ranking.items)
+
+
+# ---------------------------------------------------------------- validation split: the DiffRec protocol
+
+
+@st.composite
+def three_splits(draw):
+    """Disjoint random train/valid/test masks; items and users may be cold (absent from train)."""
+    n_users, n_items = draw(st.integers(2, 10)), draw(st.integers(8, 16))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    which = rng.choice(4, size=(n_users, n_items), p=[0.55, 0.2, 0.15, 0.1])  # none, train, valid, test
+    which[0, 0], which[1, 1] = 2, 3  # someone to evaluate in each split
+    train, valid, test = which == 1, which == 2, which == 3
+    w = rng.integers(0, 3, (n_items, n_items)) if draw(st.booleans()) else rng.random((n_items, n_items))
+    return train, valid, test, w.astype(np.float32)
+
+
+def _csr(mask: np.ndarray) -> sp.csr_matrix:
+    return sp.csr_matrix(mask.astype(np.float32))
+
+
+PER_USER_KEYS = ("recall", "ndcg", "precision", "hit")
+
+
+def _check(result, expected, truth) -> None:
+    for key, value in expected.items():
+        if key.split("@")[0] in PER_USER_KEYS:
+            assert result.metrics[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+    assert result.n_users == int(truth.any(axis=1).sum())
+    assert result.users.tolist() == np.flatnonzero(truth.any(axis=1)).tolist()
+
+
+@settings(max_examples=30, deadline=None)
+@given(three_splits(), st.sampled_from([1, 3, 64]))
+def test_valid_and_test_protocol_equal_brute_force(problem, batch_size):
+    """valid: train excluded; test: train and valid excluded; history train, or train + valid when refitted."""
+    train, valid, test, w = problem
+    ks = [1, 3]
+    data = Dataset(_csr(train), _csr(test), "t", valid=_csr(valid))
+    model = LinearScores(weights=jnp.asarray(w))
+    seen = train | valid
+    runs = [("valid", "train", train, train, valid), ("test", "train", train, seen, test),
+            ("test", "train+valid", seen, seen, test)]
+    for split, history, rows, excluded, truth in runs:
+        result = evaluate(model, data, ks=ks, batch_size=batch_size, split=split, history=history)
+        _check(result, brute_force(rows, truth, rows.astype(np.float32) @ w, ks, excluded), truth)
+
+
+@settings(max_examples=20, deadline=None)
+@given(three_splits())
+def test_popularity_protocol_equal_brute_force(problem):
+    """Popularity fitted on train (or train + valid): scores are the fit matrix's item degrees."""
+    from bspm_jax import make_model
+
+    train, valid, test, _ = problem
+    data = Dataset(_csr(train), _csr(test), "t", valid=_csr(valid))
+    seen = train | valid
+    for split, history, fit, excluded, truth in [("valid", "train", train, train, valid),
+                                                 ("test", "train", train, seen, test),
+                                                 ("test", "train+valid", seen, seen, test)]:
+        model = make_model("popularity").fit(_csr(fit))
+        scores = np.broadcast_to(fit.sum(axis=0).astype(np.float32), fit.shape)
+        result = evaluate(model, data, ks=[2, 5], split=split, history=history)
+        _check(result, brute_force(fit, truth, scores, [2, 5], excluded), truth)
+
+
+def test_bspm_with_cold_items_and_users_equals_brute_force():
+    """BSPM scores cold items (and a cold user's empty history) 0, without NaN; the protocol matches."""
+    from bspm_jax import make_model
+
+    rng = np.random.default_rng(7)
+    which = rng.choice(4, size=(40, 30), p=[0.5, 0.3, 0.1, 0.1])
+    which[:, [4, 11]] = np.where(which[:, [4, 11]] == 1, 3, which[:, [4, 11]])  # items 4, 11: cold
+    which[3] = np.where(which[3] == 1, 2, which[3])  # user 3: cold
+    train, valid, test = which == 1, which == 2, which == 3
+    data = Dataset(_csr(train), _csr(test), "t", valid=_csr(valid))
+    model = make_model("bspm", rank=8).fit(data.train)
+    scores = np.asarray(model.score(jnp.asarray(train.astype(np.float32))))
+    assert np.isfinite(scores).all() and not scores[:, [4, 11]].any() and not scores[3].any()
+    for split, excluded, truth in [("valid", train, valid), ("test", train | valid, test)]:
+        result = evaluate(model, data, ks=[5, 10], split=split)
+        _check(result, brute_force(train, truth, scores, [5, 10], excluded), truth)
+        assert all(np.isfinite(v) for v in result.metrics.values())
+
+
+def test_split_and_history_refusals():
+    train = sp.csr_matrix(np.eye(4, dtype=np.float32))
+    plain = Dataset(train, sp.csr_matrix(np.roll(np.eye(4, dtype=np.float32), 1, axis=1)), "plain")
+    model = LinearScores(weights=jnp.eye(4))
+    with pytest.raises(ConfigError, match="plain has no validation split"):
+        evaluate(model, plain, ks=[1], split="valid")
+    with pytest.raises(ConfigError, match="needs a validation split"):
+        evaluate(model, plain, ks=[1], history="train+valid")
+    with pytest.raises(ConfigError, match="split must be one of valid, test"):
+        evaluate(model, plain, ks=[1], split="train")
+    with pytest.raises(ConfigError, match="history must be one of"):
+        evaluate(model, plain, ks=[1], history="all")
+    split = Dataset(train, plain.test, "v", valid=sp.csr_matrix(np.roll(np.eye(4, dtype=np.float32), 2, axis=1)))
+    with pytest.raises(ConfigError, match="validation is scored from the train history only"):
+        evaluate(model, split, ks=[1], split="valid", history="train+valid")
+
+
+def test_rank_rows_exclude():
+    """``exclude`` replaces the rows as the items never recommended; its shape is checked."""
+    from bspm_jax.models.base import rank_rows
+
+    rows = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 1, 0, 0]], dtype=np.float32))
+    model = LinearScores(weights=jnp.asarray(np.tile(np.array([4.0, 3.0, 2.0, 1.0], np.float32), (4, 1))))
+    exclude = sp.csr_matrix(np.array([[0, 0, 1, 1], [1, 1, 1, 0]], dtype=np.float32))
+    assert rank_rows(model, rows, 2).items.tolist() == [[1, 2], [0, 2]]
+    ranking = rank_rows(model, rows, 2, exclude=exclude)
+    assert ranking.items.tolist() == [[0, 1], [3, 0]] and np.isneginf(ranking.scores[1, 1])
+    with pytest.raises(ConfigError, match="exclude has shape"):
+        rank_rows(model, rows, 2, exclude=exclude[:1])

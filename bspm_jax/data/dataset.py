@@ -1,4 +1,4 @@
-"""The in-memory dataset: a binary train matrix, a test matrix and optional id maps."""
+"""The in-memory dataset: binary train, optional validation and test matrices, optional id maps."""
 
 from __future__ import annotations
 
@@ -37,11 +37,13 @@ def matrix_digest(matrix: sp.spmatrix) -> str:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """Train/test interactions as binary CSR matrices of shape (n_users, n_items).
+    """Train/test (and optional validation) interactions as binary CSR matrices of shape (n_users, n_items).
 
+    ``valid`` is the validation split (None when the data has none; see :meth:`with_validation`).
     ``user_ids[u]`` / ``item_ids[i]`` give the original id of index ``u`` / ``i`` when
     the loader remapped ids (pairs files); they are ``None`` when ids were used as is.
-    ``stats`` counts what loading cleaned up (e.g. ``duplicates_train``).
+    ``stats`` counts what loading cleaned up (e.g. ``duplicates_train``) and, for loaders of
+    split files, the ids of valid/test that never occur in train (e.g. ``cold_items_test``).
     """
 
     train: sp.csr_matrix
@@ -50,10 +52,13 @@ class Dataset:
     user_ids: np.ndarray | None = None
     item_ids: np.ndarray | None = None
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+    valid: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         if self.train.shape != self.test.shape:
             raise ValueError(f"train shape {self.train.shape} != test shape {self.test.shape}")
+        if self.valid is not None and self.valid.shape != self.train.shape:
+            raise ValueError(f"train shape {self.train.shape} != valid shape {self.valid.shape}")
 
     @property
     def n_users(self) -> int:
@@ -72,19 +77,40 @@ class Dataset:
         return int(self.test.nnz)
 
     @property
+    def n_valid(self) -> int:
+        """Validation interactions (0 without a validation split)."""
+        return 0 if self.valid is None else int(self.valid.nnz)
+
+    @property
     def test_users(self) -> np.ndarray:
         """Indices of the users with test interactions (the users evaluated), ascending."""
         return np.flatnonzero(np.diff(self.test.indptr) > 0)
 
+    @property
+    def valid_users(self) -> np.ndarray:
+        """Indices of the users with validation interactions, ascending (none without a split)."""
+        if self.valid is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(np.diff(self.valid.indptr) > 0)
+
     def summary(self) -> dict[str, Any]:
-        """The dataset block of the JSON output contract."""
-        return {
+        """The dataset block of the JSON output contract (``n_valid`` only with a validation split)."""
+        out = {
             "name": self.name,
             "n_users": self.n_users,
             "n_items": self.n_items,
             "n_train": self.n_train,
             "n_test": self.n_test,
         }
+        if self.valid is not None:
+            out["n_valid"] = self.n_valid
+        return out
+
+    def with_validation(self, fraction: float, seed: int) -> Dataset:
+        """A copy whose train is split per user into train and a held-out ``valid`` (see carve_validation)."""
+        from .split import carve_validation
+
+        return carve_validation(self, fraction, seed)
 
     def user_index(self, original_id: Any) -> int:
         """Index of a user given in the user's own id."""
@@ -105,6 +131,19 @@ class Dataset:
     def item_label(self, index: np.ndarray) -> np.ndarray:
         """Original ids of item indices (the indices themselves when ids were not remapped)."""
         return np.asarray(index) if self.item_ids is None else self.item_ids[np.asarray(index)]
+
+
+def cold_counts(train: sp.csr_matrix, valid: sp.csr_matrix | None, test: sp.csr_matrix) -> dict[str, int]:
+    """Users and items of valid/test that have no train interaction: ``cold_{items,users}_{valid,test}``."""
+    in_train = {"users": np.diff(train.indptr) > 0, "items": np.bincount(train.indices, minlength=train.shape[1]) > 0}
+    out: dict[str, int] = {}
+    for split, m in (("valid", valid), ("test", test)):
+        if m is None:
+            continue
+        present = {"users": np.diff(m.indptr) > 0, "items": np.bincount(m.indices, minlength=m.shape[1]) > 0}
+        for what in ("items", "users"):
+            out[f"cold_{what}_{split}"] = int(np.count_nonzero(present[what] & ~in_train[what]))
+    return out
 
 
 def _lookup(ids: np.ndarray | None, originals: Sequence[Any], n: int, what: str) -> np.ndarray:

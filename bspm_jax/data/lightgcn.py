@@ -1,4 +1,4 @@
-"""Loader for the LightGCN text format: one line per user, ``user item item ...``."""
+"""Loader for the LightGCN text format: one line per user, ``user item item ...``; train, test, optional valid."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import DataError
-from .dataset import Dataset, binary_csr
+from .dataset import Dataset, binary_csr, cold_counts
 
 ID_LIMIT = 2**31 - 1
 SPARSE_SLACK = 1_000_000
@@ -20,45 +20,65 @@ _NEGATIVE = re.compile(r"-[0-9]+")
 
 
 def load_lightgcn(path: str | Path, name: str | None = None) -> Dataset:
-    """Load ``path/train.txt`` and ``path/test.txt``; train defines the id ranges."""
+    """Load ``path/train.txt``, ``path/test.txt`` and, if present, ``path/valid.txt``."""
     folder = Path(path)
     if not folder.exists():
         raise DataError(f"no such folder: {folder}")
     if not folder.is_dir():
         raise DataError(f"not a folder: {folder} (expected a folder with train.txt and test.txt)")
     texts = []
-    for fname in ("train.txt", "test.txt"):
+    for fname in ("train.txt", "test.txt", "valid.txt"):
         file = folder / fname
+        if fname == "valid.txt" and not file.exists():
+            texts.append(None)
+            continue
         if not file.is_file():
             raise DataError(f"missing {fname} in {folder}: {file} does not exist")
         texts.append(file.read_bytes().decode("utf-8-sig", errors="replace"))
     return lightgcn_from_text(
         texts[0], texts[1], name or folder.resolve().name,
         train_where=str(folder / "train.txt"), test_where=str(folder / "test.txt"),
+        valid_text=texts[2], valid_where=str(folder / "valid.txt"),
     )
 
 
 def lightgcn_from_text(
     train_text: str, test_text: str, name: str, train_where: str = "train.txt",
-    test_where: str = "test.txt",
+    test_where: str = "test.txt", valid_text: str | None = None, valid_where: str = "valid.txt",
 ) -> Dataset:
-    """Build a Dataset from the contents of a LightGCN train.txt and test.txt."""
-    tr_users, tr_counts, tr_items = _parse(train_text, "train.txt", train_where)
-    te_users, te_counts, te_items = _parse(test_text, "test.txt", test_where)
-    _check_density(tr_users, "train.txt", "user")
-    _check_density(tr_items, "train.txt", "item")
-    n_users, n_items = int(tr_users.max()) + 1, int(tr_items.max()) + 1
-    if te_users.max() >= n_users or te_items.max() >= n_items:
-        _raise_out_of_range(test_text, n_users, n_items)
-    shape = (n_users, n_items)
-    train = binary_csr(np.repeat(tr_users, tr_counts), tr_items, shape)
-    test = binary_csr(np.repeat(te_users, te_counts), te_items, shape)
-    _check_disjoint(train, test)
-    stats = {
-        "duplicates_train": len(tr_items) - train.nnz,
-        "duplicates_test": len(te_items) - test.nnz,
-    }
-    return Dataset(train=train, test=test, name=name, stats=stats)
+    """Build a Dataset from the contents of a LightGCN train.txt, test.txt and optional valid.txt."""
+    texts = {"train": (train_text, train_where), "valid": (valid_text, valid_where), "test": (test_text, test_where)}
+    pairs, listed = {}, {}
+    for split, (text, where) in texts.items():
+        if text is not None:
+            users, counts, items = _parse(text, f"{split}.txt", where)
+            pairs[split], listed[split] = (np.repeat(users, counts), items), users
+    return split_dataset(pairs, name, {split: f"{split}.txt" for split in pairs}, "LightGCN format", listed)
+
+
+def split_dataset(
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]], name: str, labels: dict[str, str], fmt: str,
+    listed_users: dict[str, np.ndarray] | None = None,
+) -> Dataset:
+    """A Dataset from (users, items) id arrays per split ("train", "test", optional "valid").
+
+    The catalogue spans every split (ids are matrix indices); ids of valid/test that never
+    occur in train are cold and counted in ``stats``. Pairs repeated within a split are
+    counted once (``duplicates_<split>``); a pair in two splits raises DataError.
+    ``listed_users`` (per split) also size the catalogue: users a file names without items.
+    """
+    users = {s: p[0] if listed_users is None else np.concatenate([p[0], listed_users[s]]) for s, p in pairs.items()}
+    _check_density([(labels[s], users[s]) for s in pairs], "user", fmt)
+    _check_density([(labels[s], p[1]) for s, p in pairs.items()], "item", fmt)
+    shape = (max(int(u.max()) for u in users.values()) + 1, max(int(p[1].max()) for p in pairs.values()) + 1)
+    matrices = {split: binary_csr(users, items, shape) for split, (users, items) in pairs.items()}
+    splits = list(matrices)
+    for a, b in [(a, b) for i, a in enumerate(splits) for b in splits[i + 1:]]:
+        _check_disjoint(matrices[a], matrices[b], labels[a], labels[b])
+    stats = {f"duplicates_{split}": len(pairs[split][1]) - matrices[split].nnz for split in ("train", "valid", "test")
+             if split in matrices}
+    stats.update(cold_counts(matrices["train"], matrices.get("valid"), matrices["test"]))
+    return Dataset(train=matrices["train"], test=matrices["test"], name=name, stats=stats, valid=matrices.get("valid"))
 
 
 def _parse(text: str, label: str, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,29 +115,19 @@ def _too_large(token: str) -> str:
     return f"id {_clip(token, 40)} is too large (ids must be < {ID_LIMIT})"
 
 
-def _check_density(ids: np.ndarray, label: str, what: str) -> None:
-    """Reject ids so sparse that a dense id range would waste huge amounts of memory."""
+def _check_density(ids_by_file: list[tuple[str, np.ndarray]], what: str, fmt: str) -> None:
+    """Reject ids so sparse (over all files) that a dense id range would waste huge amounts of memory."""
+    ids = np.concatenate([ids for _, ids in ids_by_file])
     top = int(ids.max()) + 1
     distinct = len(np.unique(ids))
     if top > 4 * distinct + SPARSE_SLACK:
+        label = next(label for label, file_ids in ids_by_file if len(file_ids) and int(file_ids.max()) + 1 == top)
+        files = " and ".join(label for label, _ in ids_by_file)
         raise DataError(
-            f"{label}: {what} ids go up to {top - 1} but only {distinct} distinct ids are used; "
-            "ids this sparse do not suit the LightGCN format, which uses ids as matrix indices "
+            f"{label}: {what} ids go up to {top - 1} but only {distinct} distinct ids are used in "
+            f"{files}; ids this sparse do not suit the {fmt}, which uses ids as matrix indices "
             "(use the pairs/CSV loader load_pairs, which remaps ids)"
         )
-
-
-def _raise_out_of_range(text: str, n_users: int, n_items: int) -> None:
-    """Raise for the first test id outside the train ranges."""
-
-    def bad(pos: int, token: str) -> bool:
-        return int(token) >= (n_users if pos == 0 else n_items)
-
-    def message(token: str) -> str:
-        return (f"id {token} is outside the train ranges "
-                f"(users 0..{n_users - 1}, items 0..{n_items - 1})")
-
-    _raise_first(text, "test.txt", bad, message, kind=lambda pos: "user" if pos == 0 else "item")
 
 
 def _raise_first(
@@ -147,15 +157,15 @@ def _malformed(label: str, lineno: int, line: str) -> DataError:
     return DataError(f"{label} line {lineno}: malformed line {_clip(line, 80)!r}")
 
 
-def _check_disjoint(train: sp.csr_matrix, test: sp.csr_matrix) -> None:
-    """Raise if any (user, item) pair is in both train and test."""
-    both = train.multiply(test).tocoo()
+def _check_disjoint(a: sp.csr_matrix, b: sp.csr_matrix, label_a: str, label_b: str) -> None:
+    """Raise if any (user, item) pair is in both ``a`` and ``b``."""
+    both = a.multiply(b).tocoo()
     both.eliminate_zeros()
     if both.nnz:
         first = np.lexsort((both.col, both.row))[0]
         raise DataError(
-            f"pair (user {both.row[first]}, item {both.col[first]}) is in both train.txt and "
-            f"test.txt ({both.nnz} pair{'s' if both.nnz > 1 else ''} overlap)"
+            f"pair (user {both.row[first]}, item {both.col[first]}) is in both {label_a} and "
+            f"{label_b} ({both.nnz} pair{'s' if both.nnz > 1 else ''} overlap)"
         )
 
 

@@ -1,12 +1,14 @@
-"""Seeded per-user holdout split of an interaction matrix."""
+"""Seeded per-user holdout split of an interaction matrix, and validation splits carved with it."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import DataError
-from .dataset import binary_csr
+from .dataset import Dataset, binary_csr, cold_counts
 
 
 def holdout_split(
@@ -39,3 +41,18 @@ def holdout_split(
         binary_csr(rows[keep], m.indices[keep], m.shape),
         binary_csr(rows[out], m.indices[out], m.shape),
     )
+
+
+def carve_validation(dataset: Dataset, fraction: float, seed: int) -> Dataset:
+    """The dataset with its train split by :func:`holdout_split` into train (kept) and valid (held out).
+
+    Test is unchanged; the cold counts of ``stats`` are recomputed against the new train,
+    and ``stats`` records ``validation="carved"`` with the fraction and seed.
+    """
+    if dataset.valid is not None:
+        raise DataError(f"{dataset.name} already has a validation split ({dataset.n_valid:,} interactions)")
+    kept, held_out = holdout_split(dataset.train, fraction, seed)
+    stats = {k: v for k, v in dataset.stats.items() if not k.startswith("cold_")}
+    stats.update(validation="carved", validation_fraction=fraction, validation_seed=seed,
+                 **cold_counts(kept, held_out, dataset.test))
+    return dataclasses.replace(dataset, train=kept, valid=held_out, stats=stats)
