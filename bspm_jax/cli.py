@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 import time
 from collections.abc import Sequence
@@ -31,8 +29,8 @@ def format_result(result: dict[str, Any]) -> str:
     ds = result["dataset"]
     lines = [
         f"model    {result['model']}",
-        f"dataset  {ds['name']}: {ds['n_users']:,} users, {ds['n_items']:,} items, "
-        f"{ds['n_train']:,} train / {ds['n_test']:,} test interactions",
+        f"dataset  {ds['name']}: {ds['n_users']:,} users, {ds['n_items']:,} items, {ds['n_train']:,} train / "
+        + (f"{ds['n_valid']:,} valid / " if "n_valid" in ds else "") + f"{ds['n_test']:,} test interactions",
         "",
     ]
     metrics = result["metrics"]
@@ -41,6 +39,9 @@ def format_result(result: dict[str, Any]) -> str:
     lines.append(f"{'metric':<12}" + "".join(f"{'@' + str(k):>10}" for k in ks))
     for name in names:
         lines.append(f"{name:<12}" + "".join(f"{metrics[f'{name}@{k}']:>10.4f}" for k in ks))
+    if "validation_metrics" in result:
+        v = result["validation_metrics"]
+        lines.append("validation " + "  ".join(f"{key} {v[key]:.4f}" for key in v if key.split("@")[0] in ("recall", "ndcg")))
     timings = "  ".join(f"{k} {v:.2f}" for k, v in result["timings_s"].items())
     env = result["environment"]
     peak = result["memory"]["peak_rss_bytes"] / 2**30
@@ -215,10 +216,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .config import DEFAULTS, dumps, parse_grid
+    from .config import DEFAULTS, parse_grid
     from .experiment import dataset_from_config, evaluation_settings
-    from .io import write_json_atomic, write_text_atomic
-    from .tuning import PAPER_GRID, grid_points, tune
+    from .tuning import PAPER_GRID, grid_points, tune, write_tune_results
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -235,23 +235,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     result = tune(config.model_name, config.model_settings, grid, dataset, opts["metric"], opts["validation"],
                   opts["seed"], ks, batch_size, args.max_points, _progress(args.quiet))
     wall = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
-    columns = list(grid) + [k for k in result.rows[0] if k not in grid]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows([[row[c] for c in columns] for row in result.rows])
-    write_text_atomic(out / "results.csv", buffer.getvalue())
-    best_config = Config({"model": {"name": config.model_name, **result.best}, "data": config["data"],
-                          "evaluation": config["evaluation"]},
-                         f"best of bspm tune by validation {result.metric} on {dataset.name}")
-    write_text_atomic(out / "best.toml", dumps(best_config.to_dict()))
-    write_json_atomic(out / "results.json", {
-        "model": config.model_name, "config": config.to_dict(), "dataset": dataset.summary(),
-        "metric": result.metric, "grid": grid, "validation": result.validation,
-        "results": result.rows, "best": result.best, "test_metrics": result.test_metrics,
-        "timings_s": {**result.timings_s, "wall": wall},
-    })
+    columns = write_tune_results(out, config, dataset, result, grid, wall)
     shown = columns[: len(grid)] + [result.metric, "seconds"]
     print(f"{'':>4}" + "".join(f"{c:>16}" for c in shown))
     for i, row in enumerate(result.rows[: args.show], 1):
@@ -271,6 +255,7 @@ def _cell(value: Any, setting: bool) -> str:
 def cmd_plot(args: argparse.Namespace) -> int:
     from .config import parse_grid
     from .experiment import dataset_from_config, evaluation_settings, model_from_config
+    from .models import FitCache
     from .plots import FIGURES, make_figure
 
     names = list(FIGURES) if "all" in args.figures else list(dict.fromkeys(args.figures))
@@ -286,7 +271,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     sweeps = {"fig5": ("T_s_values", args.T_s), "fig6": ("K_s_values", args.K_s)}
     out.mkdir(parents=True, exist_ok=True)
     dataset = dataset_from_config(config)
-    fits: dict = {}
+    fits = FitCache()
     for name in names:
         kw = {"k": args.top_k, "batch_size": batch_size, "progress": _progress(args.quiet), "fits": fits}
         if name in sweeps and sweeps[name][1]:
@@ -315,7 +300,7 @@ def _figure_summary(data: dict[str, Any]) -> str:
 
 FLAG_KEYS = {
     "data": "data.path", "model": "model.name", "k": "evaluation.k", "batch_size": "evaluation.batch_size",
-    "devices": "evaluation.devices",
+    "devices": "evaluation.devices", "refit_with_valid": "evaluation.refit_with_valid",
     "user_col": "data.user_col", "item_col": "data.item_col", "sep": "data.sep", "test": "data.test",
     "holdout": "data.holdout", "seed": "data.seed",
 }
@@ -333,12 +318,15 @@ def _add_config_options(p: argparse.ArgumentParser, k: bool = True) -> None:
     p.add_argument("--preset", help="a shipped config, e.g. gowalla-em, gowalla-lm, yelp2018-em, gf-cf")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value: table.key=value (a bare key is a model setting)")
-    p.add_argument("--data", help="LightGCN folder (train.txt, test.txt) or pairs CSV/TSV; default: shipped sample")
+    p.add_argument("--data", help="LightGCN folder (train.txt, test.txt, optional valid.txt), DiffRec folder "
+                                  "(train_list.npy, valid_list.npy, test_list.npy) or pairs CSV/TSV; default: shipped sample")
     p.add_argument("--model", help=f"model name: {', '.join(_model_names())} (default bspm)")
     if k:
         p.add_argument("--k", type=int, nargs="+", help="cut-offs K (default: 10 20)")
     p.add_argument("--batch-size", type=_batch_size, help="users scored per batch, or auto (planned from free memory; default 1024)")
     p.add_argument("--devices", type=_devices, help="split user batches across this many local devices, or all (default 1)")
+    p.add_argument("--refit-with-valid", action="store_const", const=True, default=None,
+                   help="fit on train + validation, then rank test from that history (data with a validation split)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     pairs = p.add_argument_group("pairs files (CSV/TSV)")
     pairs.add_argument("--user-col", help="user column: 0-based position or header name (default 0)")

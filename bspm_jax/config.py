@@ -38,7 +38,7 @@ from .errors import ConfigError
 TABLES: dict[str, tuple[str, ...] | None] = {
     "model": None,  # model settings are checked by the model itself
     "data": ("path", "user_col", "item_col", "sep", "test", "holdout", "seed"),
-    "evaluation": ("k", "batch_size", "devices"),
+    "evaluation": ("k", "batch_size", "devices", "refit_with_valid"),
     "tune": ("metric", "validation", "seed", "grid"),
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -255,6 +255,8 @@ def _check(tables: Mapping[str, Mapping[str, Any]]) -> None:
     devices = ev.get("devices", 1)
     if not (_is_int(devices, 1) or devices == "all"):
         raise ConfigError(f"evaluation.devices must be an integer >= 1 or \"all\", got {devices!r}")
+    if not isinstance(ev.get("refit_with_valid", False), bool):
+        raise ConfigError(f"evaluation.refit_with_valid must be true or false, got {ev['refit_with_valid']!r}")
     data = tables.get("data", {})
     if "path" in data and not isinstance(data["path"], str):
         raise ConfigError(f"data.path must be text, got {data['path']!r}")

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
+import scipy.sparse as sp
 
 from . import serial
 from .config import DEFAULTS, Config, config_from_dict, effective
@@ -42,6 +44,11 @@ def evaluation_settings(config: Config) -> tuple[list[int], int]:
     """``[evaluation]`` as (cut-offs K, users per batch)."""
     ev = {**DEFAULTS["evaluation"], **config["evaluation"]}
     return ev["k"], ev["batch_size"]
+
+
+def refit_with_valid(config: Config) -> bool:
+    """``evaluation.refit_with_valid``: fit on train + validation before the test ranking."""
+    return bool(config["evaluation"].get("refit_with_valid", False))
 
 
 def device_count(config: Config) -> int | None:
@@ -84,13 +91,14 @@ def fit_config(config: Config, save: str | Path | None = None, progress: Progres
     t0 = time.perf_counter()
     dataset = dataset_from_config(config)
     t1 = time.perf_counter()
-    fitted = fit_model(model_from_config(config), dataset)
+    fitted = fit_model(model_from_config(config), dataset, refit_with_valid(config))
     t2 = time.perf_counter()
     path, options = data_source(config)
     ks, batch_size = evaluation_settings(config)
     data = {**({} if path is None else {"path": _absolute(path)}), **_option_keys(options)}
     tables = effective(Config({"model": {"name": config.model_name}, "data": data,
-                               "evaluation": {"k": ks, "batch_size": batch_size}}), fitted.config())
+                               "evaluation": {"k": ks, "batch_size": batch_size,
+                                              "refit_with_valid": refit_with_valid(config)}}), fitted.config())
     if save is not None:
         fitted.save(save, notes={"config": tables, "dataset": dataset.summary()})
     return {"model": config.model_name, "fitted": fitted, "config": tables, "dataset": dataset.summary(),
@@ -106,20 +114,33 @@ def _option_keys(options: dict[str, Any]) -> dict[str, Any]:
     return {("test" if k == "test_path" else k): v for k, v in options.items()}
 
 
-def fit_model(model: AbstractRecommender, dataset: Dataset) -> AbstractRecommender:
-    """``model`` fitted on ``dataset.train`` (a model that is already fitted must have been fitted on it)."""
+def fit_matrix(dataset: Dataset, refit_with_valid: bool = False) -> sp.csr_matrix:
+    """The interactions a model is fitted on: train, or train + validation (``refit_with_valid``)."""
+    if not refit_with_valid:
+        return dataset.train
+    if dataset.valid is None:
+        raise ConfigError(f"refit_with_valid needs a validation split, and {dataset.name} has none")
+    both = sp.csr_matrix((dataset.train + dataset.valid) > 0, dtype=np.float32)
+    both.sort_indices()
+    return both
+
+
+def fit_model(model: AbstractRecommender, dataset: Dataset, refit_with_valid: bool = False) -> AbstractRecommender:
+    """``model`` fitted on the train split (and validation with ``refit_with_valid``); a model that is
+    already fitted must have been fitted on exactly those interactions."""
+    matrix = fit_matrix(dataset, refit_with_valid)
     if model.is_fitted:
         info = model.require_fitted()
-        if info.digest != matrix_digest(dataset.train):
+        if info.digest != matrix_digest(matrix):
             raise ConfigError(
                 f"the {model.name} model was fitted on another train matrix ({info.n_users:,} x {info.n_items:,}, "
-                f"{info.n_interactions:,} interactions) than {dataset.name}'s ({dataset.n_users:,} x "
-                f"{dataset.n_items:,}, {dataset.n_train:,}); give the data it was fitted on"
+                f"{info.n_interactions:,} interactions) than {dataset.name}'s ({matrix.shape[0]:,} x "
+                f"{matrix.shape[1]:,}, {matrix.nnz:,}); give the data it was fitted on"
             )
         return model
     if not isinstance(model, AbstractTrainingFree):
         raise ConfigError(f"the {model.name} model is trained, not fitted: use bspm_jax.training")
-    return model.fit(dataset.train)
+    return model.fit(matrix)
 
 
 def recommend_config(
@@ -133,9 +154,6 @@ def recommend_config(
     progress: Progress | None = None,
 ) -> Recommendations:
     """Top-``k`` recommendations for known and new users from the model of ``config`` (or the saved one at ``load``)."""
-    import numpy as np
-    import scipy.sparse as sp
-
     if load is not None:
         config = saved_config(load, config)
     dataset = dataset_from_config(config)
@@ -160,7 +178,7 @@ def run_config(config: Config, progress: Progress | None = None, load: str | Pat
     path, options = data_source(config)
     ks, batch_size = evaluation_settings(config)
     result = run_experiment(model, path, ks, batch_size, progress, options, name=config.model_name,
-                            devices=device_count(config))
+                            devices=device_count(config), refit_with_valid=refit_with_valid(config))
     if config.description:
         result["config"] = {"description": config.description, **result["config"]}
     return result
@@ -175,36 +193,49 @@ def run_experiment(
     data_options: dict[str, Any] | None = None,
     name: str | None = None,
     devices: int | None = None,
+    refit_with_valid: bool = False,
 ) -> dict[str, Any]:
     """Fit ``model`` on the train split of ``data`` (unless it is fitted already) and evaluate it on the test split.
 
-    ``data`` is a Dataset, a LightGCN folder, a pairs file, or None for the shipped sample.
-    The result has the keys model, config (the effective settings, as config-file tables),
-    dataset, metrics, solver_stats, timings_s, memory and environment.
+    ``data`` is a Dataset, a LightGCN folder, a pairs file, a DiffRec folder, or None for
+    the shipped sample. With a validation split, test excludes train and validation items
+    and the result also has ``validation_metrics``; ``refit_with_valid`` fits on train +
+    validation and scores test from that history. The result has the keys model, config
+    (the effective settings, as config-file tables), dataset, metrics, solver_stats,
+    timings_s, memory and environment.
     """
     t_start = time.perf_counter()
     dataset = data if isinstance(data, Dataset) else load_dataset(data, **(data_options or {}))
     t_loaded = time.perf_counter()
-    fitted = fit_model(model, dataset)
+    fitted = fit_model(model, dataset, refit_with_valid)
     t_fitted = time.perf_counter()
-    result = evaluate(fitted, dataset, ks=ks, batch_size=batch_size, progress=progress, devices=devices)
+    history = "train+valid" if refit_with_valid else "train"
+    result = evaluate(fitted, dataset, ks=ks, batch_size=batch_size, progress=progress, devices=devices,
+                      history=history)
+    validation = None
+    if dataset.valid is not None and not refit_with_valid:
+        validation = evaluate(fitted, dataset, ks=ks, batch_size=batch_size, devices=devices, split="valid")
     total = time.perf_counter() - t_start
     source = "<sample>" if data is None else str(getattr(data, "name", data))
     options = _option_keys(data_options or {})
     tables = {
         "data": {"path": source, **options},
-        "evaluation": {"k": sorted(set(int(k) for k in ks)), "batch_size": batch_size, "devices": devices or 1},
+        "evaluation": {"k": sorted(set(int(k) for k in ks)), "batch_size": batch_size, "devices": devices or 1,
+                       **({"refit_with_valid": True} if refit_with_valid else {})},
     }
+    extra = {} if validation is None else {"validation_metrics": validation.metrics}
     return {
         "model": name or model.name,
         "config": effective(Config({"model": {"name": name or model.name}, **tables}), model.config()),
         "dataset": {**dataset.summary(), "n_users_evaluated": result.n_users, **dataset.stats},
         "metrics": result.metrics,
+        **extra,
         "solver_stats": result.solver_stats,
         "timings_s": {
             "load": t_loaded - t_start,
             "preprocess": t_fitted - t_loaded,
             **result.timings_s,
+            **({} if validation is None else {"validation": sum(validation.timings_s.values())}),
             "total": total,
         },
         "memory": memory_info(),

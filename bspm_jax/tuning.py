@@ -11,19 +11,23 @@ was carved from it) and evaluated on test, with train and any given validation i
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from .config import Config, dumps
 from .data import Dataset, carve_validation
 from .errors import ConfigError
 from .evaluation import evaluate
-from .models import make_model
+from .io import write_json_atomic, write_text_atomic
 from .metrics import check_metric
-from .models import FitCache
+from .models import FitCache, make_model
 from .ranking import Progress, no_progress
 
 PAPER_GRID: dict[str, list[Any]] = {
@@ -134,3 +138,31 @@ def tune(
 
 def _score(value: float) -> float:
     return value if math.isfinite(value) else -math.inf
+
+
+def write_tune_results(
+    out: str | Path, config: Config, dataset: Dataset, result: TuneResult, grid: Mapping[str, Sequence[Any]], wall: float
+) -> list[str]:
+    """Write ``results.csv``, ``results.json`` and ``best.toml`` (the best configuration) into folder ``out``.
+
+    Returns the CSV's columns: the grid's settings, then the metrics and seconds.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    columns = list(grid) + [k for k in result.rows[0] if k not in grid]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([[row[c] for c in columns] for row in result.rows])
+    write_text_atomic(out / "results.csv", buffer.getvalue())
+    best_config = Config({"model": {"name": config.model_name, **result.best}, "data": config["data"],
+                          "evaluation": config["evaluation"]},
+                         f"best of bspm tune by validation {result.metric} on {dataset.name}")
+    write_text_atomic(out / "best.toml", dumps(best_config.to_dict()))
+    write_json_atomic(out / "results.json", {
+        "model": config.model_name, "config": config.to_dict(), "dataset": dataset.summary(),
+        "metric": result.metric, "grid": dict(grid), "validation": result.validation,
+        "results": result.rows, "best": result.best, "test_metrics": result.test_metrics,
+        "timings_s": {**result.timings_s, "wall": wall},
+    })
+    return columns

@@ -113,4 +113,4 @@ def test_missing_file_and_bad_toml(tmp_path):
     (tmp_path / "bad.toml").write_bytes(b"\xff\xfe[model")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(tmp_path / "bad.toml")
-    assert Config({}).model_name == "popularity"
+    assert Config({}).model_name == "bspm"  # the library's main model

@@ -251,7 +251,7 @@ def test_split_and_history_refusals():
 
 def test_rank_rows_exclude():
     """``exclude`` replaces the rows as the items never recommended; its shape is checked."""
-    from bspm_jax.models.base import rank_rows
+    from bspm_jax.ranking import rank_rows
 
     rows = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 1, 0, 0]], dtype=np.float32))
     model = LinearScores(weights=jnp.asarray(np.tile(np.array([4.0, 3.0, 2.0, 1.0], np.float32), (4, 1))))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bspm_jax import evaluate, load_sample, make_model
+from bspm_jax import FitCache, evaluate, load_sample, make_model
 from bspm_jax.errors import ConfigError
 from bspm_jax.plots import (
     BLUR_ONLY,
@@ -44,7 +44,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def fits():
-    return {}
+    return FitCache()
 
 
 @pytest.fixture(scope="module")

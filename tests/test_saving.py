@@ -168,7 +168,7 @@ DAMAGES = {
     "shape differs from the header": (_damage_shape, "the header says"),
     "an array missing": (_damage_missing_array, "does not match the header"),
     "a class outside bspm_jax": (_damage_foreign_class, "not part of bspm_jax"),
-    "an impossible setting": (_damage_setting, "T_s"),
+    "an impossible setting": (_damage_setting, "terminal time T must be"),
     "no header": (_damage_missing_header, "model.json is missing"),
 }
 

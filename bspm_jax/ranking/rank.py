@@ -68,7 +68,7 @@ def rank_rows(
     if exclude is not None:
         exclude = sp.csr_matrix(exclude, dtype=np.float32)
         if exclude.shape != rows.shape:
-            raise ConfigError(f"the excluded items have shape {exclude.shape}, the rows {rows.shape}")
+            raise ConfigError(f"exclude has shape {exclude.shape}, rows have shape {rows.shape}")
     if users is not None:
         users = np.asarray(users, dtype=np.int64)
         if users.shape != (n,):
