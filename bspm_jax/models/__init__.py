@@ -11,7 +11,9 @@ from typing import Any
 from ..errors import ConfigError
 from .base import AbstractRecommender, HostMatrix, masked_top_k
 from .bspm import BSPM, LGCNIDE
+from .mf_bpr import MFBPR
 from .popularity import Popularity
+from .trained import AbstractPairwise, AbstractTrainedRecommender
 
 _NO_SHARPEN = {"sharpen": False, "beta": 0.0}
 
@@ -23,6 +25,7 @@ MODELS: dict[str, tuple[type[AbstractRecommender], dict[str, Any]]] = {
     "blur-heat": (BSPM, {"blur": "heat", **_NO_SHARPEN}),
     "blur-ideal": (BSPM, {"blur": "ideal", **_NO_SHARPEN}),
     "blur-gfcf": (BSPM, {"blur": "gfcf", **_NO_SHARPEN}),
+    "mf-bpr": (MFBPR, {}),
 }
 
 
@@ -52,8 +55,11 @@ def make_model(name: str, **settings: Any) -> AbstractRecommender:
 __all__ = [
     "BSPM",
     "LGCNIDE",
+    "MFBPR",
     "MODELS",
+    "AbstractPairwise",
     "AbstractRecommender",
+    "AbstractTrainedRecommender",
     "HostMatrix",
     "Popularity",
     "make_model",
