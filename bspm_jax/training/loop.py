@@ -9,6 +9,7 @@ batches, and so the parameters, of the uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import time
@@ -101,6 +102,12 @@ class TrainResult:
     resumed_from: int = 0
 
 
+@functools.lru_cache(maxsize=16)
+def adam(lr: float) -> optax.GradientTransformation:
+    """optax.adam(lr), one object per rate, so that runs of equal rates share their compiled steps."""
+    return optax.adam(lr)
+
+
 def fingerprint(model: AbstractPairwise, train: sp.csr_matrix, settings: TrainSettings) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: model, settings and data."""
     return {
@@ -144,7 +151,7 @@ def train(
         out_dir.mkdir(parents=True, exist_ok=True)
         for ext in ("csv", "json"):
             check_writable(out_dir / f"{CURVE}.{ext}")
-    optimizer = optax.adam(settings.lr)
+    optimizer = adam(float(settings.lr))
     seed_key = jax.random.key(settings.seed)
     model = model.init(jax.random.fold_in(seed_key, 0), *train_csr.shape).with_train(train_csr)
     state = TrainState(model, init_optimizer(optimizer, model), seed_key, best_model=model)
