@@ -25,7 +25,10 @@ from .base import AbstractRecommender, HostMatrix, LayoutScores, Rows, masked_to
 
 
 class AbstractTrainedRecommender(AbstractRecommender):
-    """A recommender fitted by gradient descent: ``init`` draws its parameters, training fits them."""
+    """A recommender fitted by gradient descent: ``init`` draws its parameters, training fits them.
+
+    Like every model, a subclass ends with ``train: HostMatrix | None = fitted_train_field()``.
+    """
 
     @abc.abstractmethod
     def init(self, key: jax.Array, n_users: int, n_items: int) -> Self:
