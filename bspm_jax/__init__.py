@@ -1,4 +1,4 @@
-"""bspm_jax: training-free, ODE-based graph-filter collaborative filtering in JAX.
+"""bspm_jax: graph-filter and diffusion collaborative filtering in JAX, and the trained models it is measured against.
 
 Fit a model on a binary user-item matrix and score user rows::
 
@@ -15,11 +15,12 @@ from .evaluation import Evaluation, evaluate
 from .experiment import run_experiment
 from .filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
 from .graph import ItemGraph, build_graph
-from .models import (BSPM, LGCNIDE, MODELS, AbstractRecommender, AbstractTrainingFree, FitCache, Popularity,
-                     TrainInfo, load_model, make_model)
+from .models import (BSPM, LGCNIDE, MFBPR, MODELS, AbstractPairwise, AbstractRecommender, AbstractTrainedRecommender,
+                     AbstractTrainingFree, FitCache, Popularity, TrainInfo, load_model, make_model)
 from .ranking import Ranking, rank_rows, recommend, recommend_for
 from .serial import ModelFileError
 from .spectral import Spectrum, SpectrumCache, normalize, spectrum, truncated_svd
+from .training import TrainResult, TrainSettings, train
 from .operators import AbstractOperator, Dense, Gram, Identity, LowRank, SparseMatrix
 from .config import Config, get_preset, load_config, preset_names
 from .solvers import RK4, AbstractIntegrator, ClassicRK4, Dopri5, Euler, make_integrator
@@ -29,12 +30,15 @@ __version__ = "0.1.0"
 __all__ = [
     "BSPM",
     "LGCNIDE",
+    "MFBPR",
     "MODELS",
     "RK4",
     "AbstractFilter",
     "AbstractIntegrator",
     "AbstractOperator",
+    "AbstractPairwise",
     "AbstractRecommender",
+    "AbstractTrainedRecommender",
     "AbstractTrainingFree",
     "BSPMError",
     "Config",
@@ -63,6 +67,8 @@ __all__ = [
     "Spectrum",
     "SpectrumCache",
     "TrainInfo",
+    "TrainResult",
+    "TrainSettings",
     "build_graph",
     "evaluate",
     "get_preset",
@@ -82,5 +88,6 @@ __all__ = [
     "recommend_for",
     "run_experiment",
     "spectrum",
+    "train",
     "truncated_svd",
 ]

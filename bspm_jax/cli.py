@@ -39,6 +39,8 @@ def format_result(result: dict[str, Any]) -> str:
     lines.append(f"{'metric':<12}" + "".join(f"{'@' + str(k):>10}" for k in ks))
     for name in names:
         lines.append(f"{name:<12}" + "".join(f"{metrics[f'{name}@{k}']:>10.4f}" for k in ks))
+    if "training" in result:
+        lines.append(_training_line(result["training"]))
     if "validation_metrics" in result:
         v = result["validation_metrics"]
         lines.append("validation " + "  ".join(f"{key} {v[key]:.4f}" for key in v if key.split("@")[0] in ("recall", "ndcg")))
@@ -53,6 +55,16 @@ def format_result(result: dict[str, Any]) -> str:
         + (f", {env['process_count']} processes" if env.get("process_count", 1) > 1 else ""),
     ]
     return "\n".join(lines)
+
+
+def _training_line(record: dict[str, Any]) -> str:
+    """Epochs run, the best epoch and its validation metric, the training time."""
+    (metric, value), = record["best_validation"].items()
+    best = "none" if value is None else f"{value:.4f}"
+    how = "early-stopped" if record["stopped_early"] else "all epochs"
+    resumed = f", resumed after epoch {record['resumed_from_epoch']}" if record["resumed_from_epoch"] else ""
+    return (f"training {record['epochs_run']} epochs ({how}{resumed}), best epoch {record['best_epoch']} "
+            f"(validation {metric} {best}), {record['seconds']:.1f} s")
 
 
 def _kernel_line(env: dict[str, Any]) -> str:
@@ -99,7 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     lead = _join_processes(args)
     if args.json and lead:
         check_writable(args.json)
-    result = run_config(load_cli_config(args, args.load), progress=_progress(args.quiet or not lead), load=args.load)
+    result = run_config(load_cli_config(args, args.load), progress=_progress(args.quiet or not lead), load=args.load,
+                        train_dir=args.train_dir, resume=args.resume)
     if not lead:  # process 0 reports for all
         return 0
     print(format_result(result))
@@ -112,10 +125,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     from .experiment import fit_config
 
-    result = fit_config(load_cli_config(args), save=args.save, progress=_progress(args.quiet))
+    result = fit_config(load_cli_config(args), save=args.save, progress=_progress(args.quiet),
+                        train_dir=args.train_dir, resume=args.resume)
     ds = result["dataset"]
     print(f"model    {result['model']}")
     print(f"dataset  {ds['name']}: {ds['n_users']:,} users, {ds['n_items']:,} items, {ds['n_train']:,} train interactions")
+    if "training" in result:
+        print(_training_line(result["training"]))
     print("time (s) " + "  ".join(f"{k} {v:.2f}" for k, v in result["timings_s"].items()))
     print(f"saved    {args.save}  (use: bspm run --load {args.save}, bspm recommend --load {args.save})")
     return 0
@@ -313,7 +329,7 @@ def _model_names() -> list[str]:
     return list(MODELS)
 
 
-def _add_config_options(p: argparse.ArgumentParser, k: bool = True) -> None:
+def _add_config_options(p: argparse.ArgumentParser, k: bool = True, train: bool = False) -> None:
     p.add_argument("--config", help="TOML config file ([model], [data], [evaluation], [tune] tables)")
     p.add_argument("--preset", help="a shipped config, e.g. gowalla-em, gowalla-lm, yelp2018-em, gf-cf")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -328,6 +344,10 @@ def _add_config_options(p: argparse.ArgumentParser, k: bool = True) -> None:
     p.add_argument("--refit-with-valid", action="store_const", const=True, default=None,
                    help="fit on train + validation, then rank test from that history (data with a validation split)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if train:
+        trained = p.add_argument_group("trained models ([train] table)")
+        trained.add_argument("--train-dir", metavar="DIR", help="folder for checkpoints and learning curves (CSV, JSON, plot)")
+        trained.add_argument("--resume", action="store_true", help="continue the training checkpointed in --train-dir")
     pairs = p.add_argument_group("pairs files (CSV/TSV)")
     pairs.add_argument("--user-col", help="user column: 0-based position or header name (default 0)")
     pairs.add_argument("--item-col", help="item column: 0-based position or header name (default 1)")
@@ -343,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="fit a model on the train split and evaluate it on the test split")
-    _add_config_options(run)
+    _add_config_options(run, train=True)
     run.add_argument("--json", help="also write the result as one JSON object to this file")
     run.add_argument("--load", metavar="DIR", help="evaluate the model saved in DIR (by bspm fit --save) without refitting")
     multi = run.add_argument_group("several processes (jax.distributed; every process gets the same options)")
@@ -367,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.set_defaults(func=cmd_recommend)
 
     fit = sub.add_parser("fit", help="fit a model on the train split and save it (bspm run/recommend --load)")
-    _add_config_options(fit)
+    _add_config_options(fit, train=True)
     fit.add_argument("--save", required=True, metavar="DIR", help="folder to save the fitted model to")
     fit.set_defaults(func=cmd_fit)
 

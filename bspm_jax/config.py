@@ -1,6 +1,6 @@
 """Experiment configuration: TOML files, presets shipped as such files, ``key=value`` overrides.
 
-A configuration file has up to four tables and a description::
+A configuration file has up to five tables and a description::
 
     description = "BSPM-EM on Gowalla"
     [model]        # name = a registered model; every other key is one of its settings
@@ -15,6 +15,8 @@ A configuration file has up to four tables and a description::
     metric = "recall@20"
     [tune.grid]
     T_s = [1.5, 2.0]
+    [train]        # trained models (bspm_jax.training.TrainSettings checks the values)
+    epochs = 100
 
 Overrides name a key as ``table.key`` (``evaluation.batch_size=2048``); a bare key is a
 model setting (``T_s=3``). Values are read as TOML values (``3``, ``true``, ``"rk4"``,
@@ -40,18 +42,21 @@ TABLES: dict[str, tuple[str, ...] | None] = {
     "data": ("path", "user_col", "item_col", "sep", "test", "holdout", "seed"),
     "evaluation": ("k", "batch_size", "devices", "refit_with_valid"),
     "tune": ("metric", "validation", "seed", "grid"),
+    "train": ("epochs", "lr", "batch_size", "eval_every", "patience", "metric", "seed", "checkpoint_every"),
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"name": "bspm"},
     "data": {},
     "evaluation": {"k": [10, 20], "batch_size": 1024},
     "tune": {"metric": "recall@20", "validation": 0.2, "seed": 0, "grid": {}},
+    "train": {"epochs": 100, "lr": 1e-3, "batch_size": 1024, "eval_every": 1, "patience": 5,
+              "metric": "recall@20", "seed": 0, "checkpoint_every": 1},
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """An experiment's settings as nested tables (``model``, ``data``, ``evaluation``, ``tune``)."""
+    """An experiment's settings as nested tables (``model``, ``data``, ``evaluation``, ``tune``, ``train``)."""
 
     tables: Mapping[str, Mapping[str, Any]]
     description: str = ""

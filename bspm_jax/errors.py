@@ -15,3 +15,7 @@ class ConfigError(BSPMError, ValueError):
 
 class ResourceError(BSPMError, MemoryError):
     """A requested computation would not fit in the available memory."""
+
+
+class TrainingError(BSPMError, ArithmeticError):
+    """Training diverged: a loss became NaN or infinite (the message names the epoch and step)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +19,11 @@ from .data.dataset import matrix_digest
 from .environment import environment_info, memory_info
 from .errors import ConfigError
 from .evaluation import evaluate
-from .models import AbstractRecommender, AbstractTrainingFree, load_model, make_model
-from .ranking import Progress, Recommendations, recommend_for
+from . import training
+from .metrics import check_metric
+from .models import AbstractRecommender, AbstractTrainedRecommender, AbstractTrainingFree, load_model, make_model
+from .ranking import Progress, Recommendations, check_cutoffs, recommend_for
+from .training import TrainSettings
 
 
 def model_from_config(config: Config) -> AbstractRecommender:
@@ -81,17 +85,25 @@ def saved_config(path: str | Path, config: Config | None = None) -> Config:
     return base.with_values(values)
 
 
-def fit_config(config: Config, save: str | Path | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """Fit the model of ``config`` on its data's train split, and save it to folder ``save`` when given.
+def fit_config(
+    config: Config,
+    save: str | Path | None = None,
+    progress: Progress | None = None,
+    train_dir: str | Path | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Fit (or train) the model of ``config`` on its data's train split, and save it to folder ``save``.
 
-    Returns the model, dataset block, settings (as config tables) and timings.
+    Returns the model, dataset block, settings (as config tables), training record and timings.
     """
     if save is not None:
         serial.check_target(Path(save))
+    options = fit_options(config, train_dir, resume, progress)
+    model = model_from_config(config)
     t0 = time.perf_counter()
     dataset = dataset_from_config(config)
     t1 = time.perf_counter()
-    fitted = fit_model(model_from_config(config), dataset, refit_with_valid(config))
+    fitted, record = fit_model(model, dataset, options)
     t2 = time.perf_counter()
     path, options = data_source(config)
     ks, batch_size = evaluation_settings(config)
@@ -99,9 +111,12 @@ def fit_config(config: Config, save: str | Path | None = None, progress: Progres
     tables = effective(Config({"model": {"name": config.model_name}, "data": data,
                                "evaluation": {"k": ks, "batch_size": batch_size,
                                               "refit_with_valid": refit_with_valid(config)}}), fitted.config())
+    extra = {} if record is None else {"training": record}
+    if record is not None:
+        tables["train"] = record["settings"]
     if save is not None:
-        fitted.save(save, notes={"config": tables, "dataset": dataset.summary()})
-    return {"model": config.model_name, "fitted": fitted, "config": tables, "dataset": dataset.summary(),
+        fitted.save(save, notes={"config": tables, "dataset": dataset.summary(), **extra})
+    return {"model": config.model_name, "fitted": fitted, "config": tables, "dataset": dataset.summary(), **extra,
             "timings_s": {"load": t1 - t0, "preprocess": t2 - t1, "total": time.perf_counter() - t0}}
 
 
@@ -125,10 +140,32 @@ def fit_matrix(dataset: Dataset, refit_with_valid: bool = False) -> sp.csr_matri
     return both
 
 
-def fit_model(model: AbstractRecommender, dataset: Dataset, refit_with_valid: bool = False) -> AbstractRecommender:
-    """``model`` fitted on the train split (and validation with ``refit_with_valid``); a model that is
-    already fitted must have been fitted on exactly those interactions."""
-    matrix = fit_matrix(dataset, refit_with_valid)
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+    """How a model is fitted: on train or train + validation, and for trained models the ``[train]``
+    settings, the folder of checkpoints and learning curves, and whether to resume from it."""
+
+    refit_with_valid: bool = False
+    train: TrainSettings = dataclasses.field(default_factory=TrainSettings)
+    train_dir: str | Path | None = None
+    resume: bool = False
+    batch_size: int | str = 1024
+    """Users per batch when validation ranks every user (trained models)."""
+    progress: Progress | None = None
+
+
+def fit_model(
+    model: AbstractRecommender, dataset: Dataset, options: FitOptions | None = None
+) -> tuple[AbstractRecommender, dict[str, Any] | None]:
+    """``model`` fitted on the train split (and validation with ``refit_with_valid``), and the training
+    record of a trained model (None for a training-free one).
+
+    A model that is already fitted must have been fitted on exactly those interactions. A
+    trained model is trained by :func:`bspm_jax.training.train`, early-stopped on the
+    validation split's full-ranking ``train.metric`` (train items excluded).
+    """
+    options = options or FitOptions()
+    matrix = fit_matrix(dataset, options.refit_with_valid)
     if model.is_fitted:
         info = model.require_fitted()
         if info.digest != matrix_digest(matrix):
@@ -137,10 +174,62 @@ def fit_model(model: AbstractRecommender, dataset: Dataset, refit_with_valid: bo
                 f"{info.n_interactions:,} interactions) than {dataset.name}'s ({matrix.shape[0]:,} x "
                 f"{matrix.shape[1]:,}, {matrix.nnz:,}); give the data it was fitted on"
             )
-        return model
-    if not isinstance(model, AbstractTrainingFree):
-        raise ConfigError(f"the {model.name} model is trained, not fitted: use bspm_jax.training")
-    return model.fit(matrix)
+        return model, None
+    if isinstance(model, AbstractTrainingFree):
+        return model.fit(matrix), None
+    if not isinstance(model, AbstractTrainedRecommender):
+        raise ConfigError(f"the {model.name} model is neither fitted in closed form nor trained")
+    return _train(model, dataset, options)
+
+
+def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOptions) -> tuple[AbstractRecommender, dict[str, Any]]:
+    """Train on ``dataset.train``, early-stopped on its validation split; the best model and the record."""
+    settings = options.train
+    if options.refit_with_valid:
+        raise ConfigError(f"the {model.name} model is early-stopped on the validation split, so it cannot be "
+                          "refitted on it (refit_with_valid is for training-free models)")
+    if dataset.valid is None:
+        raise ConfigError(f"training the {model.name} model is early-stopped on a validation split, and {dataset.name} "
+                          "has none: give a split with one (valid.txt, valid_list.npy) or carve one (Dataset.with_validation)")
+    _, k = check_metric(settings.metric)
+    ks = check_cutoffs(sorted({k, *(c for c in (10, 20) if c <= dataset.n_items)}), dataset.n_items)
+
+    def validate(m: AbstractRecommender) -> dict[str, float]:
+        return evaluate(m, dataset, ks=ks, batch_size=options.batch_size, split="valid").metrics
+
+    folder = None if options.train_dir is None else Path(options.train_dir)
+    result = training.train(model, dataset.train, settings, validate, checkpoint_dir=folder, resume=options.resume,
+                            out_dir=folder, progress=options.progress)
+    files = [] if folder is None else [str(folder / f"{training.CURVE}.{ext}") for ext in ("csv", "json")]
+    if folder is not None and result.history:
+        try:
+            files += [str(p) for p in training.plot_curves(result.history, folder / training.CURVE,
+                                                           title=f"{model.name} on {dataset.name}")]
+        except ConfigError:  # matplotlib is optional: the CSV and JSON curves are written anyway
+            pass
+    record = {
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "best_validation": {settings.metric: result.best_metric},
+        "stopped_early": result.stopped_early,
+        "resumed_from_epoch": result.resumed_from,
+        "seconds": result.seconds,
+        "settings": settings.to_dict(),
+        "files": files,
+    }
+    return result.model, record
+
+
+def train_settings(config: Config) -> TrainSettings:
+    """``[train]`` as :class:`TrainSettings` (defaults for missing keys)."""
+    return TrainSettings.from_table(config["train"])
+
+
+def fit_options(config: Config, train_dir: str | Path | None = None, resume: bool = False,
+                progress: Progress | None = None) -> FitOptions:
+    """The :class:`FitOptions` of a configuration and the command line's training folder."""
+    return FitOptions(refit_with_valid(config), train_settings(config), train_dir, resume,
+                      evaluation_settings(config)[1], progress)
 
 
 def recommend_config(
@@ -162,14 +251,23 @@ def recommend_config(
         model = load_model(load)
     else:
         model = model_from_config(config)
-        model = fit_model(model, Dataset(history, sp.csr_matrix(history.shape, dtype=np.float32), dataset.name))
+        if not isinstance(model, AbstractTrainingFree):
+            raise ConfigError(f"the {model.name} model is trained: train and save it with bspm fit --save DIR, "
+                              "then recommend with --load DIR")
+        model = model.fit(history)
     _, batch_size = evaluation_settings(config)
     return recommend_for(model, dataset, history, user_ids, new_users, k, filter_seen, batch_size, progress)
 
 
-def run_config(config: Config, progress: Progress | None = None, load: str | Path | None = None) -> dict[str, Any]:
+def run_config(
+    config: Config,
+    progress: Progress | None = None,
+    load: str | Path | None = None,
+    train_dir: str | Path | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
     """:func:`run_experiment` for a configuration (or the model saved at ``load``, evaluated without refitting);
-    the result echoes the effective config."""
+    the result echoes the effective config. ``train_dir`` and ``resume`` as in :class:`FitOptions`."""
     if load is not None:
         config = saved_config(load, config)
         model = load_model(load)
@@ -178,7 +276,7 @@ def run_config(config: Config, progress: Progress | None = None, load: str | Pat
     path, options = data_source(config)
     ks, batch_size = evaluation_settings(config)
     result = run_experiment(model, path, ks, batch_size, progress, options, name=config.model_name,
-                            devices=device_count(config), refit_with_valid=refit_with_valid(config))
+                            devices=device_count(config), fitting=fit_options(config, train_dir, resume, progress))
     if config.description:
         result["config"] = {"description": config.description, **result["config"]}
     return result
@@ -193,21 +291,24 @@ def run_experiment(
     data_options: dict[str, Any] | None = None,
     name: str | None = None,
     devices: int | None = None,
-    refit_with_valid: bool = False,
+    fitting: FitOptions | None = None,
 ) -> dict[str, Any]:
     """Fit ``model`` on the train split of ``data`` (unless it is fitted already) and evaluate it on the test split.
 
     ``data`` is a Dataset, a LightGCN folder, a pairs file, a DiffRec folder, or None for
     the shipped sample. With a validation split, test excludes train and validation items
     and the result also has ``validation_metrics``; ``refit_with_valid`` fits on train +
-    validation and scores test from that history. The result has the keys model, config
-    (the effective settings, as config-file tables), dataset, metrics, solver_stats,
-    timings_s, memory and environment.
+    validation and scores test from that history (``fitting``: :class:`FitOptions`, which
+    also trains trained models). The result has the keys model, config (the effective
+    settings, as config-file tables), dataset, metrics, solver_stats, timings_s, memory and
+    environment, and ``training`` (epochs, best epoch, seconds) for a trained model.
     """
+    fitting = fitting or FitOptions(batch_size=batch_size, progress=progress)
+    refit_with_valid = fitting.refit_with_valid
     t_start = time.perf_counter()
     dataset = data if isinstance(data, Dataset) else load_dataset(data, **(data_options or {}))
     t_loaded = time.perf_counter()
-    fitted = fit_model(model, dataset, refit_with_valid)
+    fitted, record = fit_model(model, dataset, fitting)
     t_fitted = time.perf_counter()
     history = "train+valid" if refit_with_valid else "train"
     result = evaluate(fitted, dataset, ks=ks, batch_size=batch_size, progress=progress, devices=devices,
@@ -224,6 +325,9 @@ def run_experiment(
                        **({"refit_with_valid": True} if refit_with_valid else {})},
     }
     extra = {} if validation is None else {"validation_metrics": validation.metrics}
+    if record is not None:
+        tables["train"] = record["settings"]
+        extra["training"] = record
     return {
         "model": name or model.name,
         "config": effective(Config({"model": {"name": name or model.name}, **tables}), model.config()),

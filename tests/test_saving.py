@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 import bspm_jax
 from bspm_jax import MODELS, ConfigError, ModelFileError, load_model, make_model, native, rank_rows
-from bspm_jax import serial
+from bspm_jax import AbstractTrainingFree, serial
+from bspm_jax.training import TrainSettings, train
 from bspm_jax.data.dataset import matrix_digest
 from bspm_jax.data.synthetic import power_law_interactions
 
@@ -30,7 +31,11 @@ def _settings(name: str) -> dict:
 
 
 def _fitted(name: str):
-    return make_model(name, **_settings(name)).fit(TRAIN)
+    """Fitted in closed form, or trained for a few epochs."""
+    model = make_model(name, **_settings(name))
+    if isinstance(model, AbstractTrainingFree):
+        return model.fit(TRAIN)
+    return train(model, TRAIN, TrainSettings(epochs=3, batch_size=128)).model
 
 
 def _scores(model) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,9 @@ from ..errors import ConfigError
 from .base import AbstractRecommender, AbstractTrainingFree, FitCache, LayoutScores, TrainInfo
 from .bspm import BSPM
 from .lgcn_ide import LGCNIDE
+from .mf_bpr import MFBPR
 from .popularity import Popularity
+from .trained import AbstractPairwise, AbstractTrainedRecommender
 
 _NO_SHARPEN = {"sharpen": False, "beta": 0.0}
 
@@ -27,6 +29,7 @@ MODELS: dict[str, tuple[type[AbstractRecommender], dict[str, Any]]] = {
     "blur-heat": (BSPM, {"blur": "heat", **_NO_SHARPEN}),
     "blur-ideal": (BSPM, {"blur": "ideal", **_NO_SHARPEN}),
     "blur-gfcf": (BSPM, {"blur": "gfcf", **_NO_SHARPEN}),
+    "mf-bpr": (MFBPR, {}),
 }
 
 
@@ -86,8 +89,11 @@ def load_model(path: str | Path) -> AbstractRecommender:
 __all__ = [
     "BSPM",
     "LGCNIDE",
+    "MFBPR",
     "MODELS",
+    "AbstractPairwise",
     "AbstractRecommender",
+    "AbstractTrainedRecommender",
     "AbstractTrainingFree",
     "FitCache",
     "LayoutScores",

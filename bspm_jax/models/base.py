@@ -69,6 +69,8 @@ class AbstractRecommender(eqx.Module):
 
     name: ClassVar[str]
     """Short model name used in outputs."""
+    scores_new_users: ClassVar[bool] = True
+    """Whether a user the model was not fitted on (a history row without a user index) can be scored."""
 
     @abc.abstractmethod
     def score(self, rows: Rows) -> Float[Array, "b n_items"]:

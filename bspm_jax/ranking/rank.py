@@ -73,6 +73,11 @@ def rank_rows(
         users = np.asarray(users, dtype=np.int64)
         if users.shape != (n,):
             raise ConfigError(f"users must give one index per row ({n}), got shape {users.shape}")
+    if not model.scores_new_users:
+        fitted = model.require_fitted().n_users
+        if users is None or (users.size and (users.min() < 0 or users.max() >= fitted)):
+            raise ConfigError(f"the {model.name} model scores the {fitted:,} users it was trained on, by index: "
+                              "new users (histories without a known user) cannot be scored by it")
     mesh = device_mesh(devices)
     n_devices = 1 if mesh is None else mesh.size
     if batch_size == "auto":

@@ -1,0 +1,59 @@
+"""Matrix factorisation trained with the BPR loss: s(u, i) = <p_u, q_i>."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import ClassVar, Self
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from ..errors import ConfigError
+from .trained import AbstractPairwise
+
+
+class MFBPR(AbstractPairwise):
+    """MF-BPR (Rendle et al., 2009): s(u, i) = p_u . q_i, embeddings ~ N(0, init_scale^2)."""
+
+    name: ClassVar[str] = "mf-bpr"
+    dim: int = eqx.field(static=True, default=64)
+    reg: float = eqx.field(static=True, default=1e-4)
+    init_scale: float = eqx.field(static=True, default=0.1)
+    user_embedding: Float[Array, "n_users dim"] | None = None
+    item_embedding: Float[Array, "n_items dim"] | None = None
+
+    def __check_init__(self) -> None:
+        if not (isinstance(self.dim, numbers.Integral) and not isinstance(self.dim, bool) and self.dim >= 1):
+            raise ConfigError(f"dim (the embedding size) must be an integer >= 1, got {self.dim!r}")
+        for name in ("reg", "init_scale"):
+            value = getattr(self, name)
+            if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.init_scale == 0:
+            raise ConfigError("init_scale must be > 0 (all-zero embeddings get no BPR gradient)")
+
+    def init(self, key: jax.Array, n_users: int, n_items: int) -> Self:
+        """Embeddings drawn from N(0, init_scale^2), float32."""
+        ku, ki = jax.random.split(key)
+        users = self.init_scale * jax.random.normal(ku, (n_users, self.dim), jnp.float32)
+        items = self.init_scale * jax.random.normal(ki, (n_items, self.dim), jnp.float32)
+        return dataclasses.replace(self, user_embedding=users, item_embedding=items)
+
+    def pair_scores(self, users: Int[Array, " b"], items: Int[Array, " b"]) -> Float[Array, " b"]:
+        """s(u_n, i_n) = p_{u_n} . q_{i_n}."""
+        return jnp.sum(self.user_embedding[users] * self.item_embedding[items], axis=-1)
+
+    def penalty(self, users: Int[Array, " b"], pos: Int[Array, " b"], neg: Int[Array, " b"]) -> Float[Array, ""]:
+        """reg/2 * mean_n (|p_u|^2 + |q_i|^2 + |q_j|^2)."""
+        squares = sum(jnp.sum(table[idx] ** 2, axis=-1) for table, idx in
+                      ((self.user_embedding, users), (self.item_embedding, pos), (self.item_embedding, neg)))
+        return 0.5 * self.reg * jnp.mean(squares)
+
+    @eqx.filter_jit
+    def score_users(self, users: Int[Array, " b"]) -> Float[Array, "b n_items"]:
+        """P[users] Q^T."""
+        return self.user_embedding[users] @ self.item_embedding.T

@@ -1,0 +1,60 @@
+"""Models whose fitted state is parameters learned by gradient descent (see :mod:`bspm_jax.training`).
+
+Settings stay static fields; ``init`` returns a copy holding freshly drawn parameter
+arrays, and :func:`bspm_jax.training.train` fits them (models never import training).
+Embedding models score the users they were trained on, by index (``SparseRows.user``).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar, Self
+
+import jax
+import scipy.sparse as sp
+from jaxtyping import Array, Float, Int
+
+from ..errors import ConfigError
+from ..rows import SparseRows
+from .base import AbstractRecommender, Rows, TrainInfo
+
+
+class AbstractTrainedRecommender(AbstractRecommender):
+    """A recommender fitted by gradient descent: ``init`` draws its parameters, :mod:`bspm_jax.training` fits them."""
+
+    @abc.abstractmethod
+    def init(self, key: jax.Array, n_users: int, n_items: int) -> Self:
+        """A copy with freshly initialised parameter arrays (settings unchanged)."""
+
+    def with_train(self, train: sp.spmatrix) -> Self:
+        """A copy that records ``train`` (the matrix it is trained on) as its :class:`TrainInfo`."""
+        return dataclasses.replace(self, fitted_on=TrainInfo.of(train))
+
+
+class AbstractPairwise(AbstractTrainedRecommender):
+    """A model of scores s(u, i) by user and item index, trained on (user, positive, negative) triples."""
+
+    @abc.abstractmethod
+    def pair_scores(self, users: Int[Array, " b"], items: Int[Array, " b"]) -> Float[Array, " b"]:
+        """s(users[n], items[n]) for each n."""
+
+    @abc.abstractmethod
+    def penalty(self, users: Int[Array, " b"], pos: Int[Array, " b"], neg: Int[Array, " b"]) -> Float[Array, ""]:
+        """The regularisation term of a batch (an L2 term on the embeddings it touches)."""
+
+    @abc.abstractmethod
+    def score_users(self, users: Int[Array, " b"]) -> Float[Array, "b n_items"]:
+        """Scores of every item for each user index."""
+
+    scores_new_users: ClassVar[bool] = False
+
+    def score(self, rows: Rows) -> Float[Array, "b n_items"]:
+        """Scores of :class:`SparseRows` by their users' indices (the history itself is not used)."""
+        if not isinstance(rows, SparseRows):
+            raise ConfigError(f"model {self.name!r} scores users by index: pass SparseRows with user indices, "
+                              "or call score_users(users)")
+        return self.score_users(rows.user)
+
+    def score_with_stats(self, rows: Rows) -> tuple[Array, dict[str, Any]]:
+        return self.score(rows), {}

@@ -1,0 +1,31 @@
+"""Training of models fitted by gradient descent (MF-BPR): sampling, loss, steps, loop, checkpoints, curves."""
+
+from .checkpoint import CHECKPOINT, TrainState, checkpoint_info, load_checkpoint, save_checkpoint
+from .curves import CURVE, plot_curves, write_curves
+from .loop import TrainResult, TrainSettings, Validate, fingerprint, train
+from .losses import bpr_loss
+from .sampling import PairSampler, epoch_key, stacked_batches
+from .step import init_optimizer, train_step, train_steps
+
+__all__ = [
+    "CURVE",
+    "CHECKPOINT",
+    "PairSampler",
+    "TrainResult",
+    "TrainSettings",
+    "TrainState",
+    "Validate",
+    "bpr_loss",
+    "checkpoint_info",
+    "epoch_key",
+    "fingerprint",
+    "init_optimizer",
+    "load_checkpoint",
+    "plot_curves",
+    "save_checkpoint",
+    "stacked_batches",
+    "train",
+    "train_step",
+    "train_steps",
+    "write_curves",
+]

@@ -1,0 +1,254 @@
+"""The training loop: epochs of BPR steps, validation every few epochs, early stopping, checkpoints.
+
+Randomness comes from one seed: ``seed_key = jax.random.key(seed)``, the parameters are
+initialised with ``fold_in(seed_key, 0)`` and epoch ``e`` samples with ``fold_in(seed_key, e)``.
+A run resumed from the checkpoint of epoch ``e`` therefore continues with exactly the
+batches, and so the parameters, of the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import numbers
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+import scipy.sparse as sp
+
+from ..config import DEFAULTS
+from ..errors import ConfigError, TrainingError
+from ..io import check_writable
+from ..metrics import check_metric
+from ..ranking.progress import Progress
+from ..models.trained import AbstractPairwise
+from .checkpoint import CHECKPOINT, TrainState, data_checksum, load_checkpoint, save_checkpoint
+from .curves import CURVE, write_curves
+from .sampling import PairSampler, epoch_key, stacked_batches
+from .step import init_optimizer, train_step, train_steps
+
+_D = DEFAULTS["train"]
+Validate = Callable[[AbstractPairwise], Mapping[str, float]]
+"""Validation metrics of a model, flat ``name@K`` keys (e.g. full-ranking recall@20)."""
+
+
+def _int(name: str, value: Any, low: int) -> None:
+    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low):
+        raise ConfigError(f"train.{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """Settings of a training run (the ``[train]`` table); impossible values are refused on creation.
+
+    Adam with learning rate ``lr``; ``epochs`` at most; validation after every
+    ``eval_every`` epochs (and after the last); stop after ``patience`` validations
+    without improvement of ``metric``; a checkpoint every ``checkpoint_every`` epochs.
+    """
+
+    epochs: int = _D["epochs"]
+    lr: float = _D["lr"]
+    batch_size: int = _D["batch_size"]
+    eval_every: int = _D["eval_every"]
+    patience: int = _D["patience"]
+    metric: str = _D["metric"]
+    seed: int = _D["seed"]
+    checkpoint_every: int = _D["checkpoint_every"]
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_every", "patience", "checkpoint_every"):
+            _int(name, getattr(self, name), 1)
+        _int("seed", self.seed, 0)
+        lr = self.lr
+        if not (isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"train.lr must be a finite number > 0, got {lr!r}")
+        try:
+            check_metric(self.metric)
+        except ConfigError as err:
+            raise ConfigError(f"train.{err}") from None
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> TrainSettings:
+        """Settings from a ``[train]`` table (missing keys take the defaults)."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(table) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown key {', '.join(unknown)} in [train]; keys: {', '.join(known)}")
+        return cls(**dict(table))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """The best model (by the validation metric; the last one without validation) and the run's record.
+
+    ``history`` has one row per epoch: epoch, loss (mean over the epoch's steps), seconds
+    (cumulative wall time, validation included) and the validation metrics where validated.
+    """
+
+    model: AbstractPairwise
+    epochs_run: int
+    best_epoch: int
+    best_metric: float | None
+    seconds: float
+    history: list[dict[str, Any]]
+    stopped_early: bool
+    resumed_from: int = 0
+
+
+@functools.lru_cache(maxsize=16)
+def adam(lr: float) -> optax.GradientTransformation:
+    """optax.adam(lr), one object per rate, so that runs of equal rates share their compiled steps."""
+    return optax.adam(lr)
+
+
+def fingerprint(model: AbstractPairwise, train: sp.csr_matrix, settings: TrainSettings) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: model, settings and data."""
+    return {
+        "model": {"name": model.name, **model.config()},
+        "settings": settings.to_dict(),
+        "shape": list(train.shape),
+        "data": data_checksum(train),
+    }
+
+
+def train(
+    model: AbstractPairwise,
+    train_matrix: sp.spmatrix,
+    settings: TrainSettings,
+    validate: Validate | None = None,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    out_dir: str | Path | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train ``model`` with BPR on the binary ``train_matrix`` (users x items); returns the best model.
+
+    ``validate(model)`` is called after every ``eval_every`` epochs and after the last;
+    training stops after ``settings.patience`` validations without a higher
+    ``settings.metric``. With ``checkpoint_dir`` a checkpoint is written there every
+    ``checkpoint_every`` epochs and when the run ends; ``resume=True`` continues from it
+    (bit-identical to an uninterrupted run). ``out_dir`` receives the learning curve
+    (``learning_curve.csv`` / ``.json``) after every epoch. ``progress`` (e.g. tqdm) wraps
+    the epochs and shows the running loss.
+    """
+    if not isinstance(settings, TrainSettings):
+        raise ConfigError(f"settings must be a TrainSettings, got {type(settings).__name__}")
+    if not isinstance(model, AbstractPairwise):
+        raise ConfigError(f"model {getattr(model, 'name', type(model).__name__)!r} is not trained with BPR")
+    train_csr = sp.csr_matrix(train_matrix, dtype=np.float32)
+    sampler = PairSampler.from_matrix(train_csr)
+    checkpoint_path = _checkpoint_path(checkpoint_dir, resume)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for ext in ("csv", "json"):
+            check_writable(out_dir / f"{CURVE}.{ext}")
+    optimizer = adam(float(settings.lr))
+    seed_key = jax.random.key(settings.seed)
+    model = model.init(jax.random.fold_in(seed_key, 0), *train_csr.shape).with_train(train_csr)
+    state = TrainState(model, init_optimizer(optimizer, model), seed_key, best_model=model)
+    stamp = fingerprint(model, train_csr, settings)
+    if checkpoint_path is not None and checkpoint_path.is_file():
+        state = load_checkpoint(checkpoint_path.parent, state, stamp)
+    resumed_from = state.epoch
+    epochs = range(state.epoch + 1, settings.epochs + 1) if not state.finished else range(0)
+    bar = progress(epochs, desc="epochs", unit="epoch") if progress is not None else epochs
+    for epoch in bar:
+        state = _epoch(state, epoch, sampler, optimizer, settings, validate)
+        if checkpoint_path is not None and (epoch % settings.checkpoint_every == 0 or state.finished):
+            save_checkpoint(checkpoint_path.parent, state, stamp)
+        if out_dir is not None:
+            write_curves(state.history, out_dir, {"fingerprint": stamp, "best_epoch": state.best_epoch})
+        postfix = getattr(bar, "set_postfix", None)
+        if postfix is not None:
+            shown = {"loss": f"{state.history[-1]['loss']:.4f}"}
+            if state.best_metric is not None:
+                shown[f"best {settings.metric}"] = f"{state.best_metric:.4f}"
+            postfix(shown)
+        if state.finished:
+            break
+    last = state.history[-1]["epoch"] if state.history else 0
+    return TrainResult(
+        model=state.best_model,
+        epochs_run=last,
+        best_epoch=state.best_epoch,
+        best_metric=state.best_metric,
+        seconds=state.seconds,
+        history=[dict(r) for r in state.history],
+        stopped_early=last < settings.epochs,
+        resumed_from=resumed_from,
+    )
+
+
+def _checkpoint_path(folder: str | Path | None, resume: bool) -> Path | None:
+    """The checkpoint file in ``folder`` (created if missing); an existing one needs ``resume``."""
+    if folder is None:
+        if resume:
+            raise ConfigError("resume=True needs a checkpoint folder")
+        return None
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"checkpoint folder {folder} is a file")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = check_writable(folder / CHECKPOINT)
+    if path.exists() and not resume:
+        raise ConfigError(f"{path} holds a checkpoint: resume it (resume=True) or use another folder")
+    return path
+
+
+def _epoch(
+    state: TrainState,
+    epoch: int,
+    sampler: PairSampler,
+    optimizer: optax.GradientTransformation,
+    settings: TrainSettings,
+    validate: Validate | None,
+) -> TrainState:
+    """The state after epoch ``epoch``: its steps, then validation and the early-stopping record."""
+    t0 = time.perf_counter()
+    full, rest = stacked_batches(sampler.epoch(epoch_key(state.key, epoch)), settings.batch_size)
+    model, opt_state, parts = state.model, state.opt_state, []
+    if full[0].shape[0]:
+        model, opt_state, losses = train_steps(model, opt_state, optimizer, full)
+        parts.append(np.asarray(losses))
+    if rest[0].shape[0]:
+        model, opt_state, loss = train_step(model, opt_state, optimizer, rest)
+        parts.append(np.asarray(loss)[None])
+    losses = np.concatenate(parts)
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if bad.size:
+        step = int(bad[0]) + 1
+        raise TrainingError(
+            f"the training loss became {losses[step - 1]} at epoch {epoch}, step {step} of {losses.size}: "
+            f"lower train.lr (now {settings.lr:g}) or check the model's parameters"
+        )
+    row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses, dtype=np.float64))}
+    best_model, best_metric, best_epoch, bad_evals = state.best_model, state.best_metric, state.best_epoch, state.bad_evals
+    stop = epoch >= settings.epochs
+    if validate is None:
+        best_model, best_epoch = model, epoch
+    elif epoch % settings.eval_every == 0 or stop:
+        metrics = {name: float(value) for name, value in dict(validate(model)).items()}
+        if settings.metric not in metrics:
+            raise ConfigError(f"validate returned no {settings.metric!r} (train.metric); it returned {', '.join(metrics) or 'nothing'}")
+        row.update(metrics)
+        value = metrics[settings.metric]
+        if math.isfinite(value) and (best_metric is None or value > best_metric):
+            best_model, best_metric, best_epoch, bad_evals = model, value, epoch, 0
+        else:
+            bad_evals += 1
+        stop = stop or bad_evals >= settings.patience
+    seconds = state.seconds + time.perf_counter() - t0
+    row["seconds"] = seconds
+    return TrainState(model, opt_state, state.key, epoch, best_model, best_metric, best_epoch, bad_evals,
+                      (*state.history, row), seconds, stop)

@@ -1,0 +1,98 @@
+"""Uniform negative sampling for BPR: each epoch, every train pair once, with a random unseen item.
+
+An epoch's batches are a pure function of the train matrix and the epoch's key (derived
+from the seed and the epoch number), so resuming at epoch e redraws exactly its batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+import scipy.sparse as sp
+from jaxtyping import Array, Int
+
+from ..errors import ConfigError
+
+Triples = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""(users, positives, negatives), int32 arrays of one length."""
+
+
+def epoch_key(seed_key: jax.Array, epoch: int) -> jax.Array:
+    """The key of epoch ``epoch`` (1-based): ``fold_in(seed_key, epoch)``."""
+    return jax.random.fold_in(seed_key, epoch)
+
+
+def host_rng(key: jax.Array) -> np.random.Generator:
+    """A NumPy generator seeded by the bits of a JAX key."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(key), dtype=np.uint32).ravel().tolist())
+
+
+@dataclasses.dataclass(frozen=True)
+class PairSampler:
+    """The train (user, item) pairs in CSR order and the sorted codes ``u * n_items + i`` that reject seen items."""
+
+    users: np.ndarray
+    items: np.ndarray
+    codes: np.ndarray
+    n_users: int
+    n_items: int
+
+    @classmethod
+    def from_matrix(cls, train: sp.spmatrix) -> PairSampler:
+        """The sampler of a binary (n_users, n_items) train matrix; refuses users who saw every item."""
+        m = sp.csr_matrix(train)
+        m.sum_duplicates()
+        m.eliminate_zeros()
+        m.sort_indices()
+        n_users, n_items = m.shape
+        if m.nnz == 0:
+            raise ConfigError("the train matrix has no interactions to train on")
+        degree = np.diff(m.indptr)
+        if np.any(degree >= n_items):
+            user = int(np.flatnonzero(degree >= n_items)[0])
+            raise ConfigError(f"user {user} has interacted with every item: no negative item to sample")
+        users = np.repeat(np.arange(n_users, dtype=np.int64), degree)
+        items = m.indices.astype(np.int64)
+        return cls(users.astype(np.int32), items.astype(np.int32), users * n_items + items, n_users, n_items)
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.users.size)
+
+    def seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Whether each (user, item) is a train pair."""
+        code = users.astype(np.int64) * self.n_items + items
+        pos = np.minimum(np.searchsorted(self.codes, code), self.codes.size - 1)
+        return self.codes[pos] == code
+
+    def epoch(self, key: jax.Array) -> Triples:
+        """Every train pair once in a random order, each with a negative drawn uniformly from the user's unseen items.
+
+        Rejection sampling: draw items uniformly, redraw those the user has seen.
+        """
+        rng = host_rng(key)
+        order = rng.permutation(self.n_pairs)
+        users, pos = self.users[order], self.items[order]
+        neg = rng.integers(0, self.n_items, size=self.n_pairs, dtype=np.int32)
+        redraw = np.flatnonzero(self.seen(users, neg))
+        while redraw.size:
+            neg[redraw] = rng.integers(0, self.n_items, size=redraw.size, dtype=np.int32)
+            redraw = redraw[self.seen(users[redraw], neg[redraw])]
+        return users, pos, neg
+
+    def batches(self, key: jax.Array, batch_size: int) -> Iterator[Triples]:
+        """The epoch's triples in consecutive batches of ``batch_size`` (the last may be shorter)."""
+        users, pos, neg = self.epoch(key)
+        for start in range(0, self.n_pairs, batch_size):
+            yield users[start : start + batch_size], pos[start : start + batch_size], neg[start : start + batch_size]
+
+
+def stacked_batches(triples: Triples, batch_size: int) -> tuple[tuple[Int[Array, "n b"], ...], tuple[Int[Array, " r"], ...]]:
+    """The full batches stacked as (n_batches, batch_size) device arrays, and the remainder (maybe empty)."""
+    n_full = triples[0].size // batch_size * batch_size
+    full = tuple(jax.numpy.asarray(a[:n_full].reshape(-1, batch_size)) for a in triples)
+    rest = tuple(jax.numpy.asarray(a[n_full:]) for a in triples)
+    return full, rest
