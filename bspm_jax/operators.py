@@ -380,7 +380,8 @@ class RowLayout(AbstractLayout):
         return op
 
     def top_k(self, y: Rows, seen: SparseRows, k: int) -> tuple[Float[Array, "b k"], Array]:
-        return jax.lax.top_k(seen.mask(y), k)
+        values, items = jax.lax.top_k(seen.mask(y), k)
+        return values, items
 
 
 class ChunkLayout(AbstractLayout):

@@ -24,10 +24,10 @@ class SparseRows(eqx.Module):
     models that learn a vector per user read it, models that score histories ignore it.
     """
 
-    row: Int[Array, " nnz"]
-    col: Int[Array, " nnz"]
-    value: Float[Array, " nnz"]
-    user: Int[Array, " n_rows"]
+    row: Int[Array, "*batches nnz"]
+    col: Int[Array, "*batches nnz"]
+    value: Float[Array, "*batches nnz"]
+    user: Int[Array, "*batches n_rows"]
     n_rows: int = eqx.field(static=True)
     n_cols: int = eqx.field(static=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,18 @@ def binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp
     m.data[:] = 1.0
     m.sort_indices()
     return m
+
+
+def data_folder(path: str | Path, expected: str) -> Path:
+    """``path`` as a folder, or a DataError saying it is missing or not a folder (and what it should hold)."""
+    from ..errors import DataError
+
+    folder = Path(path)
+    if not folder.exists():
+        raise DataError(f"no such folder: {folder}")
+    if not folder.is_dir():
+        raise DataError(f"not a folder: {folder} (expected a folder with {expected})")
+    return folder
 
 
 def matrix_digest(matrix: sp.spmatrix) -> str:

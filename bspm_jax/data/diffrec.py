@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .dataset import Dataset
+from .checks import clip
+from .dataset import Dataset, data_folder
 from .lightgcn import ID_LIMIT, split_dataset
 
 FILES = {"train": "train_list.npy", "valid": "valid_list.npy", "test": "test_list.npy"}
@@ -17,11 +18,7 @@ _MAGIC = b"\x93NUMPY"
 
 def load_diffrec(path: str | Path, name: str | None = None) -> Dataset:
     """Load a DiffRec folder: (n, 2) integer arrays of (user, item) pairs; valid_list.npy is optional."""
-    folder = Path(path)
-    if not folder.exists():
-        raise DataError(f"no such folder: {folder}")
-    if not folder.is_dir():
-        raise DataError(f"not a folder: {folder} (expected a folder with train_list.npy and test_list.npy)")
+    folder = data_folder(path, "train_list.npy and test_list.npy")
     pairs = {}
     for split, fname in FILES.items():
         file = folder / fname
@@ -51,7 +48,7 @@ def read_pairs_npy(file: Path) -> np.ndarray:
         except DataError:
             raise
         except Exception as exc:  # numpy's header parser raises several kinds for corrupt headers
-            raise DataError(f"{file.name}: corrupt or truncated .npy header ({_clip(str(exc), 120)}): {file}") from None
+            raise DataError(f"{file.name}: corrupt or truncated .npy header ({clip(str(exc), 120)}): {file}") from None
         offset = f.tell()
     if any(dim < 0 for dim in shape):
         raise DataError(f"{file.name}: corrupt .npy header (negative dimension in shape {shape}): {file}")
@@ -69,7 +66,7 @@ def read_pairs_npy(file: Path) -> np.ndarray:
     try:
         array = np.load(file, allow_pickle=False)
     except Exception as exc:  # pragma: no cover - the checks above leave nothing for numpy to refuse
-        raise DataError(f"{file.name}: unreadable .npy file ({_clip(str(exc), 120)}): {file}") from None
+        raise DataError(f"{file.name}: unreadable .npy file ({clip(str(exc), 120)}): {file}") from None
     if array.shape[0] == 0:
         raise DataError(f"{file.name} has no interactions: {file}")
     for col, what in ((0, "user"), (1, "item")):
@@ -83,8 +80,3 @@ def read_pairs_npy(file: Path) -> np.ndarray:
             raise DataError(f"{file.name} row {bad[0]}: {what} id {values[bad[0]]} is too large "
                             f"(ids must be < {ID_LIMIT}): {file}")
     return array.astype(np.int64)
-
-
-def _clip(text: str, width: int) -> str:
-    """Text cut to ``width`` characters with an ellipsis."""
-    return text if len(text) <= width else text[: width - 3] + "..."

@@ -10,7 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import DataError
-from .dataset import Dataset, binary_csr, cold_counts
+from .checks import check_disjoint, clip
+from .dataset import Dataset, binary_csr, cold_counts, data_folder
 
 ID_LIMIT = 2**31 - 1
 SPARSE_SLACK = 1_000_000
@@ -21,11 +22,7 @@ _NEGATIVE = re.compile(r"-[0-9]+")
 
 def load_lightgcn(path: str | Path, name: str | None = None) -> Dataset:
     """Load ``path/train.txt``, ``path/test.txt`` and, if present, ``path/valid.txt``."""
-    folder = Path(path)
-    if not folder.exists():
-        raise DataError(f"no such folder: {folder}")
-    if not folder.is_dir():
-        raise DataError(f"not a folder: {folder} (expected a folder with train.txt and test.txt)")
+    folder = data_folder(path, "train.txt and test.txt")
     texts = []
     for fname in ("train.txt", "test.txt", "valid.txt"):
         file = folder / fname
@@ -74,7 +71,7 @@ def split_dataset(
     matrices = {split: binary_csr(users, items, shape) for split, (users, items) in pairs.items()}
     splits = list(matrices)
     for a, b in [(a, b) for i, a in enumerate(splits) for b in splits[i + 1:]]:
-        _check_disjoint(matrices[a], matrices[b], labels[a], labels[b])
+        check_disjoint(matrices[a], matrices[b], labels[a], labels[b])
     stats = {f"duplicates_{split}": len(pairs[split][1]) - matrices[split].nnz for split in ("train", "valid", "test")
              if split in matrices}
     stats.update(cold_counts(matrices["train"], matrices.get("valid"), matrices["test"]))
@@ -112,7 +109,7 @@ def _ids(tokens: list[str], text: str, label: str) -> np.ndarray:
 
 
 def _too_large(token: str) -> str:
-    return f"id {_clip(token, 40)} is too large (ids must be < {ID_LIMIT})"
+    return f"id {clip(token, 40)} is too large (ids must be < {ID_LIMIT})"
 
 
 def _check_density(ids_by_file: list[tuple[str, np.ndarray]], what: str, fmt: str) -> None:
@@ -141,7 +138,7 @@ def _raise_first(
             if bad(pos, token):
                 prefix = f"{kind(pos)} " if kind else ""
                 raise DataError(f"{label} line {lineno}: {prefix}{message(token)} "
-                                f"(line: {_clip(line, 80)!r})")
+                                f"(line: {clip(line, 80)!r})")
     raise AssertionError("no offending token found")  # pragma: no cover
 
 
@@ -152,23 +149,6 @@ def _malformed(label: str, lineno: int, line: str) -> DataError:
             if _NEGATIVE.fullmatch(token):
                 what = f"negative id {token!r}"
             else:
-                what = f"{_clip(token, 40)!r} is not an integer id"
-            return DataError(f"{label} line {lineno}: {what} (line: {_clip(line, 80)!r})")
-    return DataError(f"{label} line {lineno}: malformed line {_clip(line, 80)!r}")
-
-
-def _check_disjoint(a: sp.csr_matrix, b: sp.csr_matrix, label_a: str, label_b: str) -> None:
-    """Raise if any (user, item) pair is in both ``a`` and ``b``."""
-    both = a.multiply(b).tocoo()
-    both.eliminate_zeros()
-    if both.nnz:
-        first = np.lexsort((both.col, both.row))[0]
-        raise DataError(
-            f"pair (user {both.row[first]}, item {both.col[first]}) is in both {label_a} and "
-            f"{label_b} ({both.nnz} pair{'s' if both.nnz > 1 else ''} overlap)"
-        )
-
-
-def _clip(text: str, width: int) -> str:
-    """Text cut to ``width`` characters with an ellipsis."""
-    return text if len(text) <= width else text[: width - 3] + "..."
+                what = f"{clip(token, 40)!r} is not an integer id"
+            return DataError(f"{label} line {lineno}: {what} (line: {clip(line, 80)!r})")
+    return DataError(f"{label} line {lineno}: malformed line {clip(line, 80)!r}")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from .checks import check_disjoint, clip
 from .dataset import Dataset, binary_csr
 from .split import holdout_split
 
@@ -72,7 +73,7 @@ def load_pairs(
         te_items = _index(test_rows, test_rows.items, item_ids, item_int, "item")
         test = binary_csr(te_users, te_items, shape)
         stats.update(duplicates_test=len(te_users) - test.nnz, split="file")
-        _check_disjoint(train, test, user_ids, item_ids, path.name, Path(test_path).name)
+        check_disjoint(train, test, path.name, Path(test_path).name, user_ids, item_ids)
     return Dataset(train=train, test=test, name=name or path.stem, user_ids=user_ids,
                    item_ids=item_ids, stats=stats)
 
@@ -140,15 +141,15 @@ def _read(
             except IndexError:
                 raise DataError(
                     f"{path.name} line {lineno}: expected at least {max(ucol, icol) + 1} "
-                    f"columns, found {len(row)} (line: {_clip(delim.join(row), 80)!r})"
+                    f"columns, found {len(row)} (line: {clip(delim.join(row), 80)!r})"
                 ) from None
             if not user or not item:
                 raise DataError(f"{path.name} line {lineno}: empty "
                                 f"{'user' if not user else 'item'} id "
-                                f"(line: {_clip(delim.join(row), 80)!r})")
+                                f"(line: {clip(delim.join(row), 80)!r})")
             for what, token in (("user", user), ("item", item)):
                 if _BINARY.search(token):
-                    raise DataError(f"{path.name} line {lineno}: {what} id {_clip(token, 40)!r} holds bytes that are "
+                    raise DataError(f"{path.name} line {lineno}: {what} id {clip(token, 40)!r} holds bytes that are "
                                     "not UTF-8 text or control characters (is this a binary file?)")
             users.append(user)
             items.append(item)
@@ -245,20 +246,3 @@ def _index(rows: _Rows, tokens: list[str], ids: np.ndarray, as_int: bool, what: 
                         f"the train file ({len(bad)} test row{'s' if len(bad) > 1 else ''} "
                         f"with unknown {what}s)")
     return pos
-
-
-def _check_disjoint(train: Any, test: Any, user_ids: np.ndarray, item_ids: np.ndarray,
-                    train_label: str, test_label: str) -> None:
-    """Raise if any (user, item) pair is in both train and test."""
-    both = train.multiply(test).tocoo()
-    both.eliminate_zeros()
-    if both.nnz:
-        first = np.lexsort((both.col, both.row))[0]
-        u, i = user_ids[both.row[first]].item(), item_ids[both.col[first]].item()
-        raise DataError(f"pair (user {u!r}, item {i!r}) is in both {train_label} and "
-                        f"{test_label} ({both.nnz} pair{'s' if both.nnz > 1 else ''} overlap)")
-
-
-def _clip(text: str, width: int) -> str:
-    """Text cut to ``width`` characters with an ellipsis."""
-    return text if len(text) <= width else text[: width - 3] + "..."

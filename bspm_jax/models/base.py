@@ -11,7 +11,7 @@ import abc
 import dataclasses
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import equinox as eqx
 import scipy.sparse as sp
@@ -133,14 +133,14 @@ class AbstractTrainingFree(AbstractRecommender):
     """A model fitted in closed form from the train matrix: ``fit(R)`` returns a fitted copy."""
 
     @abc.abstractmethod
-    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> Self:
+    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> AbstractTrainingFree:
         """Return a copy of the model fitted on the binary (n_users, n_items) matrix (``spectra`` shares SVDs)."""
 
     def fit_key(self) -> Hashable:
         """The settings the fitted state depends on: models with equal keys can share a fit."""
         return tuple(sorted(self.config().items()))
 
-    def with_fit_of(self, fitted: Self) -> Self:
+    def with_fit_of(self, fitted: AbstractTrainingFree) -> AbstractTrainingFree:
         """This model's settings with the fitted state of ``fitted`` (whose ``fit_key`` must match)."""
         if fitted.fit_key() != self.fit_key():
             raise ValueError(f"fit keys differ: {fitted.fit_key()} != {self.fit_key()}")

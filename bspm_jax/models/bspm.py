@@ -24,7 +24,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Callable
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -138,7 +138,7 @@ class BSPM(AbstractTrainingFree):
         states = 5 + self.K_b + (self.K_s if self.sharpen else 0) + (1 if self.beta != 0 else 0)
         return 4 * (states * n_items + intermediate_length(self.graph))
 
-    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> Self:
+    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> BSPM:
         graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense, kernel=self.kernel,
                             spectra=spectra)
         return dataclasses.replace(self, graph=graph, fitted_on=TrainInfo.of(train))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -34,7 +34,7 @@ class LGCNIDE(AbstractTrainingFree):
     def fit_key(self) -> tuple[str]:
         return (self.kernel,)
 
-    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> Self:
+    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> LGCNIDE:
         graph = build_graph(train, None, kernel=self.kernel, spectra=spectra)
         return dataclasses.replace(self, graph=graph, fitted_on=TrainInfo.of(train))
 

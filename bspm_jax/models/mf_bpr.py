@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -36,7 +36,7 @@ class MFBPR(AbstractPairwise):
         if self.init_scale == 0:
             raise ConfigError("init_scale must be > 0 (all-zero embeddings get no BPR gradient)")
 
-    def init(self, key: jax.Array, n_users: int, n_items: int) -> Self:
+    def init(self, key: jax.Array, n_users: int, n_items: int) -> MFBPR:
         """Embeddings drawn from N(0, init_scale^2), float32."""
         ku, ki = jax.random.split(key)
         users = self.init_scale * jax.random.normal(ku, (n_users, self.dim), jnp.float32)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Self
+from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -24,7 +24,7 @@ class Popularity(AbstractTrainingFree):
     def fit_key(self) -> tuple[()]:
         return ()
 
-    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> Self:
+    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> Popularity:
         degree = jnp.asarray(item_degrees(train).astype(np.float32))
         return dataclasses.replace(self, degree=degree, fitted_on=TrainInfo.of(train))
 

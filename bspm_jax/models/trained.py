@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import jax
 import scipy.sparse as sp
@@ -24,10 +24,10 @@ class AbstractTrainedRecommender(AbstractRecommender):
     """A recommender fitted by gradient descent: ``init`` draws its parameters, :mod:`bspm_jax.training` fits them."""
 
     @abc.abstractmethod
-    def init(self, key: jax.Array, n_users: int, n_items: int) -> Self:
+    def init(self, key: jax.Array, n_users: int, n_items: int) -> AbstractTrainedRecommender:
         """A copy with freshly initialised parameter arrays (settings unchanged)."""
 
-    def with_train(self, train: sp.spmatrix) -> Self:
+    def with_train(self, train: sp.spmatrix) -> AbstractTrainedRecommender:
         """A copy that records ``train`` (the matrix it is trained on) as its :class:`TrainInfo`."""
         return dataclasses.replace(self, fitted_on=TrainInfo.of(train))
 

@@ -54,25 +54,6 @@ def batched_top_k(
     return _map_top_k(model, rows, k, rows if seen is None else seen, ticket)
 
 
-@eqx.filter_jit
-def batched_top_k(
-    model: AbstractRecommender,
-    rows: SparseRows,
-    k: int,
-    seen: SparseRows | None = None,
-    ticket: Int[Array, ""] | None = None,
-) -> tuple[Float[Array, "batches b k"], Int[Array, "batches b k"], dict[str, Any]]:
-    """Top-k of every batch of stacked rows (:meth:`SparseRows.stacked`), ``seen`` items excluded.
-
-    ``seen`` defaults to the rows themselves (the user's history is not recommended back).
-    One device program scores all batches in turn (``lax.map``): the buffers of a batch
-    are reused by the next instead of being allocated, and page-faulted, on every call.
-    With a ``ticket`` from :class:`BatchTicker`, the host is told as each batch finishes.
-    Also returns each batch's solver statistics.
-    """
-    return _map_top_k(model, rows, k, rows if seen is None else seen, ticket)
-
-
 SHARD_AXIS = "batches"
 
 
