@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 from jax.experimental import sparse as jsparse
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from . import native as native_kernel
 from .errors import ConfigError
@@ -211,7 +211,7 @@ class SparseMatrix(eqx.Module):
         return native_kernel.from_chunks(_csr_chain(y, factors, self.kernel), x.shape[0])
 
 
-def _csr_chain(x: Chunks, factors: tuple[jsparse.BCSR, ...], path: str) -> Chunks:
+def _csr_chain(x: Float[Array, "c m w"], factors: tuple[jsparse.BCSR, ...], path: str) -> Float[Array, "c n w"]:
     """``F_k (... (F_1 x[c]))`` for every chunk, with the native kernel's ``path``."""
     for f in factors:
         x = native_kernel.csr_matmul(f.indptr, f.indices, f.data, x, path)
@@ -267,7 +267,7 @@ class LowRank(AbstractOperator):
     right_t: Float[Array, "n k"]
     kernel: str | None = eqx.field(static=True, metadata={"on_load": native_kernel.relocate})
 
-    def __init__(self, left: Float[Array, "n k"], right: Float[Array, "k n"], kernel: str | None = None):
+    def __init__(self, left: Float[ArrayLike, "n k"], right: Float[ArrayLike, "k n"], kernel: str | None = None):
         self.left = jnp.asarray(left)
         self.right_t = jnp.transpose(jnp.asarray(right))
         self.kernel = kernel

@@ -25,7 +25,7 @@ from jaxtyping import Array, Float
 from .errors import ConfigError
 from .operators import AbstractOperator
 
-States = Float[Array, "k batch n"]
+States = Float[Array, "k *state"]
 
 _rk4_tableau = ButcherTableau(
     c=np.array([0.5, 0.5, 1.0]),
@@ -103,7 +103,7 @@ class AbstractIntegrator(eqx.Module):
     def _solver_kwargs(self) -> dict[str, Any]:
         """The diffrax solver, step-size controller and step budget."""
 
-    def solve(self, operator: AbstractOperator, y0: Array) -> tuple[States, dict[str, Array]]:
+    def solve(self, operator: AbstractOperator, y0: Array) -> tuple[States, dict[str, Any]]:
         """States at the output times (shape (K, *y0.shape)) and diffrax's step statistics."""
         kwargs = {"dt0": None, **self._solver_kwargs()}
         sol = diffrax.diffeqsolve(
@@ -161,7 +161,7 @@ class _FixedStep(AbstractIntegrator):
         z = -self.T / self.steps
         return float(sum(c * z**j for j, c in enumerate(self.coefficients)) ** self.steps)
 
-    def solve(self, operator: AbstractOperator, y0: Array) -> tuple[States, dict[str, Array]]:
+    def solve(self, operator: AbstractOperator, y0: Array) -> tuple[States, dict[str, Any]]:
         if self.use_diffrax:
             return super().solve(operator, y0)
         tau, coeffs = self.T / self.steps, self.coefficients
