@@ -27,7 +27,7 @@ from .errors import ConfigError
 from .evaluation import evaluate
 from .io import write_json_atomic, write_text_atomic
 from .metrics import check_metric
-from .models import FitCache, make_model
+from .models import AbstractTrainingFree, FitCache, make_model
 from .ranking import Progress, no_progress
 
 PAPER_GRID: dict[str, list[Any]] = {
@@ -95,9 +95,12 @@ def tune(
             "give a subset (--grid KEY=v1,v2 or [tune.grid]) or raise --max-points"
         )
     try:
-        make_model(model_name, **base_settings)  # the settings the grid does not vary must be valid too
+        base = make_model(model_name, **base_settings)  # the settings the grid does not vary must be valid too
     except ConfigError as err:
         raise ConfigError(f"base settings: {err}") from None
+    if not isinstance(base, AbstractTrainingFree):
+        raise ConfigError(f"bspm tune searches training-free models; the {model_name} model is trained: choose its "
+                          "settings with runs early-stopped on validation (bspm run --set train.lr=...)")
     models = []
     for point in points:
         try:

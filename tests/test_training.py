@@ -477,3 +477,51 @@ def test_train_table_in_configs_and_overrides():
     model = make_model(preset.model_name, **preset.model_settings)
     assert isinstance(model, MFBPR) and preset.description
     TrainSettings.from_table(preset["train"])
+
+
+def test_tune_refuses_a_trained_model():
+    from bspm_jax.data import load_sample
+    from bspm_jax.tuning import tune
+
+    with pytest.raises(ConfigError, match="bspm tune searches training-free models"):
+        tune("mf-bpr", {}, {"dim": [8, 16]}, load_sample())
+
+
+def _lightgcn_folder(folder: Path, seed: int = 0) -> Path:
+    """A small LightGCN folder with train, valid and test files (each user has items in all three)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    lines = {"train": [], "valid": [], "test": []}
+    for u in range(60):
+        items = rng.choice(40, 9, replace=False)
+        for split, part in zip(lines, (items[:5], items[5:7], items[7:])):
+            lines[split].append(" ".join(map(str, [u, *part])))
+    for split, rows in lines.items():
+        (folder / f"{split}.txt").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_cli_trains_early_stopped_on_validation_saves_and_loads(tmp_path):
+    data = _lightgcn_folder(tmp_path / "data")
+    out, saved, loaded = tmp_path / "run.json", tmp_path / "model", tmp_path / "load.json"
+    common = ["--data", str(data), "--model", "mf-bpr", "--set", "dim=8", "--set", "train.epochs=4",
+              "--set", "train.batch_size=64", "--set", "train.eval_every=2", "--quiet"]
+    proc = subprocess.run([sys.executable, "-m", "bspm_jax", "run", *common, "--train-dir", str(tmp_path / "t"),
+                           "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "training 4 epochs" in proc.stdout
+    result = json.loads(out.read_text())
+    record = result["training"]
+    assert record["epochs_run"] == 4 and record["best_epoch"] in (2, 4) and record["settings"]["epochs"] == 4
+    assert result["config"]["train"]["batch_size"] == 64 and result["dataset"]["n_valid"] == 120
+    curve = json.loads((tmp_path / "t" / "learning_curve.json").read_text())
+    rows = curve["history"] if isinstance(curve, dict) else curve
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert record["best_validation"]["recall@20"] == max(r["recall@20"] for r in rows if "recall@20" in r)
+    proc = subprocess.run([sys.executable, "-m", "bspm_jax", "fit", *common, "--save", str(saved)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "bspm_jax", "run", "--load", str(saved), "--json", str(loaded), "--quiet"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(loaded.read_text())["metrics"] == result["metrics"]  # same seed, same training, same scores
