@@ -33,7 +33,7 @@ def measure(data_path: str | None, preset: str, counts: list[int] | None, batch_
 
     from bspm_jax import get_preset, load_dataset, load_sample, make_model
     from bspm_jax.environment import environment_info, memory_info
-    from bspm_jax.models.base import rank_rows
+    from bspm_jax.ranking import rank_rows
 
     data = load_sample() if data_path is None else load_dataset(data_path)
     model = make_model("bspm", **get_preset(preset).model_settings).fit(data.train)

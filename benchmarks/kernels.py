@@ -39,7 +39,7 @@ def measure(data_path: str | None, rank: int, users: int, runs: int) -> dict:
 
     from bspm_jax import load_dataset, load_sample, native
     from bspm_jax.environment import environment_info
-    from bspm_jax.graph import normalize
+    from bspm_jax.spectral import normalize
 
     data = load_sample() if data_path is None else load_dataset(data_path)
     norm, _, _ = normalize(data.train)
