@@ -501,15 +501,17 @@ def _lightgcn_folder(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def test_cli_trains_early_stopped_on_validation_saves_and_loads(tmp_path):
+def test_cli_trains_early_stopped_on_validation_saves_and_loads(tmp_path, capsys):
+    from bspm_jax.cli import main
+
     data = _lightgcn_folder(tmp_path / "data")
     out, saved, loaded = tmp_path / "run.json", tmp_path / "model", tmp_path / "load.json"
     common = ["--data", str(data), "--model", "mf-bpr", "--set", "dim=8", "--set", "train.epochs=4",
               "--set", "train.batch_size=64", "--set", "train.eval_every=2", "--quiet"]
-    proc = subprocess.run([sys.executable, "-m", "bspm_jax", "run", *common, "--train-dir", str(tmp_path / "t"),
-                           "--json", str(out)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    assert "training 4 epochs" in proc.stdout
+    code = main(["run", *common, "--train-dir", str(tmp_path / "t"), "--json", str(out)])
+    printed, err = capsys.readouterr()
+    assert code == 0, err
+    assert "training 4 epochs" in printed
     result = json.loads(out.read_text())
     record = result["training"]
     assert record["epochs_run"] == 4 and record["best_epoch"] in (2, 4) and record["settings"]["epochs"] == 4
@@ -518,10 +520,6 @@ def test_cli_trains_early_stopped_on_validation_saves_and_loads(tmp_path):
     rows = curve["history"] if isinstance(curve, dict) else curve
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert record["best_validation"]["recall@20"] == max(r["recall@20"] for r in rows if "recall@20" in r)
-    proc = subprocess.run([sys.executable, "-m", "bspm_jax", "fit", *common, "--save", str(saved)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "bspm_jax", "run", "--load", str(saved), "--json", str(loaded), "--quiet"],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
+    assert main(["fit", *common, "--save", str(saved)]) == 0
+    assert main(["run", "--load", str(saved), "--json", str(loaded), "--quiet"]) == 0
     assert json.loads(loaded.read_text())["metrics"] == result["metrics"]  # same seed, same training, same scores
