@@ -15,7 +15,7 @@ import typing
 from typing import Any
 
 from beartype import BeartypeConf, beartype
-from jaxtyping._array_types import AbstractArray
+from jaxtyping import AbstractArray
 
 _CHECK = beartype(conf=BeartypeConf(is_pep484_tower=True))
 

@@ -9,7 +9,6 @@ Loading checks the fingerprint and every leaf's shape and dtype against a fresh 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import zipfile
 from collections.abc import Mapping
@@ -19,7 +18,6 @@ from typing import Any
 import equinox as eqx
 import jax
 import numpy as np
-import scipy.sparse as sp
 from jaxtyping import PyTree
 
 from ..errors import ConfigError
@@ -47,15 +45,6 @@ class TrainState:
     seconds: float = 0.0
     finished: bool = False
 
-
-def data_checksum(train: sp.csr_matrix) -> str:
-    """sha256 (first 16 hex) of the train matrix's shape and sorted nonzero pattern."""
-    m = sp.csr_matrix(train)
-    m.sort_indices()
-    digest = hashlib.sha256(np.asarray(m.shape, np.int64).tobytes())
-    digest.update(np.asarray(m.indptr, np.int64).tobytes())
-    digest.update(np.asarray(m.indices, np.int64).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _leaves(state: TrainState) -> list[np.ndarray]:

@@ -28,7 +28,8 @@ from ..io import check_writable
 from ..metrics import check_metric
 from ..ranking.progress import Progress
 from ..models.trained import AbstractPairwise
-from .checkpoint import CHECKPOINT, TrainState, data_checksum, load_checkpoint, save_checkpoint
+from ..data.dataset import matrix_digest
+from .checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
 from .curves import CURVE, write_curves
 from .sampling import PairSampler, epoch_key, stacked_batches
 from .step import init_optimizer, train_step, train_steps
@@ -116,7 +117,7 @@ def fingerprint(model: AbstractPairwise, train: sp.csr_matrix, settings: TrainSe
         "model": {"name": model.name, **model.config()},
         "settings": settings.to_dict(),
         "shape": list(train.shape),
-        "data": data_checksum(train),
+        "data": matrix_digest(train),
     }
 
 
