@@ -16,7 +16,7 @@ from .experiment import run_experiment
 from .filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
 from .graph import ItemGraph, build_graph
 from .models import (BSPM, LGCNIDE, MFBPR, MODELS, AbstractPairwise, AbstractRecommender, AbstractTrainedRecommender,
-                     AbstractTrainingFree, FitCache, Popularity, TrainInfo, load_model, make_model)
+                     AbstractTrainingFree, FitCache, Popularity, SDiff, TrainInfo, load_model, make_model)
 from .ranking import Ranking, rank_rows, recommend, recommend_for
 from .serial import ModelFileError
 from .spectral import Spectrum, SpectrumCache, normalize, spectrum, truncated_svd
@@ -28,6 +28,7 @@ from .solvers import RK4, AbstractIntegrator, ClassicRK4, Dopri5, Euler, make_in
 __version__ = "0.1.0"
 
 __all__ = [
+    "SDiff",
     "BSPM",
     "LGCNIDE",
     "MFBPR",

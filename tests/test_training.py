@@ -26,6 +26,7 @@ from bspm_jax.models import MFBPR, make_model
 from bspm_jax.ranking import rank_rows, recommend
 from bspm_jax.training import (
     CHECKPOINT,
+    BPRLoss,
     PairSampler,
     TrainSettings,
     TrainState,
@@ -64,9 +65,10 @@ def same(a: object, b: object) -> bool:
 
 
 def small_model(dim: int = 4, reg: float = 0.1, n_users: int = 5, n_items: int = 7) -> MFBPR:
-    return MFBPR(dim=dim, reg=reg, init_scale=0.5).init(jax.random.key(1), n_users, n_items)
+    return MFBPR(dim=dim, reg=reg, init_scale=0.5).init(jax.random.key(1), sp.csr_matrix((n_users, n_items)))
 
 
+KEY = jax.random.key(0)
 BATCH = (np.array([0, 1, 1, 4, 2]), np.array([0, 3, 5, 6, 2]), np.array([1, 2, 0, 0, 6]))
 
 
@@ -102,7 +104,7 @@ def test_sgd_step_follows_the_hand_derived_gradient():
     P, Q = np.asarray(model.user_embedding, np.float64), np.asarray(model.item_embedding, np.float64)
     dP, dQ = hand_gradient(P, Q, 0.1, *BATCH)
     sgd = optax.sgd(lr)
-    new, _, loss = train_step(model, init_optimizer(sgd, model), sgd, tuple(jnp.asarray(a) for a in BATCH))
+    new, _, loss = train_step(model, init_optimizer(sgd, model), sgd, BPRLoss(), tuple(jnp.asarray(a) for a in BATCH), KEY)
     np.testing.assert_allclose(np.asarray(new.user_embedding), P - lr * dP, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(new.item_embedding), Q - lr * dQ, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(float(loss), float(bpr_loss(model, *map(jnp.asarray, BATCH))), rtol=1e-6)
@@ -130,10 +132,11 @@ def test_scanned_steps_equal_steps_one_by_one():
     model, adam = small_model(), optax.adam(0.05)
     rng = np.random.default_rng(0)
     stacked = tuple(jnp.asarray(rng.integers(0, n, (3, 4))) for n in (5, 7, 7))
-    m1, s1, losses = train_steps(model, init_optimizer(adam, model), adam, stacked)
+    keys = jax.random.split(KEY, 3)
+    m1, s1, losses = train_steps(model, init_optimizer(adam, model), adam, BPRLoss(), stacked, keys)
     m2, s2 = model, init_optimizer(adam, model)
     for k in range(3):
-        m2, s2, loss = train_step(m2, s2, adam, tuple(a[k] for a in stacked))
+        m2, s2, loss = train_step(m2, s2, adam, BPRLoss(), tuple(a[k] for a in stacked), keys[k])
         np.testing.assert_allclose(float(losses[k]), float(loss), rtol=1e-6)
     for x, y in zip(leaves((m1, s1)), leaves((m2, s2))):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
@@ -230,8 +233,8 @@ def test_training_lowers_the_loss_and_is_deterministic_for_a_seed():
 class NaNUser(MFBPR):
     """MF-BPR whose user 3 has NaN embeddings."""
 
-    def init(self, key, n_users, n_items):
-        model = super().init(key, n_users, n_items)
+    def init(self, key, train):
+        model = super().init(key, train)
         return dataclasses.replace(model, user_embedding=model.user_embedding.at[3].set(jnp.nan))
 
 
@@ -284,7 +287,7 @@ def test_other_refusals():
     R = toy()
     with pytest.raises(ConfigError, match="TrainSettings"):
         train(MFBPR(), R, {"epochs": 1})
-    with pytest.raises(ConfigError, match="not trained with BPR"):
+    with pytest.raises(ConfigError, match="not trained by gradient descent"):
         train(make_model("popularity"), R, TrainSettings(epochs=1))
     with pytest.raises(ConfigError, match="validate returned no 'recall@20'"):
         train(MFBPR(dim=2), R, TrainSettings(epochs=1), lambda m: {"ndcg@20": 0.1})
@@ -313,7 +316,7 @@ def test_recommend_ranks_unseen_items_by_dot_product():
 
 
 def fresh_state(R: sp.csr_matrix, seed: int = 0) -> tuple[TrainState, MFBPR]:
-    model = MFBPR(dim=3).init(jax.random.key(seed), *R.shape).with_train(R)
+    model = MFBPR(dim=3).init(jax.random.key(seed), R).with_train(R)
     return TrainState(model, init_optimizer(optax.adam(0.01), model), jax.random.key(seed), best_model=model), model
 
 
@@ -321,7 +324,7 @@ def test_checkpoint_round_trip(tmp_path):
     R, settings = toy(), TrainSettings(epochs=4)
     like, model = fresh_state(R)
     adam = optax.adam(0.01)
-    m, s, _ = train_step(model, like.opt_state, adam, tuple(jnp.asarray(a) for a in BATCH))
+    m, s, _ = train_step(model, like.opt_state, adam, BPRLoss(), tuple(jnp.asarray(a) for a in BATCH), KEY)
     state = TrainState(m, s, jax.random.key(9), epoch=3, best_model=model, best_metric=0.25, best_epoch=2,
                        bad_evals=1, history=({"epoch": 1, "loss": 0.7, "seconds": 0.1},), seconds=1.5)
     stamp = fingerprint(model, R, settings)

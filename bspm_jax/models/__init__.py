@@ -17,6 +17,7 @@ from .bspm import BSPM
 from .lgcn_ide import LGCNIDE
 from .mf_bpr import MFBPR
 from .popularity import Popularity
+from .s_diff import SDiff
 from .trained import AbstractPairwise, AbstractTrainedRecommender
 
 _NO_SHARPEN = {"sharpen": False, "beta": 0.0}
@@ -30,6 +31,7 @@ MODELS: dict[str, tuple[type[AbstractRecommender], dict[str, Any]]] = {
     "blur-ideal": (BSPM, {"blur": "ideal", **_NO_SHARPEN}),
     "blur-gfcf": (BSPM, {"blur": "gfcf", **_NO_SHARPEN}),
     "mf-bpr": (MFBPR, {}),
+    "s-diff": (SDiff, {}),
 }
 
 
@@ -98,6 +100,7 @@ __all__ = [
     "FitCache",
     "LayoutScores",
     "Popularity",
+    "SDiff",
     "TrainInfo",
     "load_model",
     "make_model",

@@ -10,6 +10,7 @@ from typing import ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
 from ..errors import ConfigError
@@ -36,8 +37,9 @@ class MFBPR(AbstractPairwise):
         if self.init_scale == 0:
             raise ConfigError("init_scale must be > 0 (all-zero embeddings get no BPR gradient)")
 
-    def init(self, key: jax.Array, n_users: int, n_items: int) -> MFBPR:
-        """Embeddings drawn from N(0, init_scale^2), float32."""
+    def init(self, key: jax.Array, train: sp.csr_matrix) -> MFBPR:
+        """Embeddings drawn from N(0, init_scale^2), float32, one per user and item of ``train``."""
+        n_users, n_items = train.shape
         ku, ki = jax.random.split(key)
         users = self.init_scale * jax.random.normal(ku, (n_users, self.dim), jnp.float32)
         items = self.init_scale * jax.random.normal(ki, (n_items, self.dim), jnp.float32)

@@ -21,11 +21,17 @@ from .base import AbstractRecommender, Rows, TrainInfo
 
 
 class AbstractTrainedRecommender(AbstractRecommender):
-    """A recommender fitted by gradient descent: ``init`` draws its parameters, :mod:`bspm_jax.training` fits them."""
+    """A recommender fitted by gradient descent: ``init`` draws its parameters, :mod:`bspm_jax.training` fits them.
+
+    ``frozen`` names array fields that ``init`` computes from the data and training leaves
+    unchanged (e.g. a spectral basis); every other array leaf is a trained parameter.
+    """
+
+    frozen: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
-    def init(self, key: jax.Array, n_users: int, n_items: int) -> AbstractTrainedRecommender:
-        """A copy with freshly initialised parameter arrays (settings unchanged)."""
+    def init(self, key: jax.Array, train: sp.csr_matrix) -> AbstractTrainedRecommender:
+        """A copy with freshly initialised parameter arrays for the binary (n_users, n_items) ``train`` (settings unchanged)."""
 
     def with_train(self, train: sp.spmatrix) -> AbstractTrainedRecommender:
         """A copy that records ``train`` (the matrix it is trained on) as its :class:`TrainInfo`."""

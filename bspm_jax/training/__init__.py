@@ -1,13 +1,23 @@
-"""Training of models fitted by gradient descent (MF-BPR): sampling, loss, steps, loop, checkpoints, curves."""
+"""Training of models fitted by gradient descent (MF-BPR, S-Diff): sampling, losses, steps, loop, checkpoints, curves."""
 
 from .checkpoint import CHECKPOINT, TrainState, checkpoint_info, load_checkpoint, save_checkpoint
 from .curves import CURVE, plot_curves, write_curves
 from .loop import TrainResult, TrainSettings, Validate, fingerprint, train
-from .losses import bpr_loss
-from .sampling import PairSampler, epoch_key, stacked_batches
-from .step import init_optimizer, train_step, train_steps
+from .losses import AbstractLoss, BPRLoss, DenoisingLoss, bpr_loss, padded_items
+from .objective import Objective, objective
+from .sampling import AbstractSampler, PairSampler, UserSampler, epoch_key, stacked_batches
+from .step import init_optimizer, train_step, train_steps, trainable
 
 __all__ = [
+    "AbstractLoss",
+    "AbstractSampler",
+    "BPRLoss",
+    "DenoisingLoss",
+    "Objective",
+    "UserSampler",
+    "objective",
+    "padded_items",
+    "trainable",
     "CURVE",
     "CHECKPOINT",
     "PairSampler",

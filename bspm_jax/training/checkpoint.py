@@ -22,7 +22,7 @@ from jaxtyping import PyTree
 
 from ..errors import ConfigError
 from ..io import atomic_files
-from ..models.trained import AbstractPairwise
+from ..models.trained import AbstractTrainedRecommender
 
 CHECKPOINT = "checkpoint.npz"
 """The checkpoint's file name inside the checkpoint folder."""
@@ -33,11 +33,11 @@ FORMAT = 1
 class TrainState:
     """Everything a run needs to continue after epoch ``epoch`` (0: nothing trained yet)."""
 
-    model: AbstractPairwise
+    model: AbstractTrainedRecommender
     opt_state: PyTree
     key: jax.Array
     epoch: int = 0
-    best_model: AbstractPairwise | None = None
+    best_model: AbstractTrainedRecommender | None = None
     best_metric: float | None = None
     best_epoch: int = 0
     bad_evals: int = 0

@@ -1,7 +1,8 @@
-"""The training loop: epochs of BPR steps, validation every few epochs, early stopping, checkpoints.
+"""The training loop: epochs of steps on the model's objective, validation every few epochs, early stopping, checkpoints.
 
 Randomness comes from one seed: ``seed_key = jax.random.key(seed)``, the parameters are
-initialised with ``fold_in(seed_key, 0)`` and epoch ``e`` samples with ``fold_in(seed_key, e)``.
+initialised with ``fold_in(seed_key, 0)`` and epoch ``e`` samples with ``fold_in(seed_key, e)``
+(its examples on the host, its steps' keys from ``split(fold_in(that key, 1), n_steps)``).
 A run resumed from the checkpoint of epoch ``e`` therefore continues with exactly the
 batches, and so the parameters, of the uninterrupted run.
 """
@@ -27,15 +28,16 @@ from ..errors import ConfigError, TrainingError
 from ..io import check_writable
 from ..metrics import check_metric
 from ..ranking.progress import Progress
-from ..models.trained import AbstractPairwise
+from ..models.trained import AbstractTrainedRecommender
 from ..data.dataset import matrix_digest
 from .checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
 from .curves import CURVE, write_curves
-from .sampling import PairSampler, epoch_key, stacked_batches
+from .objective import Objective, objective
+from .sampling import epoch_key, stacked_batches
 from .step import init_optimizer, train_step, train_steps
 
 _D = DEFAULTS["train"]
-Validate = Callable[[AbstractPairwise], Mapping[str, float]]
+Validate = Callable[[AbstractTrainedRecommender], Mapping[str, float]]
 """Validation metrics of a model, flat ``name@K`` keys (e.g. full-ranking recall@20)."""
 
 
@@ -95,7 +97,7 @@ class TrainResult:
     (cumulative wall time, validation included) and the validation metrics where validated.
     """
 
-    model: AbstractPairwise
+    model: AbstractTrainedRecommender
     epochs_run: int
     best_epoch: int
     best_metric: float | None
@@ -111,7 +113,7 @@ def adam(lr: float) -> optax.GradientTransformation:
     return optax.adam(lr)
 
 
-def fingerprint(model: AbstractPairwise, train: sp.csr_matrix, settings: TrainSettings) -> dict[str, Any]:
+def fingerprint(model: AbstractTrainedRecommender, train: sp.csr_matrix, settings: TrainSettings) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: model, settings and data."""
     return {
         "model": {"name": model.name, **model.config()},
@@ -122,7 +124,7 @@ def fingerprint(model: AbstractPairwise, train: sp.csr_matrix, settings: TrainSe
 
 
 def train(
-    model: AbstractPairwise,
+    model: AbstractTrainedRecommender,
     train_matrix: sp.spmatrix,
     settings: TrainSettings,
     validate: Validate | None = None,
@@ -132,7 +134,7 @@ def train(
     out_dir: str | Path | None = None,
     progress: Progress | None = None,
 ) -> TrainResult:
-    """Train ``model`` with BPR on the binary ``train_matrix`` (users x items); returns the best model.
+    """Train ``model`` on its objective (BPR, denoising) on the binary ``train_matrix`` (users x items); returns the best model.
 
     ``validate(model)`` is called after every ``eval_every`` epochs and after the last;
     training stops after ``settings.patience`` validations without a higher
@@ -144,10 +146,10 @@ def train(
     """
     if not isinstance(settings, TrainSettings):
         raise ConfigError(f"settings must be a TrainSettings, got {type(settings).__name__}")
-    if not isinstance(model, AbstractPairwise):
-        raise ConfigError(f"model {getattr(model, 'name', type(model).__name__)!r} is not trained with BPR")
+    if not isinstance(model, AbstractTrainedRecommender):
+        raise ConfigError(f"model {getattr(model, 'name', type(model).__name__)!r} is not trained by gradient descent")
     train_csr = sp.csr_matrix(train_matrix, dtype=np.float32)
-    sampler = PairSampler.from_matrix(train_csr)
+    plan = objective(model, train_csr)
     checkpoint_path = _checkpoint_path(checkpoint_dir, resume)
     if out_dir is not None:
         out_dir = Path(out_dir)
@@ -156,7 +158,7 @@ def train(
             check_writable(out_dir / f"{CURVE}.{ext}")
     optimizer = adam(float(settings.lr))
     seed_key = jax.random.key(settings.seed)
-    model = model.init(jax.random.fold_in(seed_key, 0), *train_csr.shape).with_train(train_csr)
+    model = model.init(jax.random.fold_in(seed_key, 0), train_csr).with_train(train_csr)
     state = TrainState(model, init_optimizer(optimizer, model), seed_key, best_model=model)
     stamp = fingerprint(model, train_csr, settings)
     if checkpoint_path is not None and checkpoint_path.is_file():
@@ -165,7 +167,7 @@ def train(
     epochs = range(state.epoch + 1, settings.epochs + 1) if not state.finished else range(0)
     bar = progress(epochs, desc="epochs", unit="epoch") if progress is not None else epochs
     for epoch in bar:
-        state = _epoch(state, epoch, sampler, optimizer, settings, validate)
+        state = _epoch(state, epoch, plan, optimizer, settings, validate)
         if checkpoint_path is not None and (epoch % settings.checkpoint_every == 0 or state.finished):
             save_checkpoint(checkpoint_path.parent, state, stamp)
         if out_dir is not None:
@@ -210,20 +212,23 @@ def _checkpoint_path(folder: str | Path | None, resume: bool) -> Path | None:
 def _epoch(
     state: TrainState,
     epoch: int,
-    sampler: PairSampler,
+    plan: Objective,
     optimizer: optax.GradientTransformation,
     settings: TrainSettings,
     validate: Validate | None,
 ) -> TrainState:
     """The state after epoch ``epoch``: its steps, then validation and the early-stopping record."""
     t0 = time.perf_counter()
-    full, rest = stacked_batches(sampler.epoch(epoch_key(state.key, epoch)), settings.batch_size)
+    key = epoch_key(state.key, epoch)
+    full, rest = stacked_batches(plan.sampler.epoch(key), settings.batch_size)
+    n_full = full[0].shape[0]
+    keys = jax.random.split(jax.random.fold_in(key, 1), n_full + 1)
     model, opt_state, parts = state.model, state.opt_state, []
-    if full[0].shape[0]:
-        model, opt_state, losses = train_steps(model, opt_state, optimizer, full)
+    if n_full:
+        model, opt_state, losses = train_steps(model, opt_state, optimizer, plan.loss, full, keys[:n_full])
         parts.append(np.asarray(losses))
     if rest[0].shape[0]:
-        model, opt_state, loss = train_step(model, opt_state, optimizer, rest)
+        model, opt_state, loss = train_step(model, opt_state, optimizer, plan.loss, rest, keys[n_full])
         parts.append(np.asarray(loss)[None])
     losses = np.concatenate(parts)
     bad = np.flatnonzero(~np.isfinite(losses))

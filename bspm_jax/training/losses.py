@@ -1,12 +1,22 @@
-"""The BPR loss (Rendle et al., 2009) of a pairwise model on a batch of (user, positive, negative) triples."""
+"""Training losses: BPR for pairwise models, the denoising MSE of spectral diffusion (S-Diff, Algorithm 1).
+
+A loss is a module called as ``loss(model, batch, key)``; arrays it needs from the data
+(e.g. the users' padded item lists) are its fields, so they stay on the device.
+"""
 
 from __future__ import annotations
 
+import abc
+
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
-from ..models.trained import AbstractPairwise
+from ..models.s_diff import SDiff
+from ..models.trained import AbstractPairwise, AbstractTrainedRecommender
 
 
 def bpr_loss(
@@ -15,3 +25,59 @@ def bpr_loss(
     """mean_n -log sigmoid(s(u_n, i_n) - s(u_n, j_n)) + model.penalty(users, pos, neg)."""
     margin = model.pair_scores(users, pos) - model.pair_scores(users, neg)
     return -jnp.mean(jax.nn.log_sigmoid(margin)) + model.penalty(users, pos, neg)
+
+
+class AbstractLoss(eqx.Module):
+    """The scalar a trained model minimises on one batch of examples (``key``: the step's randomness)."""
+
+    @abc.abstractmethod
+    def __call__(self, model: AbstractTrainedRecommender, batch: tuple[Array, ...], key: jax.Array) -> Float[Array, ""]:
+        """The loss of ``model`` on ``batch``."""
+
+
+class BPRLoss(AbstractLoss):
+    """:func:`bpr_loss` on (users, positives, negatives); deterministic given the batch."""
+
+    def __call__(self, model: AbstractPairwise, batch: tuple[Array, ...], key: jax.Array) -> Float[Array, ""]:
+        return bpr_loss(model, *batch)
+
+
+def padded_items(train: sp.spmatrix) -> np.ndarray:
+    """Each user's train items, in a row padded with n_items to the largest degree (int32)."""
+    m = sp.csr_matrix(train)
+    m.sort_indices()
+    degree = np.diff(m.indptr)
+    table = np.full((m.shape[0], max(int(degree.max(initial=0)), 1)), m.shape[1], dtype=np.int32)
+    rows = np.repeat(np.arange(m.shape[0]), degree)
+    table[rows, np.arange(m.nnz) - m.indptr[rows]] = m.indices
+    return table
+
+
+class DenoisingLoss(AbstractLoss):
+    """S-Diff's ||v_0 - phi(v_t, e, t)||^2 (mean over users and frequencies) on a batch of user indices.
+
+    v_0 = U^T x_0; the condition keeps each item with probability 1 - mask_ratio and is
+    emptied (e = 0) with probability p_uncond; t = t_k with k uniform in 1..T;
+    v_t = alpha_t v_0 + sigma_t eps.
+    """
+
+    items: Int[Array, "n_users width"]
+
+    @classmethod
+    def from_matrix(cls, train: sp.spmatrix) -> DenoisingLoss:
+        return cls(jnp.asarray(padded_items(train)))
+
+    def __call__(self, model: SDiff, batch: tuple[Array, ...], key: jax.Array) -> Float[Array, ""]:
+        (users,) = batch
+        items = self.items[users]
+        b, n_items = users.shape[0], model.basis.shape[0]
+        k_mask, k_uncond, k_time, k_noise = jax.random.split(key, 4)
+        rows = jnp.broadcast_to(jnp.arange(b)[:, None], items.shape)
+        x0 = jnp.zeros((b, n_items), jnp.float32).at[rows, items].set(1.0, mode="drop")
+        keep = jax.random.bernoulli(k_mask, 1.0 - model.mask_ratio, items.shape).astype(jnp.float32)
+        c = jnp.zeros((b, n_items), jnp.float32).at[rows, items].set(keep, mode="drop")
+        v0, e = model.project(x0), model.project(c)
+        e = jnp.where(jax.random.bernoulli(k_uncond, model.p_uncond, (b, 1)), 0.0, e)
+        t = model.times()[jax.random.randint(k_time, (b,), 1, model.steps + 1)]
+        v_t = model.noised(v0, t, jax.random.normal(k_noise, v0.shape))
+        return jnp.mean((model.denoise(v_t, e, t) - v0) ** 2)

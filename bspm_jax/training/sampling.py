@@ -1,4 +1,4 @@
-"""Uniform negative sampling for BPR: each epoch, every train pair once, with a random unseen item.
+"""What an epoch trains on: every train pair once with a random unseen item (BPR), or every user once (row models).
 
 An epoch's batches are a pure function of the train matrix and the epoch's key (derived
 from the seed and the epoch number), so resuming at epoch e redraws exactly its batches.
@@ -6,6 +6,7 @@ from the seed and the epoch number), so resuming at epoch e redraws exactly its 
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Iterator
 
@@ -30,8 +31,41 @@ def host_rng(key: jax.Array) -> np.random.Generator:
     return np.random.default_rng(np.asarray(jax.random.key_data(key), dtype=np.uint32).ravel().tolist())
 
 
+class AbstractSampler(abc.ABC):
+    """The examples of one epoch, in training order, as host arrays of one length."""
+
+    @abc.abstractmethod
+    def epoch(self, key: jax.Array) -> tuple[np.ndarray, ...]:
+        """The epoch's examples for its key."""
+
+
+def _clean(train: sp.spmatrix) -> sp.csr_matrix:
+    m = sp.csr_matrix(train)
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    m.sort_indices()
+    if m.nnz == 0:
+        raise ConfigError("the train matrix has no interactions to train on")
+    return m
+
+
 @dataclasses.dataclass(frozen=True)
-class PairSampler:
+class UserSampler(AbstractSampler):
+    """Every user with at least one train interaction once per epoch, in a random order."""
+
+    users: np.ndarray
+
+    @classmethod
+    def from_matrix(cls, train: sp.spmatrix) -> UserSampler:
+        m = _clean(train)
+        return cls(np.flatnonzero(np.diff(m.indptr) > 0).astype(np.int32))
+
+    def epoch(self, key: jax.Array) -> tuple[np.ndarray]:
+        return (self.users[host_rng(key).permutation(self.users.size)],)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairSampler(AbstractSampler):
     """The train (user, item) pairs in CSR order and the sorted codes ``u * n_items + i`` that reject seen items."""
 
     users: np.ndarray
@@ -43,13 +77,8 @@ class PairSampler:
     @classmethod
     def from_matrix(cls, train: sp.spmatrix) -> PairSampler:
         """The sampler of a binary (n_users, n_items) train matrix; refuses users who saw every item."""
-        m = sp.csr_matrix(train)
-        m.sum_duplicates()
-        m.eliminate_zeros()
-        m.sort_indices()
+        m = _clean(train)
         n_users, n_items = m.shape
-        if m.nnz == 0:
-            raise ConfigError("the train matrix has no interactions to train on")
         degree = np.diff(m.indptr)
         if np.any(degree >= n_items):
             user = int(np.flatnonzero(degree >= n_items)[0])
@@ -90,9 +119,9 @@ class PairSampler:
             yield users[start : start + batch_size], pos[start : start + batch_size], neg[start : start + batch_size]
 
 
-def stacked_batches(triples: Triples, batch_size: int) -> tuple[tuple[Int[Array, "n b"], ...], tuple[Int[Array, " r"], ...]]:
+def stacked_batches(examples: tuple[np.ndarray, ...], batch_size: int) -> tuple[tuple[Int[Array, "n b"], ...], tuple[Int[Array, " r"], ...]]:
     """The full batches stacked as (n_batches, batch_size) device arrays, and the remainder (maybe empty)."""
-    n_full = triples[0].size // batch_size * batch_size
-    full = tuple(jax.numpy.asarray(a[:n_full].reshape(-1, batch_size)) for a in triples)
-    rest = tuple(jax.numpy.asarray(a[n_full:]) for a in triples)
+    n_full = examples[0].size // batch_size * batch_size
+    full = tuple(jax.numpy.asarray(a[:n_full].reshape(-1, batch_size)) for a in examples)
+    rest = tuple(jax.numpy.asarray(a[n_full:]) for a in examples)
     return full, rest

@@ -1,54 +1,73 @@
-"""One optimisation step, and an epoch of steps as one device program (``lax.scan``)."""
+"""One optimisation step, and an epoch of steps as one device program (``lax.scan``).
+
+Only the trained parameters are differentiated and updated: every array leaf of the
+model except its ``frozen`` fields (see :func:`trainable`).
+"""
 
 from __future__ import annotations
 
 import equinox as eqx
 import jax
 import optax
-from jaxtyping import Array, Float, Int, PyTree
+from jaxtyping import Array, Float, PyTree
 
-from ..models.trained import AbstractPairwise
-from .losses import bpr_loss
+from ..models.trained import AbstractTrainedRecommender
+from .losses import AbstractLoss
 
-Batch = tuple[Int[Array, " b"], Int[Array, " b"], Int[Array, " b"]]
-"""(users, positives, negatives) of one batch."""
+Batch = tuple[Array, ...]
+"""The arrays of one batch of examples (e.g. users, positives, negatives)."""
 
 
-def init_optimizer(optimizer: optax.GradientTransformation, model: AbstractPairwise) -> PyTree:
-    """The optimiser state for the model's array leaves."""
-    return optimizer.init(eqx.filter(model, eqx.is_array))
+def trainable(model: AbstractTrainedRecommender) -> PyTree[bool]:
+    """The filter spec of the trained parameters: True at array leaves outside ``model.frozen``."""
+    spec = jax.tree.map(eqx.is_array, model)
+    names = [name for name in model.frozen if getattr(model, name) is not None]
+    if not names:
+        return spec
+    return eqx.tree_at(lambda m: [getattr(m, name) for name in names], spec,
+                       [jax.tree.map(lambda _: False, getattr(spec, name)) for name in names])
+
+
+def init_optimizer(optimizer: optax.GradientTransformation, model: AbstractTrainedRecommender) -> PyTree:
+    """The optimiser state for the model's trained parameters."""
+    return optimizer.init(eqx.filter(model, trainable(model)))
 
 
 def _update(
-    model: AbstractPairwise, opt_state: PyTree, optimizer: optax.GradientTransformation, batch: Batch
-) -> tuple[AbstractPairwise, PyTree, Float[Array, ""]]:
-    loss, grads = eqx.filter_value_and_grad(bpr_loss)(model, *batch)
-    updates, opt_state = optimizer.update(grads, opt_state, eqx.filter(model, eqx.is_array))
-    return eqx.apply_updates(model, updates), opt_state, loss
+    model: AbstractTrainedRecommender, opt_state: PyTree, optimizer: optax.GradientTransformation,
+    loss: AbstractLoss, batch: Batch, key: jax.Array,
+) -> tuple[AbstractTrainedRecommender, PyTree, Float[Array, ""]]:
+    params, rest = eqx.partition(model, trainable(model))
+    value, grads = jax.value_and_grad(lambda p: loss(eqx.combine(p, rest), batch, key))(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return eqx.combine(eqx.apply_updates(params, updates), rest), opt_state, value
 
 
 @eqx.filter_jit
 def train_step(
-    model: AbstractPairwise, opt_state: PyTree, optimizer: optax.GradientTransformation, batch: Batch
-) -> tuple[AbstractPairwise, PyTree, Float[Array, ""]]:
-    """theta <- optimizer(grad_theta BPR(batch)); returns the model, optimiser state and the batch's loss."""
-    return _update(model, opt_state, optimizer, batch)
+    model: AbstractTrainedRecommender, opt_state: PyTree, optimizer: optax.GradientTransformation,
+    loss: AbstractLoss, batch: Batch, key: jax.Array,
+) -> tuple[AbstractTrainedRecommender, PyTree, Float[Array, ""]]:
+    """theta <- optimizer(grad_theta loss(batch, key)); returns the model, optimiser state and the batch's loss."""
+    return _update(model, opt_state, optimizer, loss, batch, key)
 
 
 @eqx.filter_jit
 def train_steps(
-    model: AbstractPairwise,
+    model: AbstractTrainedRecommender,
     opt_state: PyTree,
     optimizer: optax.GradientTransformation,
-    batches: tuple[Int[Array, "n b"], Int[Array, "n b"], Int[Array, "n b"]],
-) -> tuple[AbstractPairwise, PyTree, Float[Array, " n"]]:
-    """:func:`train_step` over stacked batches in order (``lax.scan``); returns each step's loss."""
+    loss: AbstractLoss,
+    batches: Batch,
+    keys: jax.Array,
+) -> tuple[AbstractTrainedRecommender, PyTree, Float[Array, " n"]]:
+    """:func:`train_step` over stacked batches (leading axis n) and their keys, in order (``lax.scan``)."""
     params, static = eqx.partition(model, eqx.is_array)
 
-    def body(carry: tuple[PyTree, PyTree], batch: Batch) -> tuple[tuple[PyTree, PyTree], Array]:
+    def body(carry: tuple[PyTree, PyTree], step: tuple[Batch, jax.Array]) -> tuple[tuple[PyTree, PyTree], Array]:
         params, opt_state = carry
-        model, opt_state, loss = _update(eqx.combine(params, static), opt_state, optimizer, batch)
-        return (eqx.filter(model, eqx.is_array), opt_state), loss
+        model, opt_state, value = _update(eqx.combine(params, static), opt_state, optimizer, loss, *step)
+        return (eqx.filter(model, eqx.is_array), opt_state), value
 
-    (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), batches)
+    (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), (batches, keys))
     return eqx.combine(params, static), opt_state, losses
