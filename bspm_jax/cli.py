@@ -272,19 +272,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .config import parse_grid
     from .experiment import dataset_from_config, evaluation_settings, model_from_config
     from .models import FitCache
+    from .experiment import train_settings
     from .plots import FIGURES, make_figure
+    from .sdiff_figures import FIGURES as SDIFF_FIGURES
 
+    figures = {**FIGURES, **SDIFF_FIGURES}
     names = list(FIGURES) if "all" in args.figures else list(dict.fromkeys(args.figures))
-    unknown = [n for n in names if n not in FIGURES]
+    unknown = [n for n in names if n not in figures]
     if unknown:
-        raise ConfigError(f"unknown figure {', '.join(unknown)}; available: {', '.join(FIGURES)}, all")
+        raise ConfigError(f"unknown figure {', '.join(unknown)}; available: {', '.join(figures)}, all")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
     config = load_cli_config(args)
     model = model_from_config(config)
     _, batch_size = evaluation_settings(config)
-    sweeps = {"fig5": ("T_s_values", args.T_s), "fig6": ("K_s_values", args.K_s)}
+    sweeps = {"fig5": ("T_s_values", args.T_s), "fig6": ("K_s_values", args.K_s), "sdiff-fig7": ("rank_values", args.ranks)}
+    grids = {"alpha_min_values": args.alpha_min, "sigma_max_values": args.sigma_max}
     out.mkdir(parents=True, exist_ok=True)
     dataset = dataset_from_config(config)
     fits = FitCache()
@@ -292,7 +296,11 @@ def cmd_plot(args: argparse.Namespace) -> int:
         kw = {"k": args.top_k, "batch_size": batch_size, "progress": _progress(args.quiet), "fits": fits}
         if name in sweeps and sweeps[name][1]:
             kw[sweeps[name][0]] = parse_grid(f"v={sweeps[name][1]}")[1]
-        data, paths = make_figure(name, model, dataset, out, **kw)
+        if name in SDIFF_FIGURES:
+            kw["train"] = train_settings(config)
+        if name == "sdiff-fig8":
+            kw.update({key: parse_grid(f"v={text}")[1] for key, text in grids.items() if text})
+        data, paths = make_figure(name, model, dataset, out, figures, **kw)
         print(f"{name:<6} {_figure_summary(data)}")
         print(f"{'':<6} wrote {', '.join(str(p) for p in paths)}")
     return 0
@@ -301,6 +309,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def _figure_summary(data: dict[str, Any]) -> str:
     """One line of a figure's numbers."""
     k = data["k"]
+    if "log_snr" in data:
+        f = data["frequencies"]
+        return f"log SNR of {len(data['log_snr'])} curves over t in (0, {data['t'][-1]:g}]; frequencies d from {f['min']:.3f} to {f['max']:.3f}"
+    if "points" in data:
+        labels = ([f"K={r}" for r in data["x"]["values"]] if "x" in data else
+                  [f"α_min={a:g} σ_max={s:g}" for a in data["alpha_min"] for s in data["sigma_max"]])
+        return "  ".join(f"{lab}: valid R {p['valid']['recall']:.4f} test R {p['test']['recall']:.4f}"
+                         for lab, p in zip(labels, data["points"]))
     if "x" in data:
         m, setting = data["metrics"], data["x"]["setting"]
         return "  ".join(f"{setting}={x:g}: R {m[f'recall@{k}'][i]:.4f} N {m[f'ndcg@{k}'][i]:.4f}"
@@ -400,13 +416,17 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--quiet", action="store_true", help="no progress bars")
     fetch.set_defaults(func=cmd_fetch)
 
-    plot = sub.add_parser("plot", help="the paper's figures 5, 6, 8 and 10 as PNG and SVG (needs matplotlib)")
-    plot.add_argument("figures", nargs="+", metavar="FIGURE", help="fig5, fig6, fig8, fig10 or all")
+    plot = sub.add_parser("plot", help="the BSPM paper's figures 5, 6, 8, 10 and S-Diff's 3, 7, 8 as PNG and SVG (needs matplotlib)")
+    plot.add_argument("figures", nargs="+", metavar="FIGURE",
+                      help="fig5, fig6, fig8, fig10 or all (BSPM); sdiff-fig3, sdiff-fig7, sdiff-fig8 (S-Diff, trained per point)")
     _add_config_options(plot, k=False)
     plot.add_argument("--out", default="figures", help="folder for <figure>.png, .svg and .json (default: figures)")
     plot.add_argument("--k", dest="top_k", type=int, default=20, help="cut-off K of the metrics (default 20)")
     plot.add_argument("--T-s", dest="T_s", metavar="V1,V2,...", help="fig5: sharpening times (default 1..5 and the model's)")
     plot.add_argument("--K-s", dest="K_s", metavar="V1,V2,...", help="fig6: sharpening steps (default 1..4 and the model's)")
+    plot.add_argument("--ranks", metavar="V1,V2,...", help="sdiff-fig7: eigenvector counts K (default 50,100,200,300,400)")
+    plot.add_argument("--alpha-min", dest="alpha_min", metavar="V1,V2,...", help="sdiff-fig8: alpha_min values (default 0,0.1,0.2)")
+    plot.add_argument("--sigma-max", dest="sigma_max", metavar="V1,V2,...", help="sdiff-fig8: sigma_max values (default 0.3,0.4,0.5)")
     plot.set_defaults(func=cmd_plot)
 
     tun = sub.add_parser("tune", help="grid search on a validation split of train, then the best config on test")

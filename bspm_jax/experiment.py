@@ -162,7 +162,9 @@ def fit_model(
 
     A model that is already fitted must have been fitted on exactly those interactions. A
     trained model is trained by :func:`bspm_jax.training.train`, early-stopped on the
-    validation split's full-ranking ``train.metric`` (train items excluded).
+    validation split's full-ranking ``train.metric`` (train items excluded); with
+    ``refit_with_valid`` it is then trained afresh (same seed) on train + validation for
+    the best epoch count found, with no validation (:func:`refit_trained`).
     """
     options = options or FitOptions()
     matrix = fit_matrix(dataset, options.refit_with_valid)
@@ -185,9 +187,6 @@ def fit_model(
 def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOptions) -> tuple[AbstractRecommender, dict[str, Any]]:
     """Train on ``dataset.train``, early-stopped on its validation split; the best model and the record."""
     settings = options.train
-    if options.refit_with_valid:
-        raise ConfigError(f"the {model.name} model is early-stopped on the validation split, so it cannot be "
-                          "refitted on it (refit_with_valid is for training-free models)")
     if dataset.valid is None:
         raise ConfigError(f"training the {model.name} model is early-stopped on a validation split, and {dataset.name} "
                           "has none: give a split with one (valid.txt, valid_list.npy) or carve one (Dataset.with_validation)")
@@ -207,17 +206,39 @@ def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOpti
                                                            title=f"{model.name} on {dataset.name}")]
         except ConfigError:  # matplotlib is optional: the CSV and JSON curves are written anyway
             pass
+    refit = None
+    if options.refit_with_valid:
+        t0 = time.perf_counter()
+        refitted = refit_trained(model, dataset, settings, result.best_epoch,
+                                 None if folder is None else folder / "refit", options.resume, options.progress)
+        refit = {"epochs": result.best_epoch, "seconds": time.perf_counter() - t0,
+                 "matrix": "train+valid", "interactions": int(fit_matrix(dataset, True).nnz)}
     record = {
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "best_validation": {settings.metric: result.best_metric},
+        "seconds_to_best": next((r["seconds"] for r in result.history if r["epoch"] == result.best_epoch), None),
         "stopped_early": result.stopped_early,
         "resumed_from_epoch": result.resumed_from,
         "seconds": result.seconds,
         "settings": settings.to_dict(),
         "files": files,
+        **({"refit_with_valid": refit} if refit else {}),
     }
-    return result.model, record
+    return (result.model if refit is None else refitted), record
+
+
+def refit_trained(
+    model: AbstractTrainedRecommender, dataset: Dataset, settings: TrainSettings, epochs: int,
+    checkpoint_dir: str | Path | None = None, resume: bool = False, progress: Progress | None = None,
+) -> AbstractRecommender:
+    """``model`` trained from scratch on train + validation for ``epochs`` epochs (the count chosen on
+    validation), with ``settings``' seed and optimiser and no validation; the last model."""
+    if epochs < 1:
+        raise ConfigError(f"refitting on train + validation needs at least one epoch, got {epochs}")
+    fixed = dataclasses.replace(settings, epochs=int(epochs))
+    return training.train(model, fit_matrix(dataset, True), fixed, None, checkpoint_dir=checkpoint_dir,
+                          resume=resume, progress=progress).model
 
 
 def train_settings(config: Config) -> TrainSettings:

@@ -449,13 +449,17 @@ FIGURES: dict[str, tuple[Callable[..., FigureData], Callable[[FigureData, str | 
 
 
 def make_figure(
-    name: str, model: AbstractRecommender, dataset: Dataset, out_dir: str | Path, **kw: Any
+    name: str, model: AbstractRecommender, dataset: Dataset, out_dir: str | Path,
+    figures: dict[str, tuple[Callable[..., FigureData], Callable[[FigureData, str | Path], list[Path]]]] | None = None,
+    **kw: Any,
 ) -> tuple[FigureData, list[Path]]:
-    """Compute figure ``name`` (keywords go to its data function) and write ``<out_dir>/<name>.{png,svg,json}``."""
+    """Compute figure ``name`` of ``figures`` (default :data:`FIGURES`; keywords go to its data function) and
+    write ``<out_dir>/<name>.{png,svg,json}``."""
+    figures = FIGURES if figures is None else figures
     try:
-        data_fn, plot_fn = FIGURES[name]
+        data_fn, plot_fn = figures[name]
     except KeyError:
-        raise ConfigError(f"unknown figure {name!r}; available: {', '.join(FIGURES)}") from None
+        raise ConfigError(f"unknown figure {name!r}; available: {', '.join(figures)}") from None
     _matplotlib()
     stem = Path(out_dir) / name
     for ext in (*FORMATS, "json"):

@@ -5,6 +5,7 @@ denoising loss against a NumPy recomputation, frozen basis in training, and lear
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import jax
@@ -302,3 +303,102 @@ def test_impossible_settings_are_refused(settings, message):
 def test_a_rank_above_the_item_count_is_refused():
     with pytest.raises(ConfigError, match="rank"):
         SDiff(rank=500).init(KEY, toy())
+
+
+# ---------------------------------------------------------------- resume, figures, CLI
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
+    R = toy(7)
+    model = SDiff(rank=6, hidden=(12,), time_dim=4)
+    s = TrainSettings(epochs=6, lr=1e-3, batch_size=8, checkpoint_every=2, seed=4)
+
+    def validator(stop_at=None):
+        calls = []
+
+        def validate(m):
+            calls.append(1)
+            if len(calls) == stop_at:
+                raise Interrupt
+            return {"recall@20": float(np.sum(np.asarray(m.denoiser.layers[-1].bias)))}
+        return validate
+
+    whole = train(model, R, s, validator())
+    with pytest.raises(Interrupt):
+        train(model, R, s, validator(5), checkpoint_dir=tmp_path)
+    resumed = train(model, R, s, validator(), checkpoint_dir=tmp_path, resume=True)
+    assert resumed.resumed_from == 4
+    for x, y in zip(jax.tree.leaves(resumed.model), jax.tree.leaves(whole.model)):
+        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+
+
+@pytest.fixture(scope="module")
+def small_split():
+    full = clustered(3, n_users=60, n_items=30)
+    coo = full.tocoo()
+    rng = np.random.default_rng(2)
+    cut = rng.random(coo.nnz)
+    part = lambda m: sp.csr_matrix((np.ones(m.sum(), np.float32), (coo.row[m], coo.col[m])), shape=full.shape)
+    return Dataset(part(cut < 0.7), part(cut >= 0.85), "clustered-small", valid=part((cut >= 0.7) & (cut < 0.85)))
+
+
+def test_fig3_data_is_the_closed_form_log_snr(small_split):
+    from bspm_jax.sdiff_figures import fig3_data
+
+    model = SDiff(rank=6, alpha_min=0.1, sigma_max=0.5)
+    data = fig3_data(model, small_split, n_times=7)
+    t = np.asarray(data["t"])
+    for label, values in data["log_snr"].items():
+        d = data["curve_frequency"][label]
+        a, s = zip(*(numpy_coefficients("vp", ti, np.array([d]), 0.1, 0.5, 1.0) for ti in t))
+        np.testing.assert_allclose(values, np.log(np.ravel(a) ** 2 / np.ravel(s) ** 2), rtol=1e-4, atol=1e-4)
+    json.dumps(data)
+
+
+def test_fig7_and_fig8_points_equal_separately_trained_models(small_split):
+    from bspm_jax.experiment import FitOptions, fit_model
+    from bspm_jax.sdiff_figures import fig7_data, fig8_data
+
+    model = SDiff(rank=6, hidden=(16,), time_dim=4, sample_noise=False)
+    s = TrainSettings(epochs=2, lr=3e-3, batch_size=32, eval_every=2, patience=2, seed=0)
+    f7 = fig7_data(model, small_split, k=5, train=s, rank_values=[8, 4])
+    f8 = fig8_data(model, small_split, k=5, train=s, alpha_min_values=[0.0], sigma_max_values=[0.5, 0.3])
+    assert f7["x"]["values"] == [4, 8] and f8["sigma_max"] == [0.3, 0.5]
+    fitted, _ = fit_model(dataclasses.replace(model, rank=8), small_split, FitOptions(train=s))
+    want = evaluate(fitted, small_split, ks=(5,)).metrics["recall@5"]
+    assert f7["points"][1]["test"]["recall"] == want
+    fitted, _ = fit_model(dataclasses.replace(model, alpha_min=0.0, sigma_max=0.3), small_split, FitOptions(train=s))
+    assert f8["points"][0]["valid"]["recall"] == evaluate(fitted, small_split, ks=(5,), split="valid").metrics["recall@5"]
+    json.dumps(f7), json.dumps(f8)
+    with pytest.raises(ConfigError, match="S-Diff"):
+        fig7_data(make_model("bspm"), small_split, train=s)
+
+
+def test_cli_plots_the_s_diff_figures_and_runs_the_preset(small_split, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from bspm_jax.cli import main
+    from bspm_jax.config import get_preset
+
+    preset = get_preset("ml1m-s-diff")
+    assert preset.model_name == "s-diff" and make_model("s-diff", **preset.model_settings).rank == 200
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name, m in (("train", small_split.train), ("valid", small_split.valid), ("test", small_split.test)):
+        coo = m.tocoo()
+        np.save(folder / f"{name}_list.npy", np.stack([coo.row, coo.col], 1).astype(np.int64))
+    common = ["--data", str(folder), "--preset", "ml1m-s-diff", "--set", "rank=6", "--set", "hidden=[16]",
+              "--set", "train.epochs=2", "--set", "train.eval_every=1", "--set", "train.batch_size=16", "--quiet"]
+    assert main(["plot", "sdiff-fig3", "sdiff-fig7", "--ranks", "4,6", "--out", str(tmp_path / "f"), *common]) == 0
+    out = capsys.readouterr().out
+    assert "sdiff-fig7" in out and (tmp_path / "f" / "sdiff-fig7.png").read_bytes()[:4] == b"\x89PNG"
+    data = json.loads((tmp_path / "f" / "sdiff-fig7.json").read_text())
+    assert [p["training"]["epochs_run"] for p in data["points"]] == [2, 2]
+    assert main(["run", *common, "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["model"] == "s-diff" and result["training"]["epochs_run"] == 2
+    assert 0 <= result["metrics"]["recall@20"] <= 1

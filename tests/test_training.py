@@ -526,3 +526,22 @@ def test_cli_trains_early_stopped_on_validation_saves_and_loads(tmp_path, capsys
     assert main(["fit", *common, "--save", str(saved)]) == 0
     assert main(["run", "--load", str(saved), "--json", str(loaded), "--quiet"]) == 0
     assert json.loads(loaded.read_text())["metrics"] == result["metrics"]  # same seed, same training, same scores
+
+
+def test_refit_with_valid_retrains_on_train_and_validation_for_the_best_epoch_count():
+    from bspm_jax.data import Dataset
+    from bspm_jax.data.dataset import matrix_digest
+    from bspm_jax.experiment import FitOptions, fit_matrix, fit_model
+
+    R, V, T = toy(1), toy(2, p=0.05), toy(3, p=0.05)
+    V = sp.csr_matrix(V - V.multiply(R))
+    T = sp.csr_matrix(T - T.multiply((R + V) > 0))
+    ds = Dataset(R, T, "toy", valid=V)
+    s = TrainSettings(epochs=6, lr=0.05, batch_size=16, eval_every=1, patience=2, seed=3)
+    first, record = fit_model(MFBPR(dim=4), ds, FitOptions(train=s))
+    refit, record2 = fit_model(MFBPR(dim=4), ds, FitOptions(refit_with_valid=True, train=s))
+    assert record2["best_epoch"] == record["best_epoch"] and record2["refit_with_valid"]["epochs"] == record["best_epoch"]
+    both = fit_matrix(ds, True)
+    assert refit.fitted_on.digest == matrix_digest(both) != first.fitted_on.digest
+    alone = train(MFBPR(dim=4), both, dataclasses.replace(s, epochs=record["best_epoch"])).model
+    assert same(refit, alone)
