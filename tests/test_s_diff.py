@@ -402,3 +402,15 @@ def test_cli_plots_the_s_diff_figures_and_runs_the_preset(small_split, tmp_path,
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["model"] == "s-diff" and result["training"]["epochs_run"] == 2
     assert 0 <= result["metrics"]["recall@20"] <= 1
+
+
+def test_a_new_user_with_a_known_users_history_gets_the_same_scores_without_noise():
+    R = toy(8)
+    model = fitted(R, sample_noise=False)
+    rows = R[[2, 5]]
+    known = np.asarray(model.score(SparseRows.from_scipy(rows, users=np.array([2, 5]))))
+    new = np.asarray(model.score(SparseRows.from_scipy(rows)))
+    dense = np.asarray(model.score(jnp.asarray(rows.toarray())))
+    np.testing.assert_allclose(new, known, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dense, known, rtol=1e-5, atol=1e-5)
+    assert model.scores_new_users
