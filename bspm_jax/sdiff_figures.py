@@ -123,19 +123,22 @@ def fig8_data(
     return {**_header("sdiff-fig8", model, dataset, k), "alpha_min": alphas, "sigma_max": sigmas, "points": points}
 
 
-def _caption(data: FigureData) -> str:
+def _caption(data: FigureData, omit: Sequence[str] = ()) -> str:
+    """The dataset and the model's settings, those swept by the figure (``omit``) left out."""
     c = data["model"]["config"]
     ds = data["dataset"]
-    return (f"{ds['name']} ({ds['n_users']:,} users, {ds['n_items']:,} items) · S-Diff {c['schedule'].upper()}, "
-            f"K={c['rank']}, T={c['steps']}, τ={c['tau']:g}, α_min={c['alpha_min']:g}, σ_max={c['sigma_max']:g}, "
-            f"{c['fusion']}, guidance {c['guidance']:g}")
+    parts = {"rank": f"K={c['rank']}", "steps": f"T={c['steps']}", "tau": f"τ={c['tau']:g}",
+             "alpha_min": f"α_min={c['alpha_min']:g}", "sigma_max": f"σ_max={c['sigma_max']:g}",
+             "fusion": c["fusion"], "guidance": f"guidance {c['guidance']:g}"}
+    shown = ", ".join(v for key, v in parts.items() if key not in omit)
+    return f"{ds['name']} ({ds['n_users']:,} users, {ds['n_items']:,} items) · S-Diff {c['schedule'].upper()}, {shown}"
 
 
-def _figure(title: str, data: FigureData, size: tuple[float, float]) -> Any:
+def _figure(title: str, data: FigureData, size: tuple[float, float], omit: Sequence[str] = ()) -> Any:
     _, Figure = _matplotlib()
     fig = Figure(figsize=size, layout="constrained")
     fig.suptitle(title, fontweight="bold")
-    fig.supxlabel(_caption(data), fontsize=9, color="0.25")
+    fig.supxlabel(_caption(data, omit), fontsize=9, color="0.25")
     return fig
 
 
@@ -158,7 +161,7 @@ def plot_fig7(data: FigureData, stem: str | Path) -> list[Path]:
     k, xs = data["k"], data["x"]["values"]
 
     def build() -> Any:
-        fig = _figure("Recall against the number of eigenvectors K (S-Diff Fig. 7)", data, (7.5, 4.6))
+        fig = _figure("Recall against the number of eigenvectors K (S-Diff Fig. 7)", data, (7.5, 4.6), omit=("rank",))
         ax = fig.subplots()
         for split, color in (("test", "#1f77b4"), ("valid", "#ff7f0e")):
             ax.plot(xs, [p[split]["recall"] for p in data["points"]], marker="o", color=color, label=f"{split} Recall@{k}")
@@ -175,14 +178,16 @@ def plot_fig8(data: FigureData, stem: str | Path) -> list[Path]:
     k, alphas, sigmas = data["k"], data["alpha_min"], data["sigma_max"]
 
     def build() -> Any:
-        fig = _figure("Recall over α_min × σ_max (S-Diff Fig. 8)", data, (10.0, 4.4))
+        fig = _figure("Recall over α_min × σ_max (S-Diff Fig. 8)", data, (10.0, 4.4), omit=("alpha_min", "sigma_max"))
         axes = fig.subplots(1, 2)
         for ax, split in zip(axes, ("valid", "test")):
             grid = np.array([p[split]["recall"] for p in data["points"]]).reshape(len(alphas), len(sigmas))
             im = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+            middle = (grid.min() + grid.max()) / 2
             for i in range(len(alphas)):
                 for j in range(len(sigmas)):
-                    ax.text(j, i, f"{grid[i, j]:.4f}", ha="center", va="center", color="white", fontsize=8)
+                    ax.text(j, i, f"{grid[i, j]:.4f}", ha="center", va="center", fontsize=8,
+                            color="black" if grid[i, j] > middle else "white")
             ax.set_xticks(range(len(sigmas)), [f"{s:g}" for s in sigmas])
             ax.set_yticks(range(len(alphas)), [f"{a:g}" for a in alphas])
             ax.set(xlabel="σ_max", ylabel="α_min", title=f"{split} Recall@{k}")

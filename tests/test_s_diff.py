@@ -366,14 +366,12 @@ def test_fig7_and_fig8_points_equal_separately_trained_models(small_split):
 
     model = SDiff(rank=6, hidden=(16,), time_dim=4, sample_noise=False)
     s = TrainSettings(epochs=2, lr=3e-3, batch_size=32, eval_every=2, patience=2, seed=0)
-    f7 = fig7_data(model, small_split, k=5, train=s, rank_values=[8, 4])
-    f8 = fig8_data(model, small_split, k=5, train=s, alpha_min_values=[0.0], sigma_max_values=[0.5, 0.3])
-    assert f7["x"]["values"] == [4, 8] and f8["sigma_max"] == [0.3, 0.5]
-    fitted, _ = fit_model(dataclasses.replace(model, rank=8), small_split, FitOptions(train=s))
-    want = evaluate(fitted, small_split, ks=(5,)).metrics["recall@5"]
-    assert f7["points"][1]["test"]["recall"] == want
-    fitted, _ = fit_model(dataclasses.replace(model, alpha_min=0.0, sigma_max=0.3), small_split, FitOptions(train=s))
-    assert f8["points"][0]["valid"]["recall"] == evaluate(fitted, small_split, ks=(5,), split="valid").metrics["recall@5"]
+    f7 = fig7_data(model, small_split, k=5, train=s, rank_values=[6, 4])
+    f8 = fig8_data(model, small_split, k=5, train=s, alpha_min_values=[0.0, 0.1], sigma_max_values=[0.5])
+    assert f7["x"]["values"] == [4, 6] and f8["alpha_min"] == [0.0, 0.1] and len(f8["points"]) == 2
+    fitted, _ = fit_model(model, small_split, FitOptions(train=s))  # rank 6, alpha_min 0.1, sigma_max 0.5
+    assert f7["points"][1]["test"]["recall"] == evaluate(fitted, small_split, ks=(5,)).metrics["recall@5"]
+    assert f8["points"][1]["valid"]["recall"] == evaluate(fitted, small_split, ks=(5,), split="valid").metrics["recall@5"]
     json.dumps(f7), json.dumps(f8)
     with pytest.raises(ConfigError, match="S-Diff"):
         fig7_data(make_model("bspm"), small_split, train=s)
@@ -385,7 +383,8 @@ def test_cli_plots_the_s_diff_figures_and_runs_the_preset(small_split, tmp_path,
     from bspm_jax.config import get_preset
 
     preset = get_preset("ml1m-s-diff")
-    assert preset.model_name == "s-diff" and make_model("s-diff", **preset.model_settings).rank == 200
+    assert preset.model_name == "s-diff" and make_model("s-diff", **preset.model_settings).rank == 400
+    assert preset["evaluation"]["refit_with_valid"] is True
     folder = tmp_path / "data"
     folder.mkdir()
     for name, m in (("train", small_split.train), ("valid", small_split.valid), ("test", small_split.test)):
@@ -393,14 +392,15 @@ def test_cli_plots_the_s_diff_figures_and_runs_the_preset(small_split, tmp_path,
         np.save(folder / f"{name}_list.npy", np.stack([coo.row, coo.col], 1).astype(np.int64))
     common = ["--data", str(folder), "--preset", "ml1m-s-diff", "--set", "rank=6", "--set", "hidden=[16]",
               "--set", "train.epochs=2", "--set", "train.eval_every=1", "--set", "train.batch_size=16", "--quiet"]
-    assert main(["plot", "sdiff-fig3", "sdiff-fig7", "--ranks", "4,6", "--out", str(tmp_path / "f"), *common]) == 0
+    assert main(["plot", "sdiff-fig3", "sdiff-fig7", "--ranks", "6", "--out", str(tmp_path / "f"), *common]) == 0
     out = capsys.readouterr().out
     assert "sdiff-fig7" in out and (tmp_path / "f" / "sdiff-fig7.png").read_bytes()[:4] == b"\x89PNG"
     data = json.loads((tmp_path / "f" / "sdiff-fig7.json").read_text())
-    assert [p["training"]["epochs_run"] for p in data["points"]] == [2, 2]
+    assert [p["training"]["epochs_run"] for p in data["points"]] == [2]
     assert main(["run", *common, "--json", str(tmp_path / "r.json")]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["model"] == "s-diff" and result["training"]["epochs_run"] == 2
+    assert result["training"]["refit_with_valid"]["epochs"] == result["training"]["best_epoch"]  # the preset refits
     assert 0 <= result["metrics"]["recall@20"] <= 1
 
 
