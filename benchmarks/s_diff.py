@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         old = json.loads(path.read_text())
         if old.get("preset") == args.preset and old.get("data") == args.data:
             result["runs"] = old.get("runs", {})
-    plan = {f"seed{s}": [f"train.seed={s}"] for s in (int(x) for x in args.seeds.split(","))}
+    plan = {f"seed{s}": [f"train.seed={s}"] for s in (int(x) for x in args.seeds.split(",") if x.strip())}
     if args.ablations:
         plan.update({"schedule=ddpm": ["model.schedule=ddpm"], "schedule=ve": ["model.schedule=ve"],
                      "fusion=concat": ["model.fusion=concat"]})

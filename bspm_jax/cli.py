@@ -63,8 +63,10 @@ def _training_line(record: dict[str, Any]) -> str:
     best = "none" if value is None else f"{value:.4f}"
     how = "early-stopped" if record["stopped_early"] else "all epochs"
     resumed = f", resumed after epoch {record['resumed_from_epoch']}" if record["resumed_from_epoch"] else ""
+    refit = record.get("refit_with_valid")
+    again = f"; refitted on train + validation for {refit['epochs']} epochs, {refit['seconds']:.1f} s" if refit else ""
     return (f"training {record['epochs_run']} epochs ({how}{resumed}), best epoch {record['best_epoch']} "
-            f"(validation {metric} {best}), {record['seconds']:.1f} s")
+            f"(validation {metric} {best}), {record['seconds']:.1f} s{again}")
 
 
 def _kernel_line(env: dict[str, Any]) -> str:

@@ -367,11 +367,11 @@ def test_fig7_and_fig8_points_equal_separately_trained_models(small_split):
     model = SDiff(rank=6, hidden=(16,), time_dim=4, sample_noise=False)
     s = TrainSettings(epochs=2, lr=3e-3, batch_size=32, eval_every=2, patience=2, seed=0)
     f7 = fig7_data(model, small_split, k=5, train=s, rank_values=[6, 4])
-    f8 = fig8_data(model, small_split, k=5, train=s, alpha_min_values=[0.0, 0.1], sigma_max_values=[0.5])
-    assert f7["x"]["values"] == [4, 6] and f8["alpha_min"] == [0.0, 0.1] and len(f8["points"]) == 2
+    f8 = fig8_data(model, small_split, k=5, train=s, alpha_min_values=[0.1], sigma_max_values=[0.5])
+    assert f7["x"]["values"] == [4, 6] and f8["alpha_min"] == [0.1] and len(f8["points"]) == 1
     fitted, _ = fit_model(model, small_split, FitOptions(train=s))  # rank 6, alpha_min 0.1, sigma_max 0.5
     assert f7["points"][1]["test"]["recall"] == evaluate(fitted, small_split, ks=(5,)).metrics["recall@5"]
-    assert f8["points"][1]["valid"]["recall"] == evaluate(fitted, small_split, ks=(5,), split="valid").metrics["recall@5"]
+    assert f8["points"][0]["valid"]["recall"] == evaluate(fitted, small_split, ks=(5,), split="valid").metrics["recall@5"]
     json.dumps(f7), json.dumps(f8)
     with pytest.raises(ConfigError, match="S-Diff"):
         fig7_data(make_model("bspm"), small_split, train=s)
