@@ -23,7 +23,6 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from bspm_jax.config import get_preset

@@ -54,6 +54,7 @@ import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
 from ..diffusion import DENOISERS, SCHEDULES, AbstractDenoiser, AbstractSchedule
+from ..diffusion.denoiser import ACTIVATIONS
 from ..errors import ConfigError
 from ..rows import SparseRows
 from ..spectral import spectrum
@@ -114,11 +115,9 @@ class SDiff(AbstractTrainedRecommender):
         _number("mask_ratio", self.mask_ratio, 0.0, 1.0)
         _number("p_uncond", self.p_uncond, 0.0, 1.0)
         _number("guidance", self.guidance, -math.inf)
-        for name, table in (("schedule", SCHEDULES), ("fusion", DENOISERS)):
+        for name, table in (("schedule", SCHEDULES), ("fusion", DENOISERS), ("activation", ACTIVATIONS)):
             if getattr(self, name) not in table:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; available: {', '.join(table)}")
-        if self.activation not in ("tanh", "relu", "silu"):
-            raise ConfigError(f"unknown activation {self.activation!r}; available: tanh, relu, silu")
         if not isinstance(self.sample_noise, bool):
             raise ConfigError(f"sample_noise must be true or false, got {self.sample_noise!r}")
         if not (isinstance(self.hidden, tuple) and all(isinstance(w, numbers.Integral) and not isinstance(w, bool)
