@@ -176,6 +176,27 @@ class SparseMatrix(eqx.Module):
     def shape(self) -> tuple[int, int]:
         return tuple(self.matrix.shape)
 
+    @property
+    def T(self) -> SparseMatrix:
+        """``M^T`` (the two stored orientations swapped; nothing is copied)."""
+        return SparseMatrix(self.transpose, self.matrix, self.kernel)
+
+    def matmul(self, x: Float[Array, "n d"]) -> Float[Array, "m d"]:
+        """``M X`` for a block of columns ``X``; differentiable in ``X`` (its VJP is ``M^T G``)."""
+        return _sparse_product(x, self)
+
+    def _columns(self, x: Float[Array, "n d"]) -> Float[Array, "m d"]:
+        if not self.native:
+            return self.matrix @ x
+        n, d = x.shape
+        width = native_kernel.chunk_width(d)
+        pad = -d % width
+        if pad:
+            x = jnp.concatenate([x, jnp.zeros((n, pad), x.dtype)], axis=1)
+        chunks = x.reshape(n, -1, width).transpose(1, 0, 2)
+        y = _csr_chain(chunks, (self.matrix,), self.kernel)
+        return y.transpose(1, 0, 2).reshape(y.shape[1], -1)[:, :d]
+
     def rmatmul(self, x: Float[Array, "b m"]) -> Float[Array, "b n"]:
         """``X M`` for a batch of rows of length m."""
         if self.native:
@@ -209,6 +230,21 @@ class SparseMatrix(eqx.Module):
         """``X F_1^T F_2^T ...`` computed as ``F_2 (F_1 X^T)`` on column chunks of ``X^T``."""
         y = native_kernel.to_chunks(x, native_kernel.chunk_width(x.shape[0]))
         return native_kernel.from_chunks(_csr_chain(y, factors, self.kernel), x.shape[0])
+
+
+@eqx.filter_custom_vjp
+def _sparse_product(x: Float[Array, "n d"], matrix: SparseMatrix) -> Float[Array, "m d"]:
+    return matrix._columns(x)
+
+
+@_sparse_product.def_fwd
+def _sparse_product_fwd(perturbed: bool, x: Array, matrix: SparseMatrix) -> tuple[Array, None]:
+    return matrix._columns(x), None
+
+
+@_sparse_product.def_bwd
+def _sparse_product_bwd(residuals: None, grad: Array, perturbed: bool, x: Array, matrix: SparseMatrix) -> Array:
+    return matrix.T._columns(grad)
 
 
 def _csr_chain(x: Float[Array, "c m w"], factors: tuple[jsparse.BCSR, ...], path: str) -> Float[Array, "c n w"]:

@@ -219,7 +219,7 @@ def test_denoising_loss_matches_a_numpy_recomputation():
     loss = DenoisingLoss.from_matrix(R)
     users = jnp.asarray([3, 0, 7, 7])
     key = jax.random.key(11)
-    got = float(loss(model, (users,), key))
+    got = float(loss(model, (users,), key, jnp.asarray(0)))
     # the same draws: with no masking and no dropped condition, only t and the noise are random
     _, _, k_time, k_noise = jax.random.split(key, 4)
     X = R.toarray()[np.asarray(users)]

@@ -14,8 +14,13 @@ from .. import serial
 from ..errors import ConfigError
 from .base import AbstractRecommender, AbstractTrainingFree, FitCache, LayoutScores, TrainInfo
 from .bspm import BSPM
+from .gmf import GMF
 from .lgcn_ide import LGCNIDE
+from .lightgcn import LightGCN
 from .mf_bpr import MFBPR
+from .mlp_cf import MLP
+from .ncf import AbstractNCF
+from .neumf import NeuMF, neumf_from_parts
 from .popularity import Popularity
 from .s_diff import SDiff
 from .trained import AbstractPairwise, AbstractTrainedRecommender
@@ -32,6 +37,10 @@ MODELS: dict[str, tuple[type[AbstractRecommender], dict[str, Any]]] = {
     "blur-gfcf": (BSPM, {"blur": "gfcf", **_NO_SHARPEN}),
     "mf-bpr": (MFBPR, {}),
     "s-diff": (SDiff, {}),
+    "lightgcn": (LightGCN, {}),
+    "gmf": (GMF, {}),
+    "mlp": (MLP, {}),
+    "neumf": (NeuMF, {}),
 }
 
 
@@ -90,9 +99,14 @@ def load_model(path: str | Path) -> AbstractRecommender:
 
 __all__ = [
     "BSPM",
+    "GMF",
     "LGCNIDE",
+    "LightGCN",
     "MFBPR",
+    "MLP",
     "MODELS",
+    "NeuMF",
+    "AbstractNCF",
     "AbstractPairwise",
     "AbstractRecommender",
     "AbstractTrainedRecommender",
@@ -105,4 +119,5 @@ __all__ = [
     "load_model",
     "make_model",
     "model_defaults",
+    "neumf_from_parts",
 ]

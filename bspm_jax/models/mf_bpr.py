@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
 from typing import ClassVar
 
 import equinox as eqx
@@ -13,8 +11,9 @@ import jax.numpy as jnp
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
+from ..checks import check_integer, check_number
 from ..errors import ConfigError
-from .trained import AbstractPairwise
+from .trained import AbstractPairwise, l2_penalty, normal_table
 
 
 class MFBPR(AbstractPairwise):
@@ -28,12 +27,9 @@ class MFBPR(AbstractPairwise):
     item_embedding: Float[Array, "n_items dim"] | None = None
 
     def __check_init__(self) -> None:
-        if not (isinstance(self.dim, numbers.Integral) and not isinstance(self.dim, bool) and self.dim >= 1):
-            raise ConfigError(f"dim (the embedding size) must be an integer >= 1, got {self.dim!r}")
-        for name in ("reg", "init_scale"):
-            value = getattr(self, name)
-            if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+        check_integer("dim (the embedding size)", self.dim, 1)
+        check_number("reg", self.reg, 0)
+        check_number("init_scale", self.init_scale, 0)
         if self.init_scale == 0:
             raise ConfigError("init_scale must be > 0 (all-zero embeddings get no BPR gradient)")
 
@@ -41,9 +37,8 @@ class MFBPR(AbstractPairwise):
         """Embeddings drawn from N(0, init_scale^2), float32, one per user and item of ``train``."""
         n_users, n_items = train.shape
         ku, ki = jax.random.split(key)
-        users = self.init_scale * jax.random.normal(ku, (n_users, self.dim), jnp.float32)
-        items = self.init_scale * jax.random.normal(ki, (n_items, self.dim), jnp.float32)
-        return dataclasses.replace(self, user_embedding=users, item_embedding=items)
+        return dataclasses.replace(self, user_embedding=normal_table(ku, (n_users, self.dim), self.init_scale),
+                                   item_embedding=normal_table(ki, (n_items, self.dim), self.init_scale))
 
     def pair_scores(self, users: Int[Array, " b"], items: Int[Array, " b"]) -> Float[Array, " b"]:
         """s(u_n, i_n) = p_{u_n} . q_{i_n}."""
@@ -51,9 +46,7 @@ class MFBPR(AbstractPairwise):
 
     def penalty(self, users: Int[Array, " b"], pos: Int[Array, " b"], neg: Int[Array, " b"]) -> Float[Array, ""]:
         """reg/2 * mean_n (|p_u|^2 + |q_i|^2 + |q_j|^2)."""
-        squares = sum(jnp.sum(table[idx] ** 2, axis=-1) for table, idx in
-                      ((self.user_embedding, users), (self.item_embedding, pos), (self.item_embedding, neg)))
-        return 0.5 * self.reg * jnp.mean(squares)
+        return l2_penalty(self.reg, ((self.user_embedding, users), (self.item_embedding, pos), (self.item_embedding, neg)))
 
     @eqx.filter_jit
     def score_users(self, users: Int[Array, " b"]) -> Float[Array, "b n_items"]:

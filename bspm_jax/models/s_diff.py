@@ -55,6 +55,7 @@ from jaxtyping import Array, Float, Int
 
 from ..diffusion import DENOISERS, SCHEDULES, AbstractDenoiser, AbstractSchedule
 from ..diffusion.denoiser import ACTIVATIONS
+from ..checks import check_integer, check_number
 from ..errors import ConfigError
 from ..rows import SparseRows
 from ..spectral import spectrum
@@ -63,19 +64,6 @@ from .base import Rows
 from .trained import AbstractTrainedRecommender
 
 _NEW_USER_OFFSET = 1 << 30  # new users' noise keys: fold_in(key, offset + position in the batch)
-
-
-def _number(name: str, value: Any, low: float, high: float = math.inf, strict_low: bool = False) -> None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if strict_low else value >= low) and value <= high
-    if not ok:
-        bounds = f"{'>' if strict_low else '>='} {low}" + (f" and <= {high}" if high != math.inf else "")
-        raise ConfigError(f"{name} must be a finite number {bounds}, got {value!r}")
-
-
-def _integer(name: str, value: Any, low: int) -> None:
-    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low):
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 class SDiff(AbstractTrainedRecommender):
@@ -105,16 +93,16 @@ class SDiff(AbstractTrainedRecommender):
     denoiser: AbstractDenoiser | None = None
 
     def __check_init__(self) -> None:
-        _integer("rank", self.rank, 1)
-        _integer("steps", self.steps, 1)
-        _integer("time_dim", self.time_dim, 2)
-        _integer("sample_seed", self.sample_seed, 0)
-        _number("tau", self.tau, 0.0, strict_low=True)
-        _number("alpha_min", self.alpha_min, 0.0, 1.0)
-        _number("sigma_max", self.sigma_max, 0.0, 1.0)
-        _number("mask_ratio", self.mask_ratio, 0.0, 1.0)
-        _number("p_uncond", self.p_uncond, 0.0, 1.0)
-        _number("guidance", self.guidance, -math.inf)
+        check_integer("rank", self.rank, 1)
+        check_integer("steps", self.steps, 1)
+        check_integer("time_dim", self.time_dim, 2)
+        check_integer("sample_seed", self.sample_seed, 0)
+        check_number("tau", self.tau, 0.0, strict_low=True)
+        check_number("alpha_min", self.alpha_min, 0.0, 1.0)
+        check_number("sigma_max", self.sigma_max, 0.0, 1.0)
+        check_number("mask_ratio", self.mask_ratio, 0.0, 1.0)
+        check_number("p_uncond", self.p_uncond, 0.0, 1.0)
+        check_number("guidance", self.guidance, -math.inf)
         for name, table in (("schedule", SCHEDULES), ("fusion", DENOISERS), ("activation", ACTIVATIONS)):
             if getattr(self, name) not in table:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; available: {', '.join(table)}")

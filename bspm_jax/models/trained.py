@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 import jax
+import jax.numpy as jnp
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
@@ -36,6 +37,16 @@ class AbstractTrainedRecommender(AbstractRecommender):
     def with_train(self, train: sp.spmatrix) -> AbstractTrainedRecommender:
         """A copy that records ``train`` (the matrix it is trained on) as its :class:`TrainInfo`."""
         return dataclasses.replace(self, fitted_on=TrainInfo.of(train))
+
+
+def l2_penalty(reg: float, rows: tuple[tuple[Array, Array], ...]) -> Float[Array, ""]:
+    """reg/2 * mean_n sum_j |T_j[idx_j[n]]|^2 for pairs (T_j, idx_j): the L2 term on the embeddings a batch touches."""
+    return 0.5 * reg * jnp.mean(sum(jnp.sum(table[idx] ** 2, axis=-1) for table, idx in rows))
+
+
+def normal_table(key: jax.Array, shape: tuple[int, int], scale: float) -> Float[Array, "n d"]:
+    """A float32 table drawn from N(0, scale^2)."""
+    return scale * jax.random.normal(key, shape, jnp.float32)
 
 
 class AbstractPairwise(AbstractTrainedRecommender):

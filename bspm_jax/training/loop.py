@@ -1,10 +1,11 @@
 """The training loop: epochs of steps on the model's objective, validation every few epochs, early stopping, checkpoints.
 
 Randomness comes from one seed: ``seed_key = jax.random.key(seed)``, the parameters are
-initialised with ``fold_in(seed_key, 0)`` and epoch ``e`` samples with ``fold_in(seed_key, e)``
-(its examples on the host, its steps' keys from ``split(fold_in(that key, 1), n_steps)``).
-A run resumed from the checkpoint of epoch ``e`` therefore continues with exactly the
-batches, and so the parameters, of the uninterrupted run.
+initialised with ``fold_in(seed_key, 0)`` (by :func:`~bspm_jax.training.pretrain.initial_model`:
+``model.init``, or pre-training runs for models that start from trained parts) and epoch
+``e`` samples with ``fold_in(seed_key, e)`` (its examples on the host, its steps' keys from
+``split(fold_in(that key, 1), n_steps)``). A run resumed from the checkpoint of epoch ``e``
+therefore continues with exactly the batches, and so the parameters, of the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ..data.dataset import matrix_digest
 from .checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
 from .curves import CURVE, write_curves
 from .objective import Objective, objective
+from .pretrain import initial_model
 from .sampling import epoch_key, stacked_batches
 from .step import init_optimizer, train_step, train_steps
 
@@ -158,7 +160,9 @@ def train(
             check_writable(out_dir / f"{CURVE}.{ext}")
     optimizer = adam(float(settings.lr))
     seed_key = jax.random.key(settings.seed)
-    model = model.init(jax.random.fold_in(seed_key, 0), train_csr).with_train(train_csr)
+    model = initial_model(model, jax.random.fold_in(seed_key, 0), train_csr, settings, validate,
+                          None if checkpoint_path is None else checkpoint_path.parent, resume=resume,
+                          progress=progress).with_train(train_csr)
     state = TrainState(model, init_optimizer(optimizer, model), seed_key, best_model=model)
     stamp = fingerprint(model, train_csr, settings)
     if checkpoint_path is not None and checkpoint_path.is_file():
@@ -223,12 +227,14 @@ def _epoch(
     full, rest = stacked_batches(plan.sampler.epoch(key), settings.batch_size)
     n_full = full[0].shape[0]
     keys = jax.random.split(jax.random.fold_in(key, 1), n_full + 1)
+    n_steps = n_full + (rest[0].shape[0] > 0)
+    first = np.int32((epoch - 1) * n_steps)  # every epoch has the same number of examples, so of steps
     model, opt_state, parts = state.model, state.opt_state, []
     if n_full:
-        model, opt_state, losses = train_steps(model, opt_state, optimizer, plan.loss, full, keys[:n_full])
+        model, opt_state, losses = train_steps(model, opt_state, optimizer, plan.loss, full, keys[:n_full], first)
         parts.append(np.asarray(losses))
     if rest[0].shape[0]:
-        model, opt_state, loss = train_step(model, opt_state, optimizer, plan.loss, rest, keys[n_full])
+        model, opt_state, loss = train_step(model, opt_state, optimizer, plan.loss, rest, keys[n_full], first + n_full)
         parts.append(np.asarray(loss)[None])
     losses = np.concatenate(parts)
     bad = np.flatnonzero(~np.isfinite(losses))

@@ -1,4 +1,5 @@
-"""Training losses: BPR for pairwise models, the denoising MSE of spectral diffusion (S-Diff, Algorithm 1).
+"""Training losses: BPR for pairwise models, binary cross-entropy for NCF models, the denoising MSE of
+spectral diffusion (S-Diff, Algorithm 1).
 
 A loss is a module called as ``loss(model, batch, key)``; arrays it needs from the data
 (e.g. the users' padded item lists) are its fields, so they stay on the device.
@@ -15,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
+from ..models.ncf import AbstractNCF
 from ..models.s_diff import SDiff
 from ..models.trained import AbstractPairwise, AbstractTrainedRecommender
 
@@ -22,24 +24,49 @@ from ..models.trained import AbstractPairwise, AbstractTrainedRecommender
 def bpr_loss(
     model: AbstractPairwise, users: Int[Array, " b"], pos: Int[Array, " b"], neg: Int[Array, " b"]
 ) -> Float[Array, ""]:
-    """mean_n -log sigmoid(s(u_n, i_n) - s(u_n, j_n)) + model.penalty(users, pos, neg)."""
-    margin = model.pair_scores(users, pos) - model.pair_scores(users, neg)
+    """mean_n -log sigmoid(s(u_n, i_n) - s(u_n, j_n)) + model.penalty(users, pos, neg).
+
+    Both scores come from one ``pair_scores`` call (LightGCN propagates once per batch).
+    """
+    scores = model.pair_scores(jnp.concatenate([users, users]), jnp.concatenate([pos, neg]))
+    margin = scores[: users.shape[0]] - scores[users.shape[0] :]
     return -jnp.mean(jax.nn.log_sigmoid(margin)) + model.penalty(users, pos, neg)
 
 
 class AbstractLoss(eqx.Module):
-    """The scalar a trained model minimises on one batch of examples (``key``: the step's randomness)."""
+    """The scalar a trained model minimises on one batch of examples (``key``: the step's randomness, ``step``: its 0-based update index)."""
 
     @abc.abstractmethod
-    def __call__(self, model: AbstractTrainedRecommender, batch: tuple[Array, ...], key: jax.Array) -> Float[Array, ""]:
+    def __call__(
+        self, model: AbstractTrainedRecommender, batch: tuple[Array, ...], key: jax.Array, step: Int[Array, ""]
+    ) -> Float[Array, ""]:
         """The loss of ``model`` on ``batch``."""
 
 
 class BPRLoss(AbstractLoss):
     """:func:`bpr_loss` on (users, positives, negatives); deterministic given the batch."""
 
-    def __call__(self, model: AbstractPairwise, batch: tuple[Array, ...], key: jax.Array) -> Float[Array, ""]:
+    def __call__(self, model: AbstractPairwise, batch: tuple[Array, ...], key: jax.Array, step: Int[Array, ""]) -> Float[Array, ""]:
         return bpr_loss(model, *batch)
+
+
+def bce_loss(
+    model: AbstractNCF, users: Int[Array, " b"], items: Int[Array, " b"], labels: Float[Array, " b"]
+) -> Float[Array, ""]:
+    """mean_n BCE(sigmoid(z_n), y_n) + model.pair_penalty(users, items), z the logits ``pair_scores``.
+
+    BCE(sigmoid(z), y) = -y log sigmoid(z) - (1 - y) log sigmoid(-z), written with log-sigmoid (finite for any z).
+    """
+    z = model.pair_scores(users, items)
+    bce = -(labels * jax.nn.log_sigmoid(z) + (1.0 - labels) * jax.nn.log_sigmoid(-z))
+    return jnp.mean(bce) + model.pair_penalty(users, items)
+
+
+class BCELoss(AbstractLoss):
+    """:func:`bce_loss` on (users, items, labels) (NCF's log loss with sampled negatives); deterministic given the batch."""
+
+    def __call__(self, model: AbstractNCF, batch: tuple[Array, ...], key: jax.Array, step: Int[Array, ""]) -> Float[Array, ""]:
+        return bce_loss(model, *batch)
 
 
 def padded_items(train: sp.spmatrix) -> np.ndarray:
@@ -67,7 +94,7 @@ class DenoisingLoss(AbstractLoss):
     def from_matrix(cls, train: sp.spmatrix) -> DenoisingLoss:
         return cls(jnp.asarray(padded_items(train)))
 
-    def __call__(self, model: SDiff, batch: tuple[Array, ...], key: jax.Array) -> Float[Array, ""]:
+    def __call__(self, model: SDiff, batch: tuple[Array, ...], key: jax.Array, step: Int[Array, ""]) -> Float[Array, ""]:
         (users,) = batch
         items = self.items[users]
         b, n_items = users.shape[0], model.basis.shape[0]

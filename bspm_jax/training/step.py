@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, PyTree
+from jaxtyping import Array, Float, Int, PyTree
 
 from ..models.trained import AbstractTrainedRecommender
 from .losses import AbstractLoss
@@ -35,10 +36,10 @@ def init_optimizer(optimizer: optax.GradientTransformation, model: AbstractTrain
 
 def _update(
     model: AbstractTrainedRecommender, opt_state: PyTree, optimizer: optax.GradientTransformation,
-    loss: AbstractLoss, batch: Batch, key: jax.Array,
+    loss: AbstractLoss, batch: Batch, key: jax.Array, step: Int[Array, ""],
 ) -> tuple[AbstractTrainedRecommender, PyTree, Float[Array, ""]]:
     params, rest = eqx.partition(model, trainable(model))
-    value, grads = jax.value_and_grad(lambda p: loss(eqx.combine(p, rest), batch, key))(params)
+    value, grads = jax.value_and_grad(lambda p: loss(eqx.combine(p, rest), batch, key, step))(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return eqx.combine(eqx.apply_updates(params, updates), rest), opt_state, value
 
@@ -46,10 +47,13 @@ def _update(
 @eqx.filter_jit
 def train_step(
     model: AbstractTrainedRecommender, opt_state: PyTree, optimizer: optax.GradientTransformation,
-    loss: AbstractLoss, batch: Batch, key: jax.Array,
+    loss: AbstractLoss, batch: Batch, key: jax.Array, step: int | Int[Array, ""] = 0,
 ) -> tuple[AbstractTrainedRecommender, PyTree, Float[Array, ""]]:
-    """theta <- optimizer(grad_theta loss(batch, key)); returns the model, optimiser state and the batch's loss."""
-    return _update(model, opt_state, optimizer, loss, batch, key)
+    """theta <- optimizer(grad_theta loss(batch, key, step)); returns the model, optimiser state and the batch's loss.
+
+    ``step`` is the update's 0-based index in the run (for losses with a schedule, e.g. KL annealing).
+    """
+    return _update(model, opt_state, optimizer, loss, batch, key, jnp.asarray(step, jnp.int32))
 
 
 @eqx.filter_jit
@@ -60,14 +64,16 @@ def train_steps(
     loss: AbstractLoss,
     batches: Batch,
     keys: jax.Array,
+    first_step: int | Int[Array, ""] = 0,
 ) -> tuple[AbstractTrainedRecommender, PyTree, Float[Array, " n"]]:
-    """:func:`train_step` over stacked batches (leading axis n) and their keys, in order (``lax.scan``)."""
+    """:func:`train_step` over stacked batches (leading axis n) and their keys, in order (``lax.scan``), as steps first_step, first_step + 1, ..."""
     params, static = eqx.partition(model, eqx.is_array)
+    steps = jnp.asarray(first_step, jnp.int32) + jnp.arange(keys.shape[0], dtype=jnp.int32)
 
-    def body(carry: tuple[PyTree, PyTree], step: tuple[Batch, jax.Array]) -> tuple[tuple[PyTree, PyTree], Array]:
+    def body(carry: tuple[PyTree, PyTree], step: tuple[Batch, jax.Array, Array]) -> tuple[tuple[PyTree, PyTree], Array]:
         params, opt_state = carry
         model, opt_state, value = _update(eqx.combine(params, static), opt_state, optimizer, loss, *step)
         return (eqx.filter(model, eqx.is_array), opt_state), value
 
-    (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), (batches, keys))
+    (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), (batches, keys, steps))
     return eqx.combine(params, static), opt_state, losses
