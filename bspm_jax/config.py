@@ -6,8 +6,8 @@ A configuration file has up to five tables and a description::
     [model]        # name = a registered model; every other key is one of its settings
     name = "bspm"
     T_s = 2.5
-    [data]         # path (LightGCN folder or pairs file; relative to the file) and pairs options
-    path = "gowalla"
+    [data]         # path (LightGCN folder or pairs file; relative to the file), pairs options,
+    path = "gowalla"  # and validation = a share of train carved as the validation split (validation_seed)
     [evaluation]   # cut-offs and users per batch
     k = [10, 20]
     batch_size = 1024
@@ -39,7 +39,7 @@ from .errors import ConfigError
 
 TABLES: dict[str, tuple[str, ...] | None] = {
     "model": None,  # model settings are checked by the model itself
-    "data": ("path", "user_col", "item_col", "sep", "test", "holdout", "seed"),
+    "data": ("path", "user_col", "item_col", "sep", "test", "holdout", "seed", "validation", "validation_seed"),
     "evaluation": ("k", "batch_size", "devices", "refit_with_valid"),
     "tune": ("metric", "validation", "seed", "grid"),
     "train": ("epochs", "lr", "batch_size", "eval_every", "patience", "metric", "seed", "checkpoint_every"),

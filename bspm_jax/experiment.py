@@ -31,17 +31,32 @@ def model_from_config(config: Config) -> AbstractRecommender:
     return make_model(config.model_name, **config.model_settings)
 
 
+_CARVE = ("validation", "validation_seed")
+
+
 def data_source(config: Config) -> tuple[str | None, dict[str, Any]]:
     """``[data]`` as (path or None for the shipped sample, loader options)."""
-    data = config["data"]
+    data = {k: v for k, v in config["data"].items() if k not in _CARVE}
     path = data.pop("path", None)
     return path, {("test_path" if k == "test" else k): v for k, v in data.items()}
 
 
 def dataset_from_config(config: Config) -> Dataset:
-    """The dataset named by ``[data]`` (the shipped sample when it has no path)."""
+    """The dataset named by ``[data]`` (the shipped sample when it has no path).
+
+    With ``data.validation`` (a share of each user's train items), a validation split is
+    carved from train (:meth:`Dataset.with_validation`, seeded by ``data.validation_seed``,
+    default 0) when the data has none; data that has one keeps it.
+    """
     path, options = data_source(config)
-    return load_dataset(path, **options)
+    dataset = load_dataset(path, **options)
+    data = config["data"]
+    if "validation" in data and dataset.valid is None:
+        seed = data.get("validation_seed", 0)
+        if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+            raise ConfigError(f"data.validation_seed must be an integer >= 0, got {seed!r}")
+        dataset = dataset.with_validation(data["validation"], seed)
+    return dataset
 
 
 def evaluation_settings(config: Config) -> tuple[list[int], int]:
@@ -152,6 +167,8 @@ class FitOptions:
     batch_size: int | str = 1024
     """Users per batch when validation ranks every user (trained models)."""
     progress: Progress | None = None
+    time_limit: float | None = None
+    """Seconds of training after which a trained model's run stops at the end of an epoch, resumable."""
 
 
 def fit_model(
@@ -198,7 +215,7 @@ def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOpti
 
     folder = None if options.train_dir is None else Path(options.train_dir)
     result = training.train(model, dataset.train, settings, validate, checkpoint_dir=folder, resume=options.resume,
-                            out_dir=folder, progress=options.progress)
+                            out_dir=folder, progress=options.progress, time_limit=options.time_limit)
     files = [] if folder is None else [str(folder / f"{training.CURVE}.{ext}") for ext in ("csv", "json")]
     if folder is not None and result.history:
         try:
@@ -207,7 +224,7 @@ def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOpti
         except ConfigError:  # matplotlib is optional: the CSV and JSON curves are written anyway
             pass
     refit = None
-    if options.refit_with_valid:
+    if options.refit_with_valid and not result.interrupted:  # an interrupted run has no settled epoch count yet
         t0 = time.perf_counter()
         refitted = refit_trained(model, dataset, settings, result.best_epoch,
                                  None if folder is None else folder / "refit", options.resume, options.progress)
@@ -219,6 +236,7 @@ def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOpti
         "best_validation": {settings.metric: result.best_metric},
         "seconds_to_best": next((r["seconds"] for r in result.history if r["epoch"] == result.best_epoch), None),
         "stopped_early": result.stopped_early,
+        "interrupted": result.interrupted,
         "resumed_from_epoch": result.resumed_from,
         "seconds": result.seconds,
         "settings": settings.to_dict(),

@@ -54,7 +54,8 @@ def _load() -> tuple[tuple[str, ...], str]:
     try:
         for name, capsule in _native.handlers().items():
             jax.ffi.register_ffi_target(name, capsule, platform="cpu")
-        paths = tuple(p for p in _native.isa_paths() if p in _ISA_CODE and _self_check(p))
+        with jax.ensure_compile_time_eval():  # run the check now even when the first call comes inside a trace
+            paths = tuple(p for p in _native.isa_paths() if p in _ISA_CODE and _self_check(p))
     except Exception as err:  # a kernel that cannot run is no kernel: use the pure-JAX path
         return (), f"the native kernel failed its self-check ({type(err).__name__}: {err})"
     return paths, "" if paths else "no instruction-set path of the native kernel passed its self-check"

@@ -114,3 +114,19 @@ def test_missing_file_and_bad_toml(tmp_path):
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(tmp_path / "bad.toml")
     assert Config({}).model_name == "bspm"  # the library's main model
+
+
+def test_data_validation_carves_a_seeded_split_from_train_when_the_data_has_none():
+    import numpy as np
+
+    from bspm_jax.data import holdout_split, load_dataset
+    from bspm_jax.experiment import dataset_from_config
+
+    plain = load_dataset(None)
+    assert plain.valid is None
+    carved = dataset_from_config(Config({"data": {"validation": 0.1, "validation_seed": 3}}))
+    kept, held = holdout_split(plain.train, 0.1, 3)
+    assert (carved.train != kept).nnz == 0 and (carved.valid != held).nnz == 0
+    assert (carved.test != plain.test).nnz == 0 and carved.stats["validation"] == "carved"
+    with pytest.raises(ConfigError, match="validation_seed"):
+        dataset_from_config(Config({"data": {"validation": 0.1, "validation_seed": -1}}))

@@ -456,7 +456,7 @@ def test_learning_curves_are_written_as_training_goes(tmp_path):
     settings = TrainSettings(epochs=4, batch_size=16, eval_every=2)
     result = train(MFBPR(dim=3), R, settings, lambda m: {"recall@20": 0.5, "ndcg@20": 0.25}, out_dir=tmp_path / "out")
     lines = (tmp_path / "out" / "learning_curve.csv").read_text().splitlines()
-    assert lines[0] == "epoch,loss,seconds,recall@20,ndcg@20"
+    assert lines[0] == "epoch,loss,seconds,step_seconds,recall@20,ndcg@20"
     assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3", "4"]
     assert lines[1].endswith(",,") and lines[2].endswith(",0.5,0.25")
     assert float(lines[1].split(",")[1]) == result.history[0]["loss"]
@@ -466,7 +466,7 @@ def test_learning_curves_are_written_as_training_goes(tmp_path):
     paths = plot_curves(result.history, tmp_path / "out" / "curve")
     assert [p.suffix for p in paths] == [".png", ".svg"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in paths[1].read_bytes()[:2000]
-    assert write_curves([], tmp_path)[0].read_text() == "epoch,loss,seconds\n"
+    assert write_curves([], tmp_path)[0].read_text() == "epoch,loss,seconds,step_seconds\n"
 
 
 def test_train_table_in_configs_and_overrides():

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import serial
 from ..errors import ConfigError
+from .autoencoder import AbstractAutoencoder
 from .base import AbstractRecommender, AbstractTrainingFree, FitCache, LayoutScores, TrainInfo
 from .bspm import BSPM
 from .gmf import GMF
@@ -19,6 +20,8 @@ from .lgcn_ide import LGCNIDE
 from .lightgcn import LightGCN
 from .mf_bpr import MFBPR
 from .mlp_cf import MLP
+from .mult_dae import MultDAE
+from .mult_vae import MultVAE
 from .ncf import AbstractNCF
 from .neumf import NeuMF, neumf_from_parts
 from .popularity import Popularity
@@ -41,6 +44,8 @@ MODELS: dict[str, tuple[type[AbstractRecommender], dict[str, Any]]] = {
     "gmf": (GMF, {}),
     "mlp": (MLP, {}),
     "neumf": (NeuMF, {}),
+    "mult-vae": (MultVAE, {}),
+    "mult-dae": (MultDAE, {}),
 }
 
 
@@ -105,7 +110,10 @@ __all__ = [
     "MFBPR",
     "MLP",
     "MODELS",
+    "MultDAE",
+    "MultVAE",
     "NeuMF",
+    "AbstractAutoencoder",
     "AbstractNCF",
     "AbstractPairwise",
     "AbstractRecommender",

@@ -31,7 +31,7 @@ from ..checks import check_integer, check_number
 from ..errors import ConfigError
 from ..operators import SparseMatrix
 from ..spectral import normalize
-from .trained import AbstractPairwise, l2_penalty, normal_table
+from .trained import AbstractPairwise, normal_table
 
 
 class LightGCN(AbstractPairwise):
@@ -82,9 +82,9 @@ class LightGCN(AbstractPairwise):
         user_table, item_table = self.propagate()
         return jnp.sum(user_table[users] * item_table[items], axis=-1)
 
-    def penalty(self, users: Int[Array, " b"], pos: Int[Array, " b"], neg: Int[Array, " b"]) -> Float[Array, ""]:
-        """reg/2 * mean_n (|e0_u|^2 + |e0_i|^2 + |e0_j|^2) on the layer-0 embeddings."""
-        return l2_penalty(self.reg, ((self.user_embedding, users), (self.item_embedding, pos), (self.item_embedding, neg)))
+    def embedding_tables(self) -> tuple[tuple[Array, Array], ...]:
+        """The layer-0 embeddings (P, Q)."""
+        return ((self.user_embedding, self.item_embedding),)
 
     @eqx.filter_jit
     def score_users(self, users: Int[Array, " b"]) -> Float[Array, "b n_items"]:

@@ -13,7 +13,7 @@ from jaxtyping import Array, Float, Int
 
 from ..checks import check_integer, check_number
 from ..errors import ConfigError
-from .trained import AbstractPairwise, l2_penalty, normal_table
+from .trained import AbstractPairwise, normal_table
 
 
 class MFBPR(AbstractPairwise):
@@ -44,9 +44,9 @@ class MFBPR(AbstractPairwise):
         """s(u_n, i_n) = p_{u_n} . q_{i_n}."""
         return jnp.sum(self.user_embedding[users] * self.item_embedding[items], axis=-1)
 
-    def penalty(self, users: Int[Array, " b"], pos: Int[Array, " b"], neg: Int[Array, " b"]) -> Float[Array, ""]:
-        """reg/2 * mean_n (|p_u|^2 + |q_i|^2 + |q_j|^2)."""
-        return l2_penalty(self.reg, ((self.user_embedding, users), (self.item_embedding, pos), (self.item_embedding, neg)))
+    def embedding_tables(self) -> tuple[tuple[Array, Array], ...]:
+        """The embeddings (P, Q)."""
+        return ((self.user_embedding, self.item_embedding),)
 
     @eqx.filter_jit
     def score_users(self, users: Int[Array, " b"]) -> Float[Array, "b n_items"]:

@@ -11,6 +11,7 @@ import abc
 import dataclasses
 from typing import Any, ClassVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import scipy.sparse as sp
@@ -50,15 +51,26 @@ def normal_table(key: jax.Array, shape: tuple[int, int], scale: float) -> Float[
 
 
 class AbstractPairwise(AbstractTrainedRecommender):
-    """A model of scores s(u, i) by user and item index, trained on (user, positive, negative) triples."""
+    """A model of scores s(u, i) by user and item index (trained on BPR triples, or labelled pairs for NCF models)."""
 
     @abc.abstractmethod
     def pair_scores(self, users: Int[Array, " b"], items: Int[Array, " b"]) -> Float[Array, " b"]:
         """s(users[n], items[n]) for each n."""
 
+    reg: float = eqx.field(static=True, default=0.0)
+    """The L2 weight of :meth:`penalty` (each model sets its default)."""
+
     @abc.abstractmethod
-    def penalty(self, users: Int[Array, " b"], pos: Int[Array, " b"], neg: Int[Array, " b"]) -> Float[Array, ""]:
-        """The regularisation term of a batch (an L2 term on the embeddings it touches)."""
+    def embedding_tables(self) -> tuple[tuple[Float[Array, "n_users d"], Float[Array, "n_items d"]], ...]:
+        """The (user table, item table) pairs of embeddings the L2 term covers (LightGCN: its layer 0)."""
+
+    def penalty(self, users: Int[Array, " b"], *items: Int[Array, " b"]) -> Float[Array, ""]:
+        """reg/2 * mean_n sum_(P, Q) (|P[u_n]|^2 + sum_lists |Q[i_n]|^2): L2 on the embedding rows a batch touches.
+
+        ``items``: one list for (user, item) examples, two (positives, negatives) for BPR triples.
+        """
+        return l2_penalty(self.reg, tuple(row for p, q in self.embedding_tables()
+                                          for row in ((p, users), *((q, i) for i in items))))
 
     @abc.abstractmethod
     def score_users(self, users: Int[Array, " b"]) -> Float[Array, "b n_items"]:

@@ -14,11 +14,11 @@ from ..io import check_writable, write_json_atomic, write_text_atomic
 
 CURVE = "learning_curve"
 """Stem of the log files in the output folder: ``learning_curve.csv`` and ``.json``."""
-FIXED = ("epoch", "loss", "seconds")
+FIXED = ("epoch", "loss", "seconds", "step_seconds")
 
 
 def curve_columns(history: Sequence[Mapping[str, Any]]) -> list[str]:
-    """epoch, loss, seconds, then the validation metrics in order of first appearance."""
+    """epoch, loss, seconds, step_seconds, then the validation metrics in order of first appearance."""
     extra: dict[str, None] = {}
     for row in history:
         extra.update((k, None) for k in row if k not in FIXED)
@@ -55,7 +55,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], stem: str | Path, title: s
         axes = fig.subplots(1, 2 if metrics else 1, squeeze=False)[0]
         epochs = [row["epoch"] for row in history]
         axes[0].plot(epochs, [row["loss"] for row in history], color="#1f77b4")
-        axes[0].set(xlabel="epoch", ylabel="training loss (BPR + L2)")
+        axes[0].set(xlabel="epoch", ylabel="training loss")
         axes[0].grid(alpha=0.3)
         if metrics:
             for name in metrics:

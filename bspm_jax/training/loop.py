@@ -96,7 +96,9 @@ class TrainResult:
     """The best model (by the validation metric; the last one without validation) and the run's record.
 
     ``history`` has one row per epoch: epoch, loss (mean over the epoch's steps), seconds
-    (cumulative wall time, validation included) and the validation metrics where validated.
+    (cumulative wall time, validation included), step_seconds (the epoch's sampling and
+    steps alone) and the validation metrics where validated. ``interrupted``: the run
+    stopped at its ``time_limit`` before its epochs or patience ran out (resume it).
     """
 
     model: AbstractTrainedRecommender
@@ -107,6 +109,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     stopped_early: bool
     resumed_from: int = 0
+    interrupted: bool = False
 
 
 @functools.lru_cache(maxsize=16)
@@ -135,6 +138,7 @@ def train(
     resume: bool = False,
     out_dir: str | Path | None = None,
     progress: Progress | None = None,
+    time_limit: float | None = None,
 ) -> TrainResult:
     """Train ``model`` on its objective (BPR, denoising) on the binary ``train_matrix`` (users x items); returns the best model.
 
@@ -144,7 +148,8 @@ def train(
     ``checkpoint_every`` epochs and when the run ends; ``resume=True`` continues from it
     (bit-identical to an uninterrupted run). ``out_dir`` receives the learning curve
     (``learning_curve.csv`` / ``.json``) after every epoch. ``progress`` (e.g. tqdm) wraps
-    the epochs and shows the running loss.
+    the epochs and shows the running loss. ``time_limit`` (seconds): stop after the first
+    epoch that ends past it, checkpointing it, with ``interrupted=True`` (resumable).
     """
     if not isinstance(settings, TrainSettings):
         raise ConfigError(f"settings must be a TrainSettings, got {type(settings).__name__}")
@@ -168,11 +173,16 @@ def train(
     if checkpoint_path is not None and checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path.parent, state, stamp)
     resumed_from = state.epoch
+    if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
+        raise ConfigError(f"time_limit must be a number of seconds > 0, got {time_limit!r}")
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+    interrupted = False
     epochs = range(state.epoch + 1, settings.epochs + 1) if not state.finished else range(0)
     bar = progress(epochs, desc="epochs", unit="epoch") if progress is not None else epochs
     for epoch in bar:
         state = _epoch(state, epoch, plan, optimizer, settings, validate)
-        if checkpoint_path is not None and (epoch % settings.checkpoint_every == 0 or state.finished):
+        interrupted = not state.finished and deadline is not None and time.monotonic() > deadline
+        if checkpoint_path is not None and (epoch % settings.checkpoint_every == 0 or state.finished or interrupted):
             save_checkpoint(checkpoint_path.parent, state, stamp)
         if out_dir is not None:
             write_curves(state.history, out_dir, {"fingerprint": stamp, "best_epoch": state.best_epoch})
@@ -182,7 +192,7 @@ def train(
             if state.best_metric is not None:
                 shown[f"best {settings.metric}"] = f"{state.best_metric:.4f}"
             postfix(shown)
-        if state.finished:
+        if state.finished or interrupted:
             break
     last = state.history[-1]["epoch"] if state.history else 0
     return TrainResult(
@@ -192,8 +202,9 @@ def train(
         best_metric=state.best_metric,
         seconds=state.seconds,
         history=[dict(r) for r in state.history],
-        stopped_early=last < settings.epochs,
+        stopped_early=state.finished and last < settings.epochs,
         resumed_from=resumed_from,
+        interrupted=interrupted,
     )
 
 
@@ -237,6 +248,7 @@ def _epoch(
         model, opt_state, loss = train_step(model, opt_state, optimizer, plan.loss, rest, keys[n_full], first + n_full)
         parts.append(np.asarray(loss)[None])
     losses = np.concatenate(parts)
+    step_seconds = time.perf_counter() - t0
     bad = np.flatnonzero(~np.isfinite(losses))
     if bad.size:
         step = int(bad[0]) + 1
@@ -244,7 +256,7 @@ def _epoch(
             f"the training loss became {losses[step - 1]} at epoch {epoch}, step {step} of {losses.size}: "
             f"lower train.lr (now {settings.lr:g}) or check the model's parameters"
         )
-    row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses, dtype=np.float64))}
+    row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses, dtype=np.float64)), "step_seconds": step_seconds}
     best_model, best_metric, best_epoch, bad_evals = state.best_model, state.best_metric, state.best_epoch, state.bad_evals
     stop = epoch >= settings.epochs
     if validate is None:

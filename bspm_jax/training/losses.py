@@ -1,5 +1,6 @@
 """Training losses: BPR for pairwise models, binary cross-entropy for NCF models, the denoising MSE of
-spectral diffusion (S-Diff, Algorithm 1).
+spectral diffusion (S-Diff, Algorithm 1), the multinomial likelihood of history autoencoders
+(Mult-VAE, Mult-DAE).
 
 A loss is a module called as ``loss(model, batch, key)``; arrays it needs from the data
 (e.g. the users' padded item lists) are its fields, so they stay on the device.
@@ -16,9 +17,11 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
+from ..models.autoencoder import AbstractAutoencoder
 from ..models.ncf import AbstractNCF
 from ..models.s_diff import SDiff
 from ..models.trained import AbstractPairwise, AbstractTrainedRecommender
+from ..rows import SparseRows
 
 
 def bpr_loss(
@@ -53,13 +56,13 @@ class BPRLoss(AbstractLoss):
 def bce_loss(
     model: AbstractNCF, users: Int[Array, " b"], items: Int[Array, " b"], labels: Float[Array, " b"]
 ) -> Float[Array, ""]:
-    """mean_n BCE(sigmoid(z_n), y_n) + model.pair_penalty(users, items), z the logits ``pair_scores``.
+    """mean_n BCE(sigmoid(z_n), y_n) + model.penalty(users, items), z the logits ``pair_scores``.
 
     BCE(sigmoid(z), y) = -y log sigmoid(z) - (1 - y) log sigmoid(-z), written with log-sigmoid (finite for any z).
     """
     z = model.pair_scores(users, items)
     bce = -(labels * jax.nn.log_sigmoid(z) + (1.0 - labels) * jax.nn.log_sigmoid(-z))
-    return jnp.mean(bce) + model.pair_penalty(users, items)
+    return jnp.mean(bce) + model.penalty(users, items)
 
 
 class BCELoss(AbstractLoss):
@@ -108,3 +111,64 @@ class DenoisingLoss(AbstractLoss):
         t = model.times()[jax.random.randint(k_time, (b,), 1, model.steps + 1)]
         v_t = model.noised(v0, t, jax.random.normal(k_noise, v0.shape))
         return jnp.mean((model.denoise(v_t, e, t) - v0) ** 2)
+
+
+def multinomial_log_likelihood(logits: Float[Array, "b n_items"], rows: SparseRows) -> Float[Array, " b"]:
+    """sum_i x_i log softmax(logits)_i for each row x of ``rows``, from its nonzeros:
+    sum_j x_j logits_j - (sum_j x_j) logsumexp(logits)."""
+    picked = logits[jnp.minimum(rows.row, rows.n_rows - 1), rows.col]
+    dot = jax.ops.segment_sum(rows.value * picked, rows.row, num_segments=rows.n_rows)
+    total = jax.ops.segment_sum(rows.value, rows.row, num_segments=rows.n_rows)
+    return dot - total * jax.nn.logsumexp(logits, axis=-1)
+
+
+class MultinomialLoss(AbstractLoss):
+    """Liang et al.'s objective of history autoencoders (Mult-VAE, Mult-DAE) on a batch of distinct user indices.
+
+    mean_u [-sum_i x_ui log softmax(logits_u)_i + w(step) D_u] + model.penalty(): the logits
+    and the divergence D_u (Mult-VAE's KL, none for Mult-DAE) from ``model.reconstruct`` of
+    the users' train rows, w = ``model.divergence_weight``. The rows are cut from the train
+    matrix's CSR arrays on the device as :class:`SparseRows` (never dense), padded to
+    ``capacity[b - 1]``, the most interactions any b distinct users have.
+    """
+
+    indptr: Int[Array, " n_users_plus_1"]
+    indices: Int[Array, " nnz"]
+    data: Float[Array, " nnz"]
+    capacity: tuple[int, ...] = eqx.field(static=True)
+    n_items: int = eqx.field(static=True)
+
+    @classmethod
+    def from_matrix(cls, train: sp.spmatrix) -> MultinomialLoss:
+        m = sp.csr_matrix(train, dtype=np.float32, copy=True)
+        m.sum_duplicates()
+        m.eliminate_zeros()
+        m.sort_indices()
+        capacity = np.cumsum(np.sort(np.diff(m.indptr))[::-1])
+        return cls(jnp.asarray(m.indptr.astype(np.int32)), jnp.asarray(m.indices.astype(np.int32)), jnp.asarray(m.data),
+                   tuple(int(c) for c in capacity), int(m.shape[1]))
+
+    def rows(self, users: Int[Array, " b"]) -> SparseRows:
+        """The train rows of ``users`` (distinct: a batch over its capacity is an error)."""
+        b = users.shape[0]
+        size = max(self.capacity[min(b, len(self.capacity)) - 1], 1)
+        start = self.indptr[users]
+        degree = self.indptr[users + 1] - start
+        ends = jnp.cumsum(degree)
+        k = jnp.arange(size, dtype=ends.dtype)
+        pos = jnp.minimum(jnp.searchsorted(ends, k, side="right"), b - 1)
+        valid = k < ends[-1]
+        src = jnp.where(valid, start[pos] + k - (ends[pos] - degree[pos]), 0)
+        value = jnp.where(valid, self.data[src], 0.0)
+        value = eqx.error_if(value, ends[-1] > size, "MultinomialLoss: a batch holds more interactions than "
+                             "its distinct users can (is a user repeated in the batch?)")
+        return SparseRows(jnp.where(valid, pos, b).astype(jnp.int32), jnp.where(valid, self.indices[src], 0), value,
+                          users.astype(jnp.int32), b, self.n_items)
+
+    def __call__(self, model: AbstractAutoencoder, batch: tuple[Array, ...], key: jax.Array,
+                 step: Int[Array, ""]) -> Float[Array, ""]:
+        (users,) = batch
+        rows = self.rows(users)
+        logits, divergence = model.reconstruct(rows, key)
+        nll = -multinomial_log_likelihood(logits, rows)
+        return jnp.mean(nll + model.divergence_weight(step) * divergence) + model.penalty()

@@ -8,10 +8,12 @@ from typing import NamedTuple
 import scipy.sparse as sp
 
 from ..errors import ConfigError
+from ..models.autoencoder import AbstractAutoencoder
+from ..models.ncf import AbstractNCF
 from ..models.s_diff import SDiff
 from ..models.trained import AbstractPairwise, AbstractTrainedRecommender
-from .losses import AbstractLoss, BPRLoss, DenoisingLoss
-from .sampling import AbstractSampler, PairSampler, UserSampler
+from .losses import AbstractLoss, BCELoss, BPRLoss, DenoisingLoss, MultinomialLoss
+from .sampling import AbstractSampler, NegativeSampler, PairSampler, UserSampler
 
 
 class Objective(NamedTuple):
@@ -32,6 +34,16 @@ def _pairwise(model: AbstractPairwise, train: sp.csr_matrix) -> Objective:
     return Objective(PairSampler.from_matrix(train), BPRLoss())
 
 
+@objective.register(AbstractNCF)
+def _neural_cf(model: AbstractNCF, train: sp.csr_matrix) -> Objective:
+    return Objective(NegativeSampler.from_matrix(train, model.negatives), BCELoss())
+
+
 @objective.register(SDiff)
 def _spectral_diffusion(model: SDiff, train: sp.csr_matrix) -> Objective:
     return Objective(UserSampler.from_matrix(train), DenoisingLoss.from_matrix(train))
+
+
+@objective.register(AbstractAutoencoder)
+def _history_autoencoder(model: AbstractAutoencoder, train: sp.csr_matrix) -> Objective:
+    return Objective(UserSampler.from_matrix(train), MultinomialLoss.from_matrix(train))

@@ -1,4 +1,5 @@
-"""What an epoch trains on: every train pair once with a random unseen item (BPR), or every user once (row models).
+"""What an epoch trains on: every train pair once with a random unseen item (BPR), or with ``negatives``
+labelled unseen items (NCF's binary cross-entropy), or every user once (row models).
 
 An epoch's batches are a pure function of the train matrix and the epoch's key (derived
 from the seed and the epoch number), so resuming at epoch e redraws exactly its batches.
@@ -13,8 +14,9 @@ from collections.abc import Iterator
 import jax
 import numpy as np
 import scipy.sparse as sp
-from jaxtyping import Array, Int
+from jaxtyping import Array, Num
 
+from ..checks import check_integer
 from ..errors import ConfigError
 
 Triples = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -97,20 +99,24 @@ class PairSampler(AbstractSampler):
         pos = np.minimum(np.searchsorted(self.codes, code), self.codes.size - 1)
         return self.codes[pos] == code
 
-    def epoch(self, key: jax.Array) -> Triples:
-        """Every train pair once in a random order, each with a negative drawn uniformly from the user's unseen items.
+    def unseen(self, rng: np.random.Generator, users: np.ndarray) -> np.ndarray:
+        """For each of ``users``, an item drawn uniformly from the user's unseen items (int32).
 
         Rejection sampling: draw items uniformly, redraw those the user has seen.
         """
+        items = rng.integers(0, self.n_items, size=users.size, dtype=np.int32)
+        redraw = np.flatnonzero(self.seen(users, items))
+        while redraw.size:
+            items[redraw] = rng.integers(0, self.n_items, size=redraw.size, dtype=np.int32)
+            redraw = redraw[self.seen(users[redraw], items[redraw])]
+        return items
+
+    def epoch(self, key: jax.Array) -> Triples:
+        """Every train pair once in a random order, each with a negative drawn uniformly from the user's unseen items."""
         rng = host_rng(key)
         order = rng.permutation(self.n_pairs)
         users, pos = self.users[order], self.items[order]
-        neg = rng.integers(0, self.n_items, size=self.n_pairs, dtype=np.int32)
-        redraw = np.flatnonzero(self.seen(users, neg))
-        while redraw.size:
-            neg[redraw] = rng.integers(0, self.n_items, size=redraw.size, dtype=np.int32)
-            redraw = redraw[self.seen(users[redraw], neg[redraw])]
-        return users, pos, neg
+        return users, pos, self.unseen(rng, users)
 
     def batches(self, key: jax.Array, batch_size: int) -> Iterator[Triples]:
         """The epoch's triples in consecutive batches of ``batch_size`` (the last may be shorter)."""
@@ -119,7 +125,42 @@ class PairSampler(AbstractSampler):
             yield users[start : start + batch_size], pos[start : start + batch_size], neg[start : start + batch_size]
 
 
-def stacked_batches(examples: tuple[np.ndarray, ...], batch_size: int) -> tuple[tuple[Int[Array, "n b"], ...], tuple[Int[Array, " r"], ...]]:
+@dataclasses.dataclass(frozen=True)
+class NegativeSampler(AbstractSampler):
+    """Pointwise examples (He et al.'s NCF): every train pair once with label 1, and ``negatives`` items per pair
+    drawn uniformly from its user's unseen items with label 0, shuffled together."""
+
+    pairs: PairSampler
+    negatives: int = 4
+
+    def __post_init__(self) -> None:
+        check_integer("negatives (sampled negatives per positive)", self.negatives, 1)
+
+    @classmethod
+    def from_matrix(cls, train: sp.spmatrix, negatives: int = 4) -> NegativeSampler:
+        """The sampler of a binary (n_users, n_items) train matrix; refuses users who saw every item."""
+        return cls(PairSampler.from_matrix(train), negatives)
+
+    @property
+    def n_examples(self) -> int:
+        return self.pairs.n_pairs * (1 + self.negatives)
+
+    def epoch(self, key: jax.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(users, items, labels): int32, int32 and float32 (1 for a train pair, 0 for a sampled unseen item).
+
+        The negatives are independent draws (a user's negatives may repeat, as in He's code).
+        """
+        rng = host_rng(key)
+        neg_users = np.repeat(self.pairs.users, self.negatives)
+        neg_items = self.pairs.unseen(rng, neg_users)
+        users = np.concatenate([self.pairs.users, neg_users])
+        items = np.concatenate([self.pairs.items, neg_items])
+        labels = np.concatenate([np.ones(self.pairs.n_pairs, np.float32), np.zeros(neg_users.size, np.float32)])
+        order = rng.permutation(users.size)
+        return users[order], items[order], labels[order]
+
+
+def stacked_batches(examples: tuple[np.ndarray, ...], batch_size: int) -> tuple[tuple[Num[Array, "n b"], ...], tuple[Num[Array, " r"], ...]]:
     """The full batches stacked as (n_batches, batch_size) device arrays, and the remainder (maybe empty)."""
     n_full = examples[0].size // batch_size * batch_size
     full = tuple(jax.numpy.asarray(a[:n_full].reshape(-1, batch_size)) for a in examples)
