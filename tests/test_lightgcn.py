@@ -79,6 +79,7 @@ def test_gradient_through_the_sparse_propagation_matches_finite_differences(kern
     batch = tuple(jnp.asarray(a) for a in (np.array([0, 2, 5]), np.array([1, 3, 0]), np.array([4, 4, 2])))
     loss = BPRLoss()
 
+    @jax.jit  # compiled once, as training compiles it (eager, every call would dispatch the propagation op by op)
     def f(users, items):
         import dataclasses
 
