@@ -1,6 +1,9 @@
-"""Independent NumPy oracles shared by the tests: explicit ODE steppers."""
+"""Independent NumPy oracles and small fixtures shared by the tests: explicit ODE steppers, toy train matrices, pytree equality."""
 
+import equinox as eqx
+import jax
 import numpy as np
+import scipy.sparse as sp
 
 
 def euler_states(A, y0, T, K):
@@ -23,3 +26,22 @@ def rk4_states(A, y0, T, K):
         y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
         out.append(y)
     return np.stack(out)
+
+
+def toy(seed: int = 0, n_users: int = 30, n_items: int = 20, p: float = 0.25) -> sp.csr_matrix:
+    """A random binary train matrix in which every user has at least one item (float32 CSR)."""
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_users, n_items)) < p
+    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = True  # every user has an item
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def leaves(tree: object) -> list[np.ndarray]:
+    """The array leaves of a pytree as NumPy arrays."""
+    return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(tree, eqx.is_array))]
+
+
+def same(a: object, b: object) -> bool:
+    """Whether two pytrees hold bit-identical arrays of the same dtypes."""
+    la, lb = leaves(a), leaves(b)
+    return len(la) == len(lb) and all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(la, lb))

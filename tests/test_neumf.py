@@ -30,21 +30,7 @@ from bspm_jax.training.losses import BCELoss, bce_loss
 from bspm_jax.training.pretrain import initial_model, part_seed
 from bspm_jax.training.sampling import NegativeSampler, host_rng
 
-
-def toy(seed: int = 0, n_users: int = 30, n_items: int = 20, p: float = 0.25) -> sp.csr_matrix:
-    rng = np.random.default_rng(seed)
-    dense = rng.random((n_users, n_items)) < p
-    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = True  # every user has an item
-    return sp.csr_matrix(dense.astype(np.float32))
-
-
-def leaves(tree: object) -> list[np.ndarray]:
-    return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(tree, eqx.is_array))]
-
-
-def same(a: object, b: object) -> bool:
-    la, lb = leaves(a), leaves(b)
-    return len(la) == len(lb) and all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(la, lb))
+from oracles import leaves, same, toy
 
 
 def randomized(model, seed: int = 0, scale: float = 0.5):

@@ -45,23 +45,9 @@ from bspm_jax.training import (
     write_curves,
 )
 
+from oracles import leaves, same, toy
+
 HERE = Path(__file__).resolve().parent
-
-
-def toy(seed: int = 0, n_users: int = 30, n_items: int = 20, p: float = 0.25) -> sp.csr_matrix:
-    rng = np.random.default_rng(seed)
-    dense = rng.random((n_users, n_items)) < p
-    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = True  # every user has an item
-    return sp.csr_matrix(dense.astype(np.float32))
-
-
-def leaves(tree: object) -> list[np.ndarray]:
-    return [np.asarray(x) for x in jax.tree.leaves(eqx.filter(tree, eqx.is_array))]
-
-
-def same(a: object, b: object) -> bool:
-    la, lb = leaves(a), leaves(b)
-    return len(la) == len(lb) and all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(la, lb))
 
 
 def small_model(dim: int = 4, reg: float = 0.1, n_users: int = 5, n_items: int = 7) -> MFBPR:
