@@ -1,7 +1,8 @@
-"""A small MF-BPR training run for the SIGKILL-and-resume test: ``python _train_run.py CKPT OUT.npz [BLOCK_EPOCH]``.
+"""A small training run for the SIGKILL-and-resume tests: ``python _train_run.py MODEL CKPT OUT.npz [BLOCK]``.
 
-With BLOCK_EPOCH, the validation of that epoch waits forever (so the test can kill the
-process mid-run at a known point, after the checkpoint of the epoch before).
+MODEL is one of :data:`MODELS`. With BLOCK, the BLOCK-th validation of the model itself (not
+of a pre-trained part) waits forever, so the test can kill the process mid-run at a known
+point, after the checkpoint of the epoch before.
 """
 
 from __future__ import annotations
@@ -17,8 +18,18 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from bspm_jax.models import MFBPR  # noqa: E402
+from bspm_jax import Dataset, evaluate  # noqa: E402
+from bspm_jax.models import GMF, MFBPR, LightGCN, MultDAE, MultVAE, NeuMF  # noqa: E402
 from bspm_jax.training import TrainSettings, train  # noqa: E402
+
+MODELS = {
+    "mf-bpr": lambda: MFBPR(dim=8, reg=1e-3),
+    "lightgcn": lambda: LightGCN(dim=8, layers=2, reg=1e-3),
+    "mult-vae": lambda: MultVAE(hidden=(16,), latent=8, anneal_steps=10),
+    "mult-dae": lambda: MultDAE(latent=8),
+    "gmf": lambda: GMF(factors=4),
+    "neumf": lambda: NeuMF(factors=4, layers=(16, 8), pretrain=True),  # GMF and MLP pre-trained in sub-folders
+}
 
 
 def data() -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -29,32 +40,24 @@ def data() -> tuple[sp.csr_matrix, sp.csr_matrix]:
     return sp.csr_matrix((full & ~holdout).astype(np.float32)), sp.csr_matrix(holdout.astype(np.float32))
 
 
-def recall_at_5(model: MFBPR, train: sp.csr_matrix, holdout: sp.csr_matrix) -> float:
-    """Mean recall@5 over users with holdout items, train items excluded (NumPy)."""
-    scores = np.asarray(model.user_embedding) @ np.asarray(model.item_embedding).T
-    scores[train.toarray() > 0] = -np.inf
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
-    truth = holdout.toarray() > 0
-    users = truth.sum(1) > 0
-    hits = np.take_along_axis(truth, top, axis=1).sum(1)
-    return float(np.mean(hits[users] / truth.sum(1)[users]))
-
-
 def main() -> None:
-    folder, out = sys.argv[1], sys.argv[2]
-    block = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    name, folder, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    block = int(sys.argv[4]) if len(sys.argv) > 4 else None
+    model = MODELS[name]()
     train_m, holdout = data()
+    split = Dataset(train=train_m, test=holdout, name="toy")
     calls = [0]
 
-    def validate(model: MFBPR) -> dict[str, float]:
-        calls[0] += 1
-        while calls[0] == block:  # the first run validates every epoch from 1: this is epoch `block`
+    def validate(fitted: eqx.Module) -> dict[str, float]:
+        if type(fitted) is type(model):
+            calls[0] += 1
+        while calls[0] == block:  # validation runs every epoch from 1: this is epoch `block`
             time.sleep(0.05)
-        return {"recall@5": recall_at_5(model, train_m, holdout)}
+        return {"recall@5": evaluate(fitted, split, ks=(5,)).metrics["recall@5"]}
 
-    settings = TrainSettings(epochs=8, lr=0.05, batch_size=32, eval_every=1, patience=100, metric="recall@5",
+    settings = TrainSettings(epochs=6, lr=0.05, batch_size=32, eval_every=1, patience=100, metric="recall@5",
                              seed=3, checkpoint_every=1)
-    result = train(MFBPR(dim=8, reg=1e-3), train_m, settings, validate, checkpoint_dir=folder, resume=True)
+    result = train(model, train_m, settings, validate, checkpoint_dir=folder, resume=True)
     leaves = jax.tree.leaves(eqx.filter(result.model, eqx.is_array))
     np.savez(out, *[np.asarray(x) for x in leaves], best_epoch=result.best_epoch, resumed_from=result.resumed_from)
 

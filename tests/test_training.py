@@ -397,11 +397,13 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
 
 
-def test_sigkill_and_resume_gives_bit_identical_parameters(tmp_path):
+@pytest.mark.parametrize("name", ["mf-bpr", "lightgcn", "mult-vae", "mult-dae", "neumf"])
+def test_sigkill_and_resume_gives_bit_identical_parameters(tmp_path, name):
+    """Each trained model (NeuMF with its GMF and MLP pre-training) killed after epoch 2, resumed: same as one run."""
     script = HERE / "_train_run.py"
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     killed, whole = tmp_path / "killed", tmp_path / "whole"
-    proc = subprocess.Popen([sys.executable, str(script), str(killed), str(tmp_path / "never.npz"), "3"], env=env,
+    proc = subprocess.Popen([sys.executable, str(script), name, str(killed), str(tmp_path / "never.npz"), "3"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
@@ -419,8 +421,8 @@ def test_sigkill_and_resume_gives_bit_identical_parameters(tmp_path):
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert checkpoint_info(killed)["epoch"] == 2 and not (tmp_path / "never.npz").exists()
-    subprocess.run([sys.executable, str(script), str(killed), str(tmp_path / "resumed.npz")], env=env, check=True)
-    subprocess.run([sys.executable, str(script), str(whole), str(tmp_path / "whole.npz")], env=env, check=True)
+    subprocess.run([sys.executable, str(script), name, str(killed), str(tmp_path / "resumed.npz")], env=env, check=True)
+    subprocess.run([sys.executable, str(script), name, str(whole), str(tmp_path / "whole.npz")], env=env, check=True)
     with np.load(tmp_path / "resumed.npz") as a, np.load(tmp_path / "whole.npz") as b:
         assert int(a["resumed_from"]) == 2 and int(b["resumed_from"]) == 0
         assert sorted(a.files) == sorted(b.files)
