@@ -235,7 +235,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .config import DEFAULTS, parse_grid
-    from .experiment import dataset_from_config, evaluation_settings
+    from .experiment import dataset_from_config, evaluation_settings, spectrum_cache
     from .tuning import PAPER_GRID, grid_points, tune, write_tune_results
 
     out = Path(args.out)
@@ -251,7 +251,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     dataset = dataset_from_config(config)
     result = tune(config.model_name, config.model_settings, grid, dataset, opts["metric"], opts["validation"],
-                  opts["seed"], ks, batch_size, args.max_points, _progress(args.quiet))
+                  opts["seed"], ks, batch_size, args.max_points, _progress(args.quiet), spectrum_cache(config))
     wall = time.perf_counter() - t0
     columns = write_tune_results(out, config, dataset, result, grid, wall)
     shown = columns[: len(grid)] + [result.metric, "seconds"]
@@ -272,7 +272,7 @@ def _cell(value: Any, setting: bool) -> str:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from .config import parse_grid
-    from .experiment import dataset_from_config, evaluation_settings, model_from_config
+    from .experiment import dataset_from_config, evaluation_settings, model_from_config, spectrum_cache
     from .models import FitCache
     from .experiment import train_settings
     from .plots import FIGURES, make_figure
@@ -293,7 +293,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     grids = {"alpha_min_values": args.alpha_min, "sigma_max_values": args.sigma_max}
     out.mkdir(parents=True, exist_ok=True)
     dataset = dataset_from_config(config)
-    fits = FitCache()
+    fits = FitCache(spectrum_cache(config))
     for name in names:
         kw = {"k": args.top_k, "batch_size": batch_size, "progress": _progress(args.quiet), "fits": fits}
         if name in sweeps and sweeps[name][1]:
@@ -336,7 +336,7 @@ FLAG_KEYS = {
     "data": "data.path", "model": "model.name", "k": "evaluation.k", "batch_size": "evaluation.batch_size",
     "devices": "evaluation.devices", "refit_with_valid": "evaluation.refit_with_valid",
     "user_col": "data.user_col", "item_col": "data.item_col", "sep": "data.sep", "test": "data.test",
-    "holdout": "data.holdout", "seed": "data.seed",
+    "holdout": "data.holdout", "seed": "data.seed", "cache": "cache.spectra",
 }
 """Command-line flags and the config keys they set."""
 
@@ -361,6 +361,8 @@ def _add_config_options(p: argparse.ArgumentParser, k: bool = True, train: bool 
     p.add_argument("--devices", type=_devices, help="split user batches across this many local devices, or all (default 1)")
     p.add_argument("--refit-with-valid", action="store_const", const=True, default=None,
                    help="fit on train + validation, then rank test from that history (data with a validation split)")
+    p.add_argument("--no-cache", dest="cache", action="store_const", const=False, default=None,
+                   help="compute the SVD afresh: neither read nor write the spectrum cache ($BSPM_CACHE_DIR)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     if train:
         trained = p.add_argument_group("trained models ([train] table)")

@@ -1,6 +1,6 @@
 """Experiment configuration: TOML files, presets shipped as such files, ``key=value`` overrides.
 
-A configuration file has up to five tables and a description::
+A configuration file has up to six tables and a description::
 
     description = "BSPM-EM on Gowalla"
     [model]        # name = a registered model; every other key is one of its settings
@@ -17,6 +17,9 @@ A configuration file has up to five tables and a description::
     T_s = [1.5, 2.0]
     [train]        # trained models (bspm_jax.training.TrainSettings checks the values)
     epochs = 100
+    [cache]        # spectra kept on disk ($BSPM_CACHE_DIR) and the folder's size limit
+    spectra = true
+    max_gib = 4.0
 
 Overrides name a key as ``table.key`` (``evaluation.batch_size=2048``); a bare key is a
 model setting (``T_s=3``). Values are read as TOML values (``3``, ``true``, ``"rk4"``,
@@ -43,6 +46,7 @@ TABLES: dict[str, tuple[str, ...] | None] = {
     "evaluation": ("k", "batch_size", "devices", "refit_with_valid"),
     "tune": ("metric", "validation", "seed", "grid"),
     "train": ("epochs", "lr", "batch_size", "eval_every", "patience", "metric", "seed", "checkpoint_every"),
+    "cache": ("spectra", "max_gib"),
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"name": "bspm"},
@@ -51,6 +55,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "tune": {"metric": "recall@20", "validation": 0.2, "seed": 0, "grid": {}},
     "train": {"epochs": 100, "lr": 1e-3, "batch_size": 1024, "eval_every": 1, "patience": 5,
               "metric": "recall@20", "seed": 0, "checkpoint_every": 1},
+    "cache": {"spectra": True, "max_gib": 4.0},
 }
 
 
@@ -262,6 +267,12 @@ def _check(tables: Mapping[str, Mapping[str, Any]]) -> None:
         raise ConfigError(f"evaluation.devices must be an integer >= 1 or \"all\", got {devices!r}")
     if not isinstance(ev.get("refit_with_valid", False), bool):
         raise ConfigError(f"evaluation.refit_with_valid must be true or false, got {ev['refit_with_valid']!r}")
+    cache = tables.get("cache", {})
+    if not isinstance(cache.get("spectra", True), bool):
+        raise ConfigError(f"cache.spectra must be true or false, got {cache['spectra']!r}")
+    if "max_gib" in cache and not (isinstance(cache["max_gib"], numbers.Real) and not isinstance(cache["max_gib"], bool)
+                                   and cache["max_gib"] > 0):
+        raise ConfigError(f"cache.max_gib (the spectrum cache's size limit) must be a number > 0, got {cache['max_gib']!r}")
     data = tables.get("data", {})
     if "path" in data and not isinstance(data["path"], str):
         raise ConfigError(f"data.path must be text, got {data['path']!r}")

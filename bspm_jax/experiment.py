@@ -23,6 +23,7 @@ from . import training
 from .metrics import check_metric
 from .models import AbstractRecommender, AbstractTrainedRecommender, AbstractTrainingFree, load_model, make_model
 from .ranking import Progress, Recommendations, check_cutoffs, recommend_for
+from .spectral import SpectrumCache, SpectrumStore
 from .training import TrainSettings
 
 
@@ -169,6 +170,8 @@ class FitOptions:
     progress: Progress | None = None
     time_limit: float | None = None
     """Seconds of training after which a trained model's run stops at the end of an epoch, resumable."""
+    spectra: SpectrumCache | None = None
+    """Where training-free models find and keep their SVDs (None: computed afresh, in memory)."""
 
 
 def fit_model(
@@ -195,7 +198,7 @@ def fit_model(
             )
         return model, None
     if isinstance(model, AbstractTrainingFree):
-        return model.fit(matrix), None
+        return model.fit(matrix, options.spectra), None
     if not isinstance(model, AbstractTrainedRecommender):
         raise ConfigError(f"the {model.name} model is neither fitted in closed form nor trained")
     return _train(model, dataset, options)
@@ -268,7 +271,15 @@ def fit_options(config: Config, train_dir: str | Path | None = None, resume: boo
                 progress: Progress | None = None) -> FitOptions:
     """The :class:`FitOptions` of a configuration and the command line's training folder."""
     return FitOptions(refit_with_valid(config), train_settings(config), train_dir, resume,
-                      evaluation_settings(config)[1], progress)
+                      evaluation_settings(config)[1], progress, spectra=spectrum_cache(config))
+
+
+def spectrum_cache(config: Config) -> SpectrumCache:
+    """The spectra of a run: kept on disk (:class:`SpectrumStore`, ``$BSPM_CACHE_DIR``) unless ``cache.spectra`` is false."""
+    table = {**DEFAULTS["cache"], **config["cache"]}
+    if not table["spectra"]:
+        return SpectrumCache()
+    return SpectrumCache(SpectrumStore(max_bytes=int(float(table["max_gib"]) * 2**30)))
 
 
 def recommend_config(
@@ -293,7 +304,7 @@ def recommend_config(
         if not isinstance(model, AbstractTrainingFree):
             raise ConfigError(f"the {model.name} model is trained: train and save it with bspm fit --save DIR, "
                               "then recommend with --load DIR")
-        model = model.fit(history)
+        model = model.fit(history, spectrum_cache(config))
     _, batch_size = evaluation_settings(config)
     return recommend_for(model, dataset, history, user_ids, new_users, k, filter_seen, batch_size, progress)
 

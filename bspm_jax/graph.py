@@ -10,7 +10,7 @@ from jaxtyping import Array, Float
 
 from .memory import require_bytes
 from . import native as native_kernel
-from .spectral import SpectrumCache, inv_sqrt
+from .spectral import DEFAULT_TOL, SpectrumCache, inv_sqrt
 from .operators import AbstractLayout, AbstractOperator, ChunkLayout, Dense, Gram, LowRank, RowLayout, SparseMatrix, kernel_for
 
 
@@ -45,6 +45,8 @@ def build_graph(
     dtype: type = np.float32,
     kernel: str = "auto",
     spectra: SpectrumCache | None = None,
+    svd_solver: str = "auto",
+    svd_tol: float = DEFAULT_TOL,
 ) -> ItemGraph:
     """Normalise ``train``, take its rank-``rank`` SVD (None: no ideal filter), build operators.
 
@@ -53,9 +55,10 @@ def build_graph(
     ``kernel`` picks the products: a path of the compiled CPU kernel (``"avx512"``,
     ``"avx2"``, ``"baseline"``), pure JAX (``"jax"``), or ``"auto"``: ``$BSPM_KERNEL``, else
     the fastest available path; see :mod:`bspm_jax.native`. ``spectra`` shares the
-    normalisation and the SVD with other fits on the same matrix.
+    normalisation and the SVD with other fits on the same matrix; ``svd_solver`` and
+    ``svd_tol`` choose the SVD (:func:`bspm_jax.spectral.truncated_svd`).
     """
-    spectra = spectra or SpectrumCache()
+    spectra = SpectrumCache() if spectra is None else spectra
     norm, _, item_degree = spectra.normalized(train)
     n_items = norm.shape[1]
     if dense:
@@ -69,7 +72,7 @@ def build_graph(
         gram = Gram(SparseMatrix.from_scipy(norm, dtype, kernel=kernel))
     ideal, s = None, None
     if rank is not None:
-        spec = spectra.spectrum(train, rank)
+        spec = spectra.spectrum(train, rank, svd_solver, svd_tol)
         s, vt = spec.values, spec.vectors
         left = inv_sqrt(item_degree)[:, None] * vt.T
         right = vt * np.sqrt(item_degree)[None, :]

@@ -29,6 +29,7 @@ from .io import write_json_atomic, write_text_atomic
 from .metrics import check_metric
 from .models import AbstractTrainingFree, FitCache, make_model
 from .ranking import Progress, no_progress
+from .spectral import SpectrumCache
 
 PAPER_GRID: dict[str, list[Any]] = {
     "sharpen_solver": ["euler", "rk4"],
@@ -78,11 +79,13 @@ def tune(
     batch_size: int = 1024,
     max_points: int = 1000,
     progress: Progress | None = None,
+    spectra: SpectrumCache | None = None,
 ) -> TuneResult:
     """Grid search of ``model_name`` over ``grid`` (model settings) on a validation split.
 
     ``metric`` (e.g. ``ndcg@20``) selects the best point; ties keep the grid's order.
     Every grid point is validated before anything is fitted, so a bad value fails fast.
+    ``spectra`` shares SVDs with other runs (e.g. kept on disk).
     """
     _, cut = check_metric(metric)
     ks = sorted(set(int(k) for k in ks) | {cut})
@@ -109,7 +112,7 @@ def tune(
             raise ConfigError(f"grid point {point}: {err}") from None
     t0 = time.perf_counter()
     val = validation_split(dataset, validation, seed)
-    fits = FitCache()
+    fits = FitCache(spectra)
     fit_s = 0.0
     rows = []
     for point, model in zip(points, (progress or no_progress)(models, desc="grid", unit="point")):

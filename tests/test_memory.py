@@ -93,27 +93,33 @@ def test_every_svd_attempt_equals_the_dense_svd_or_says_it_did_not_converge(shap
     assert expected[rank - 1] - expected[rank] > 1e-3  # so the subspace is well defined
     gram = (norm.T @ norm).toarray()
     converged = []
-    for attempt in svd.svd_attempts(norm.shape, rank):
+    for attempt in svd.svd_attempts(norm.shape, rank, "auto", tol=1e-10):  # the block solver in float64
         try:
-            s, vt = attempt.run(norm, rank, 0)
+            s, vt, residual = attempt.run(norm, rank, 0)
         except np.linalg.LinAlgError:  # PROPACK out of steps: the next attempt takes over
             continue
         converged.append(attempt.name)
-        order = np.argsort(-s)
-        s, vt = s[order], vt[order]
+        assert np.all(np.diff(s) <= 0)
         np.testing.assert_allclose(s, expected[:rank], rtol=1e-9, atol=1e-10)
         np.testing.assert_allclose(vt @ vt.T, np.eye(rank), atol=1e-9)
         np.testing.assert_allclose(vt @ gram, (s**2)[:, None] * vt, atol=1e-9)
-    assert "ARPACK on the Gram matrix" in converged and len(converged) >= 2
+        direct = np.linalg.norm(gram @ vt.T - vt.T * s**2, axis=0) / s / s[0]  # ||A^T u - s v|| / s_1, u = A v / s
+        assert direct.max() <= 1e-9 and residual <= 1e-9  # small residuals, and the reported one says so
+    assert {"block Krylov", "ARPACK on the Gram matrix"} <= set(converged) and len(converged) >= 3
 
 
 def test_svd_attempt_memory_arithmetic():
     m, n, rank = 10**6, 2 * 10**5, 448
-    propack6, propack10, gram = svd.svd_attempts((m, n), rank)
+    block, propack6, propack10, gram = svd.svd_attempts((m, n), rank)
+    assert [a.name for a in svd.svd_attempts((m, n), rank, "propack")] == [propack6.name, propack10.name]
+    assert [a.name for a in svd.svd_attempts((m, n), rank, "arpack")] == [gram.name]
+    assert [a.name for a in svd.svd_attempts((m, n), rank, "block")] == [block.name]
+    # basis (2 * 512 + 64 vectors of the item side), three copies of H, 4 product blocks, the restart copy, the right vectors
+    assert block.bytes == 8 * ((1024 + 64) * n + 3 * 1088**2 + 4 * 64 * n + 512 * n + rank * n) < 4 * 2**30
     assert propack6.bytes == 6 * rank * (m + n) * 8 > 24 * 2**30  # the 10^6-user case: PROPACK cannot fit 24 GiB
     assert propack10.bytes == 10 * rank * (m + n) * 8
     assert gram.bytes == ((2 * rank + 1) * n + rank * n) * 8 < 3 * 2**30  # the item side only
-    wide = svd.svd_attempts((n, m), rank)[2]
+    wide = svd.svd_attempts((n, m), rank)[3]
     assert wide.bytes == ((2 * rank + 1) * n + rank * m) * 8  # the user side, and the right vectors
 
 
@@ -121,13 +127,15 @@ def test_svd_falls_back_to_the_gram_lanczos_when_propack_cannot_fit(monkeypatch)
     norm = _power_law(3000, 2500, seed=1)
     rank = 20
     monkeypatch.setattr(svd, "DENSE_SVD_LIMIT", 10)
-    propack, _, gram = svd.svd_attempts(norm.shape, rank)
+    block, propack, _, gram = svd.svd_attempts(norm.shape, rank)
+    assert gram.bytes < min(block.bytes, propack.bytes)
     ran, attempts = [], svd.svd_attempts
-    monkeypatch.setattr(svd, "svd_attempts", lambda shape, k: [
-        a._replace(run=lambda *args, _a=a: ran.append(_a.name) or _a.run(*args)) for a in attempts(shape, k)])
-    monkeypatch.setattr(memory, "available_bytes", lambda device=None: (gram.bytes + propack.bytes) // 2)
-    s, vt = svd.truncated_svd(norm, rank)
-    assert ran == ["ARPACK on the Gram matrix"]  # PROPACK could not fit, so it never ran
+    monkeypatch.setattr(svd, "svd_attempts", lambda shape, k, solver, tol: [
+        a._replace(run=lambda *args, _a=a: ran.append(_a.name) or _a.run(*args)) for a in attempts(shape, k, solver, tol)])
+    monkeypatch.setattr(memory, "available_bytes",
+                        lambda device=None: (gram.bytes + min(block.bytes, propack.bytes)) // 2)
+    s, vt = svd.truncated_svd(norm, rank, tol=1e-9)
+    assert ran == ["ARPACK on the Gram matrix"]  # neither the block solver nor PROPACK could fit, so they never ran
     expected = np.linalg.svd(norm.toarray(), compute_uv=False)
     np.testing.assert_allclose(s, expected[:rank], rtol=1e-9)
     np.testing.assert_allclose(vt @ (norm.T @ (norm @ vt.T)), np.diag(s**2), atol=1e-9)

@@ -154,8 +154,8 @@ class FitCache:
     settings fits once per rank; any model needing the same spectrum reuses it.
     """
 
-    def __init__(self) -> None:
-        self.spectra = SpectrumCache()
+    def __init__(self, spectra: SpectrumCache | None = None) -> None:
+        self.spectra = SpectrumCache() if spectra is None else spectra
         self._fits: dict[Hashable, AbstractTrainingFree] = {}
 
     def _key(self, model: AbstractTrainingFree, digest: str) -> Hashable:

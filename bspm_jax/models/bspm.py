@@ -37,7 +37,7 @@ from ..filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
 from ..graph import ItemGraph, build_graph, intermediate_length
 from ..operators import AbstractOperator
 from ..solvers import AbstractIntegrator, make_integrator
-from ..spectral import SpectrumCache
+from ..spectral import DEFAULT_TOL, SpectrumCache, check_svd_settings
 from .base import AbstractTrainingFree, LayoutScores, Rows, TrainInfo
 
 MERGES = ("early", "late")
@@ -70,6 +70,8 @@ class BSPM(AbstractTrainingFree):
     T_idl: float = eqx.field(static=True, default=1.0)
     K_idl: int = eqx.field(static=True, default=1)
     rank: int = eqx.field(static=True, default=448)
+    svd_solver: str = eqx.field(static=True, default="auto")
+    svd_tol: float = eqx.field(static=True, default=DEFAULT_TOL)
     sharpen: bool = eqx.field(static=True, default=True)
     sharpen_solver: str = eqx.field(static=True, default="rk4")
     T_s: float = eqx.field(static=True, default=2.5)
@@ -98,6 +100,7 @@ class BSPM(AbstractTrainingFree):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}")
         native_kernel.check_choice(self.kernel)
+        check_svd_settings(self.svd_solver, self.svd_tol)
         if self.residual and not self.sharpen:
             raise ConfigError("the residual connection adds S(0): it needs sharpening on")
         if self.needs_svd and not (isinstance(self.rank, numbers.Integral) and not isinstance(self.rank, bool) and self.rank >= 1):
@@ -127,9 +130,14 @@ class BSPM(AbstractTrainingFree):
     def needs_svd(self) -> bool:
         return self.beta != 0 or self.blur_filter.needs_svd
 
-    def fit_key(self) -> tuple[int | None, bool, str]:
-        """The graph depends only on the SVD rank (when an SVD is needed), ``dense`` and ``kernel``."""
-        return (self.rank if self.needs_svd else None, self.dense, self.kernel)
+    def fit_key(self) -> tuple[tuple[int, str, float] | None, bool, str]:
+        """The graph depends only on the SVD (rank, solver, tolerance; when one is needed), ``dense`` and ``kernel``."""
+        return (self.svd_settings, self.dense, self.kernel)
+
+    @property
+    def svd_settings(self) -> tuple[int, str, float] | None:
+        """(rank, svd_solver, svd_tol) of the SVD, or None when the model needs none."""
+        return (self.rank, self.svd_solver, self.svd_tol) if self.needs_svd else None
 
     def scoring_bytes_per_user(self, n_items: int) -> int:
         """float32 rows alive per user: the input, the ODE states at the output times, the
@@ -140,7 +148,7 @@ class BSPM(AbstractTrainingFree):
 
     def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> BSPM:
         graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense, kernel=self.kernel,
-                            spectra=spectra)
+                            spectra=spectra, svd_solver=self.svd_solver, svd_tol=self.svd_tol)
         return dataclasses.replace(self, graph=graph, fitted_on=TrainInfo.of(train))
 
     def score(self, rows: Rows) -> Float[Array, "b n_items"]:

@@ -1,4 +1,4 @@
-"""Truncated SVD of a sparse matrix: dense LAPACK when small, PROPACK or ARPACK by free memory."""
+"""Truncated SVD of a sparse matrix: dense LAPACK when small, else block Krylov, PROPACK or ARPACK by free memory."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh, svds
 from .. import memory
 from ..errors import ConfigError, ResourceError
 from ..memory import human_bytes
+from .block_krylov import basis_bytes, block_krylov_svd, residuals
 
 
 def check_rank(rank: int, shape: tuple[int, int]) -> None:
@@ -24,25 +25,49 @@ DENSE_SVD_LIMIT = 2_000
 """Matrices whose smaller side is at most this use a dense LAPACK SVD (exact, fast)."""
 
 
-def truncated_svd(matrix: sp.spmatrix, rank: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+SOLVERS = ("auto", "block", "propack", "arpack")
+"""The ``svd_solver`` choices: ``auto`` is the dense SVD for small matrices, else the block
+Krylov solver with PROPACK and then ARPACK as fallbacks; the others name one solver."""
+
+DEFAULT_TOL = 1e-4
+"""Default stopping rule: every triplet has ||A v - s u|| <= tol * s_1."""
+
+
+def check_svd_settings(solver: object, tol: object) -> None:
+    """A known ``svd_solver`` and a tolerance in (0, 1)."""
+    if solver not in SOLVERS:
+        raise ConfigError(f"svd_solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    if isinstance(tol, bool) or not isinstance(tol, int | float | np.floating) or not 0.0 < tol < 1.0:
+        raise ConfigError(f"svd_tol must be a number in (0, 1) (the triplets' residual relative to s_1), got {tol!r}")
+
+
+def truncated_svd(
+    matrix: sp.spmatrix, rank: int, seed: int = 0, solver: str = "auto", tol: float = DEFAULT_TOL
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-``rank`` singular values (descending) and right singular vectors (rank, n).
 
-    Small matrices use a dense SVD; large ones PROPACK (right vectors only), checked by
-    the residuals ``||M^T M v - s^2 v||`` and redone with ARPACK when PROPACK did not
-    converge. Deterministic: fixed start vector seed, and each vector's sign is chosen so
-    that its entry of largest magnitude is positive.
+    ``solver`` (:data:`SOLVERS`): small matrices use a dense SVD under ``auto``; large ones
+    the iterative solvers that fit in the available memory, in order, until one returns
+    triplets that meet the stopping rule ``||A v - s u|| <= tol * s_1`` (u = A v / s).
+    Deterministic: fixed start vectors, and each vector's sign is chosen so that its entry
+    of largest magnitude is positive.
     """
     check_rank(rank, matrix.shape)
+    check_svd_settings(solver, tol)
     m = sp.csr_matrix(matrix, dtype=np.float64)
-    if min(m.shape) <= DENSE_SVD_LIMIT:
+    if solver == "auto" and min(m.shape) <= DENSE_SVD_LIMIT:
         _, s, vt = np.linalg.svd(m.toarray(), full_matrices=False)
         s, vt = s[:rank], vt[:rank]
     else:
-        s, vt = _sparse_svd(m, rank, seed)
+        s, vt = _sparse_svd(m, rank, seed, solver, tol)
     pivot = np.abs(vt).argmax(axis=1)
     signs = np.sign(vt[np.arange(rank), pivot])
     signs[signs == 0] = 1.0
     return s, vt * signs[:, None]
+
+
+Triplets = tuple[np.ndarray, np.ndarray, float]
+"""Singular values, right vectors (rank, n) and the largest residual ||A v - s u|| / s_1."""
 
 
 class SvdAttempt(NamedTuple):
@@ -50,7 +75,19 @@ class SvdAttempt(NamedTuple):
 
     name: str
     bytes: int
-    run: Callable[[sp.csr_matrix, int, int], tuple[np.ndarray, np.ndarray]]
+    run: Callable[[sp.csr_matrix, int, int], Triplets]
+
+
+def _checked(solve: Callable[[sp.csr_matrix, int, int], tuple[np.ndarray, np.ndarray]]) -> Callable[[sp.csr_matrix, int, int], Triplets]:
+    """A float64 solver's triplets with their residuals (float64 SciPy products)."""
+
+    def run(m: sp.csr_matrix, rank: int, seed: int) -> Triplets:
+        s, vt = solve(m, rank, seed)
+        order = np.argsort(-s, kind="stable")
+        s, vt = s[order], vt[order]
+        return s, vt, float(residuals(m, s, vt).max(initial=0.0))
+
+    return run
 
 
 def _propack(steps: int) -> Callable[[sp.csr_matrix, int, int], tuple[np.ndarray, np.ndarray]]:
@@ -59,6 +96,16 @@ def _propack(steps: int) -> Callable[[sp.csr_matrix, int, int], tuple[np.ndarray
     def run(m: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         _, s, vt = svds(m, k=rank, solver="propack", random_state=seed, return_singular_vectors="vh", maxiter=steps)
         return s, vt
+
+    return run
+
+
+def _block(tol: float) -> Callable[[sp.csr_matrix, int, int], Triplets]:
+    """The block Krylov solver (:mod:`.block_krylov`), its residual from one explicit product."""
+
+    def run(m: sp.csr_matrix, rank: int, seed: int) -> Triplets:
+        s, vt, info = block_krylov_svd(m, rank, tol=tol, seed=seed)
+        return s, vt, info.max_residual
 
     return run
 
@@ -83,29 +130,33 @@ def _gram_lanczos(m: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, n
         return s, (m.T @ vectors / s).T
 
 
-def svd_attempts(shape: tuple[int, int], rank: int) -> list[SvdAttempt]:
-    """The iterative SVD's attempts in order, with the memory of each one's Krylov basis.
+def svd_attempts(shape: tuple[int, int], rank: int, solver: str = "auto", tol: float = DEFAULT_TOL) -> list[SvdAttempt]:
+    """The iterative SVD's attempts for ``solver``, in order, with the memory of each one's basis.
 
-    PROPACK (fastest; 6 * rank steps, then its default 10 * rank) keeps float64 bases on
-    both sides: ``steps * (m + n) * 8`` bytes. ARPACK on the smaller side's Gram keeps
-    ``2 * rank + 1`` vectors of that side (and the rank right vectors), so it fits where
-    PROPACK cannot when one side is long (10^6 users).
+    The block Krylov solver keeps a float64 basis of about ``2 * (rank + 64) + 64`` vectors
+    of the smaller side (:func:`.block_krylov.basis_bytes`). PROPACK (6 * rank steps, then
+    its default 10 * rank) keeps float64 bases on both sides: ``steps * (m + n) * 8``
+    bytes. ARPACK on the smaller side's Gram keeps ``2 * rank + 1`` vectors of that side
+    (and the rank right vectors), so it fits where PROPACK cannot when one side is long
+    (10^6 users). ``auto``: all of them, in that order.
     """
     m, n = shape
+    side = min(m, n)
     # PROPACK allocates its basis for `maxiter` steps; Gowalla's rank-448 SVD converges in
     # 1,669 steps, so 6 * rank first saves the larger allocation.
-    gram = (min(2 * rank + 1, min(m, n)) * min(m, n) + rank * n) * 8
-    return [
-        SvdAttempt(f"PROPACK ({6 * rank} steps)", 6 * rank * (m + n) * 8, _propack(6 * rank)),
-        SvdAttempt(f"PROPACK ({10 * rank} steps)", 10 * rank * (m + n) * 8, _propack(10 * rank)),
-        SvdAttempt("ARPACK on the Gram matrix", gram, _gram_lanczos),
+    gram = (min(2 * rank + 1, side) * side + rank * n) * 8
+    block = [SvdAttempt("block Krylov", basis_bytes(rank, side) + rank * n * 8, _block(tol))]
+    propack = [
+        SvdAttempt(f"PROPACK ({6 * rank} steps)", 6 * rank * (m + n) * 8, _checked(_propack(6 * rank))),
+        SvdAttempt(f"PROPACK ({10 * rank} steps)", 10 * rank * (m + n) * 8, _checked(_propack(10 * rank))),
     ]
+    arpack = [SvdAttempt("ARPACK on the Gram matrix", gram, _checked(_gram_lanczos))]
+    return {"auto": block + propack + arpack, "block": block, "propack": propack, "arpack": arpack}[solver]
 
 
-def _sparse_svd(m: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Iterative SVD: the attempts that fit in the available memory, in order, until one has small residuals."""
-    scale = max(float(abs(m).max()), 1.0)
-    attempts = svd_attempts(m.shape, rank)
+def _sparse_svd(m: sp.csr_matrix, rank: int, seed: int, solver: str, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Iterative SVD: the attempts that fit in the available memory, in order, until one meets the stopping rule."""
+    attempts = svd_attempts(m.shape, rank, solver, tol)
     free = memory.available_bytes()
     fitting = [a for a in attempts if a.bytes <= free]
     if not fitting:
@@ -115,18 +166,19 @@ def _sparse_svd(m: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.
             f"({least.name}) but only {human_bytes(free)} is available; use a smaller rank, or beta=0 with a "
             f"heat blur (no SVD)"
         )
+    worst = np.inf
     for attempt in fitting:
         try:
-            s, vt = attempt.run(m, rank, seed)
+            s, vt, residual = attempt.run(m, rank, seed)
         except (np.linalg.LinAlgError, ArpackNoConvergence):
             continue
-        order = np.argsort(-s, kind="stable")
-        s, vt = s[order], vt[order]
         if not (np.all(np.isfinite(s)) and np.all(np.isfinite(vt))):
             continue
-        residual = np.linalg.norm(m.T @ (m @ vt.T) - vt.T * s**2, axis=0).max()
-        if residual <= 1e-6 * (scale * max(1.0, s[0])) ** 2:
+        if residual <= tol:
             return s, vt
+        worst = min(worst, residual)
     raise ConfigError(
-        f"the rank-{rank} SVD of the {m.shape[0]} x {m.shape[1]} matrix did not converge; try a smaller rank"
+        f"the rank-{rank} SVD of the {m.shape[0]} x {m.shape[1]} matrix did not meet its stopping rule "
+        f"(residual {worst:.1e} > svd_tol {tol:.1e}) with svd_solver={solver!r}; try svd_solver='auto', a larger "
+        f"svd_tol or a smaller rank"
     )
