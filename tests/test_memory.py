@@ -114,8 +114,8 @@ def test_svd_attempt_memory_arithmetic():
     assert [a.name for a in svd.svd_attempts((m, n), rank, "propack")] == [propack6.name, propack10.name]
     assert [a.name for a in svd.svd_attempts((m, n), rank, "arpack")] == [gram.name]
     assert [a.name for a in svd.svd_attempts((m, n), rank, "block")] == [block.name]
-    # basis (2 * 512 + 64 vectors of the item side), three copies of H, 4 product blocks, the restart copy, the right vectors
-    assert block.bytes == 8 * ((1024 + 64) * n + 3 * 1088**2 + 4 * 64 * n + 512 * n + rank * n) < 4 * 2**30
+    # basis (2 * 576 + 64 vectors of the item side), three copies of H, 4 product blocks, the restart copy, the right vectors
+    assert block.bytes == 8 * ((1152 + 64) * n + 3 * 1216**2 + 4 * 64 * n + 576 * n + rank * n) < 4 * 2**30
     assert propack6.bytes == 6 * rank * (m + n) * 8 > 24 * 2**30  # the 10^6-user case: PROPACK cannot fit 24 GiB
     assert propack10.bytes == 10 * rank * (m + n) * 8
     assert gram.bytes == ((2 * rank + 1) * n + rank * n) * 8 < 3 * 2**30  # the item side only

@@ -2,9 +2,11 @@
 
 For ``A`` (m, n) with m <= n (otherwise ``A^T``), the top eigenpairs (s^2, u) of
 ``G = A A^T`` give the triplets (s, u, v = A^T u / s). A block of ``block`` vectors is
-expanded by ``G`` into an orthonormal basis Q (rows of a (dim, m) array) with full
-reorthogonalisation (classical Gram-Schmidt, twice, as matrix products: BLAS-3), and
-the projected matrix H = Q G Q^T is kept as it is built. When the basis holds ``dim``
+expanded by ``G`` into an orthonormal basis Q (rows of a (dim, m) array): each new block
+is orthogonalised against the blocks it couples to (the block recurrence), then against
+the whole basis (full reorthogonalisation, repeated while a pass cancels much of a vector),
+all as matrix products (BLAS-3), and normalised by Cholesky QR; the projected matrix
+H = Q G Q^T is kept as it is built. When the basis holds ``dim``
 vectors, the Ritz pairs of H are the approximations; the residual of each is read off
 the Krylov relation, ``G Q^T = Q^T H + Q_next^T B E^T``:
 
@@ -16,10 +18,11 @@ wanted pair satisfies the stopping rule on the singular triplet,
 
     ||A v_i - s_i u_i|| = ||G u_i - s_i^2 u_i|| / s_i <= tol * s_1.
 
-The rule is then checked on the returned triplets with explicit products (``residuals``).
-Everything but the products runs in float64 NumPy; the products are a callable on row
-blocks, so float32 kernels (the native CPU kernel, jnp on an accelerator) or float64
-SciPy can serve.
+The rule is then checked on the returned triplets with explicit products, on both sides.
+The products are a callable on row blocks (:mod:`.gram`): float32 kernels (the native CPU
+kernel, jnp on an accelerator) or float64 SciPy. The basis lives in NumPy, in the
+precision of the products (float32 at tolerances of 1e-5 and above, float64 below); the
+projected matrix H, its eigendecomposition and the returned vectors are float64.
 """
 
 from __future__ import annotations
@@ -27,12 +30,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
-from scipy.linalg import solve_triangular
 
 from ..errors import ConfigError
 from .gram import AbstractProducts, DeviceProducts, ScipyProducts
+
 
 @dataclasses.dataclass(frozen=True)
 class BlockKrylovInfo:
@@ -60,11 +67,12 @@ class BasisShape:
     @classmethod
     def plan(cls, rank: int, side: int, block: int | None = None, extra: int | None = None,
              dim: int | None = None) -> BasisShape:
-        """Blocks of 64 (fewer on small sides), as many guard vectors, restarts at twice the kept vectors
-        (at least four blocks more), within the order of the matrix."""
+        """Blocks of 64 (fewer on small sides), twice as many guard vectors, restarts at twice the kept
+        vectors (at least four blocks more), within the order of the matrix. (Gowalla, rank 448: 128
+        guard vectors take 4 restarts and 7.5-7.9 s, 64 take 5 and 8.1 s.)"""
         if block is None:
             block = max(1, min(64, (side - rank) // 4))
-        extra = block if extra is None else extra
+        extra = 2 * block if extra is None else extra
         keep = rank + extra
         dim = min(max(max(2 * keep, keep + 4 * block) if dim is None else dim, keep + block), side - block)
         if block < 1 or extra < 0 or dim < keep + block:
@@ -73,7 +81,8 @@ class BasisShape:
         return cls(block, extra, keep, dim)
 
     def bytes(self, side: int) -> int:
-        """Peak float64 memory for a Gram matrix of order ``side``: basis, three copies of H, product blocks, restart."""
+        """Peak memory for a Gram matrix of order ``side`` (a float64 basis; a float32 one takes less): basis,
+        three copies of H, product blocks, restart."""
         return 8 * ((self.dim + self.block) * side + 3 * (self.dim + self.block) ** 2 + 4 * self.block * side
                     + self.keep * side)
 
@@ -88,41 +97,52 @@ def _project(basis: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (basis @ w.T).T
 
 
-def _cholesky_qr2(x: np.ndarray) -> np.ndarray:
-    """Orthonormal rows spanning the well-conditioned block ``x``: Cholesky QR, twice (BLAS-3; OpenBLAS's
-    Householder QR of a long block is far slower)."""
+@jax.jit
+def _gram_and_cholesky_qr2(w: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(eigenvalues of w w^T, Cholesky QR of ``w`` twice) in XLA, whose small products run several times
+    faster than OpenBLAS's; the second result is meaningful only when ``w`` is well conditioned."""
+    x = w
     for _ in range(2):
-        chol = np.linalg.cholesky(x @ x.T)
-        x = solve_triangular(chol, np.eye(chol.shape[0]), lower=True) @ x
-    return x
+        chol = jnp.linalg.cholesky(x @ x.T)
+        x = jax.scipy.linalg.solve_triangular(chol, jnp.eye(chol.shape[0], dtype=x.dtype), lower=True) @ x
+    return jnp.linalg.eigvalsh(w @ w.T), x
+
+
+def _householder(w: np.ndarray, q: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
+    """Orthonormal rows spanning ``w`` by QR with column pivoting (the weak directions come last, with all
+    of their small weight in ``w``); directions where ``w`` has (numerically) no weight are filled with
+    random vectors orthogonal to ``q`` and to the rest."""
+    qt, r, _ = scipy.linalg.qr(w.T, mode="economic", pivoting=True)
+    out = qt.T.copy()
+    weak = np.abs(np.diag(r)) <= 1e-10 * max(scale, 1e-300)
+    if weak.any():
+        z = rng.standard_normal((int(weak.sum()), w.shape[1])).astype(w.dtype)
+        good = out[~weak]
+        for _ in range(2):
+            z -= _project(q, z) @ q
+            z -= _project(good, z) @ good
+        out[weak] = np.linalg.qr(z.T)[0].T
+    return out
 
 
 def _orthonormal_block(w: np.ndarray, q: np.ndarray, rng: np.random.Generator, scale: float) -> np.ndarray:
     """An orthonormal basis (rows) of the block ``w`` (already orthogonal to ``q``'s rows), orthogonal to ``q``.
 
-    Cholesky QR when ``w`` is well conditioned; otherwise Householder QR, with the
-    directions where ``w`` has (numerically) no weight filled by random vectors. An
+    Cholesky QR, twice, when ``w`` is well conditioned; otherwise :func:`_householder`. An
     ill-conditioned block is orthogonalised against ``q`` once more afterwards: normalising
     its weak directions magnifies what rounding left of them along ``q``.
     """
-    low, high = np.linalg.eigvalsh(w @ w.T)[[0, -1]]
-    if low > 1e-12 * high and low > (1e-10 * scale) ** 2:
-        out = _cholesky_qr2(w)
-    else:
-        qt, r = np.linalg.qr(w.T)
-        out = qt.T.copy()
-        weak = np.abs(np.diag(r)) <= 1e-10 * max(scale, 1e-300)
-        if weak.any():
-            z = rng.standard_normal((int(weak.sum()), w.shape[1]))
-            good = out[~weak]
-            for _ in range(2):
-                z -= _project(q, z) @ q
-                z -= _project(good, z) @ good
-            out[weak] = np.linalg.qr(z.T)[0].T
-    if not low > 1e-4 * high:
-        for _ in range(2):
+    with jax.enable_x64(w.dtype == np.float64):
+        eigenvalues, orthonormal = _gram_and_cholesky_qr2(jnp.asarray(w))
+        low, high = (float(v) for v in np.asarray(eigenvalues)[[0, -1]])
+        well = low > 1e-12 * high and low > (1e-10 * scale) ** 2
+        out = np.array(orthonormal) if well else None
+        if out is None or not np.all(np.isfinite(out)):
+            out = _householder(w, q, rng, scale)
+        if not low > 1e-4 * high:
             out -= _project(q, out) @ q
-        out = _cholesky_qr2(out)
+            again = np.array(_gram_and_cholesky_qr2(jnp.asarray(out))[1])
+            out = again if np.all(np.isfinite(again)) else _householder(out, q, rng, scale)
     return out
 
 
@@ -137,8 +157,10 @@ def block_krylov_eigh(
     dim: int | None = None,
     seed: int = 0,
     max_restarts: int = 100,
+    dtype: type = np.float64,
 ) -> tuple[np.ndarray, np.ndarray, BlockKrylovInfo]:
-    """Top-``rank`` eigenpairs (theta descending, vectors as rows) of the PSD operator ``product`` of order ``side``.
+    """Top-``rank`` eigenpairs (theta descending, vectors as rows) of the PSD operator ``product`` of order ``side``,
+    with the basis kept in ``dtype`` (H and its eigendecomposition in float64).
 
     Stops when ||G u_i - theta_i u_i|| / sqrt(theta_i) <= tol * sqrt(theta_1) for every
     wanted pair (the singular-triplet residual of the Gram matrix of ``A``).
@@ -146,9 +168,9 @@ def block_krylov_eigh(
     shape = BasisShape.plan(rank, side, block, extra, dim)
     block, keep, dim = shape.block, shape.keep, shape.dim
     rng = np.random.default_rng(seed)
-    q = np.empty((dim + block, side))
+    q = np.empty((dim + block, side), dtype)
     h = np.zeros((dim + block, dim + block))
-    start = rng.standard_normal((block, side))
+    start = rng.standard_normal((block, side)).astype(dtype)
     q[:block] = _orthonormal_block(start, q[:0], rng, 1.0)
     filled, products, restarts = block, 0, 0
     coupled = 0  # the first basis vector coupled to the block being expanded
@@ -156,14 +178,14 @@ def block_krylov_eigh(
     while True:
         while filled <= dim:
             last = slice(filled - block, filled)
-            w = product(q[last])
+            w = product(q[last]).astype(dtype, copy=False)
             products += block
             scale = max(scale, float(np.abs(w).max(initial=0.0)))
             # The three-term recurrence (the previous block, or every kept Ritz vector after a
             # restart), then full reorthogonalisation passes against the whole basis: one,
             # unless it cancels much of a vector (then its rounding is repaired by another).
             local = q[coupled:filled]
-            c = np.zeros((block, filled))
+            c = np.zeros((block, filled), dtype)
             c[:, coupled:] = _project(local, w)
             w -= c[:, coupled:] @ local
             basis = q[:filled]
@@ -197,10 +219,10 @@ def block_krylov_eigh(
             triplet = np.where(s > 0, residual / np.where(s > 0, s, 1.0), residual) / s1
         done = bool(np.all(triplet <= tol))
         if done or restarts >= max_restarts:
-            vectors = y[:, :rank].T @ q[:p]
+            vectors = y[:, :rank].T @ q[:p].astype(np.float64)
             info = BlockKrylovInfo(restarts, products, float(triplet.max(initial=0.0)), done)
             return theta[:rank], vectors, info
-        q[:keep] = y[:, :keep].T @ q[:p]
+        q[:keep] = y[:, :keep].T.astype(dtype) @ q[:p]
         q[keep:keep + block] = q[p:p + block]
         restarted = np.zeros_like(h)
         restarted[np.arange(keep), np.arange(keep)] = theta[:keep]
@@ -230,20 +252,24 @@ def block_krylov_svd(
 ) -> tuple[np.ndarray, np.ndarray, BlockKrylovInfo]:
     """Top-``rank`` singular values (descending) and right singular vectors (rank, n) of ``matrix``.
 
-    ``products(A)`` gives the products with the smaller side's ``A`` (m <= n); default:
-    float32 on the device (:class:`DeviceProducts`) for ``tol >= FLOAT32_TOL``, float64
-    SciPy below. ``info.max_residual`` is the stopping rule's value recomputed with one
+    Precision follows the tolerance: for ``tol >= FLOAT32_TOL`` the products run in float32
+    on the device (:class:`DeviceProducts`) and the basis is kept in float32 (its products
+    run twice as fast); below, float64 SciPy products and a float64 basis. The projected
+    problem (H, its eigendecomposition) and the returned vectors are float64 either way.
+    ``products(A)`` replaces the default products with the smaller side's ``A`` (m <= n). ``info.max_residual`` is the stopping rule's value recomputed with one
     explicit product on the returned vectors. Not converged after ``max_restarts``
     restarts: the best approximation, with ``info.converged`` False.
     """
     a = sp.csr_matrix(matrix, dtype=np.float64)
     wide = a.shape[0] <= a.shape[1]
     small = a if wide else sp.csr_matrix(a.T)
-    ops = (products or (DeviceProducts if tol >= FLOAT32_TOL else ScipyProducts))(small)
+    single = tol >= FLOAT32_TOL
+    ops = (products or (DeviceProducts if single else ScipyProducts))(small)
     # The process stops at half the tolerance, so that the explicit check (which also covers
     # the other side of each triplet and the rounding of the products) holds.
     theta, vectors, info = block_krylov_eigh(ops.gram, small.shape[0], rank, tol=tol / 2, block=block, extra=extra,
-                                             dim=dim, seed=seed, max_restarts=max_restarts)
+                                             dim=dim, seed=seed, max_restarts=max_restarts,
+                                             dtype=np.float32 if single else np.float64)
     s = np.sqrt(np.clip(theta, 0.0, None))
     safe = np.where(s > 0, s, 1.0)
     side_vectors = ops.left(vectors) / safe[:, None]  # v = A^T u / s (or u = A v / s for a tall matrix)
