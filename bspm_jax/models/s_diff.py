@@ -59,7 +59,7 @@ from ..checks import check_integer, check_number
 from ..errors import ConfigError
 from ..rows import SparseRows
 from ..spectral import spectrum
-from ..spectral.svd import check_rank
+from ..spectral.svd import DEFAULT_TOL, check_rank, check_svd_settings
 from .base import Rows
 from .trained import AbstractTrainedRecommender
 
@@ -87,6 +87,8 @@ class SDiff(AbstractTrainedRecommender):
     guidance: float = eqx.field(static=True, default=1.0)
     sample_noise: bool = eqx.field(static=True, default=True)
     sample_seed: int = eqx.field(static=True, default=0)
+    svd_solver: str = eqx.field(static=True, default="auto")
+    svd_tol: float = eqx.field(static=True, default=DEFAULT_TOL)
 
     basis: Float[Array, "n_items k"] | None = None
     frequencies: Float[Array, " k"] | None = None
@@ -94,6 +96,7 @@ class SDiff(AbstractTrainedRecommender):
 
     def __check_init__(self) -> None:
         check_integer("rank", self.rank, 1)
+        check_svd_settings(self.svd_solver, self.svd_tol)
         check_integer("steps", self.steps, 1)
         check_integer("time_dim", self.time_dim, 2)
         check_integer("sample_seed", self.sample_seed, 0)
@@ -117,7 +120,7 @@ class SDiff(AbstractTrainedRecommender):
     def init(self, key: jax.Array, train: sp.csr_matrix) -> SDiff:
         """The spectral basis of ``train`` (top-``rank`` right singular vectors of X~) and a fresh denoiser."""
         check_rank(self.rank, train.shape)
-        spec = spectrum(train, self.rank)
+        spec = spectrum(train, self.rank, solver=self.svd_solver, tol=self.svd_tol)
         basis = jnp.asarray(spec.vectors.T.astype(np.float32))
         frequencies = jnp.asarray(np.clip(1.0 - spec.values**2, 0.0, 1.0).astype(np.float32))
         denoiser = DENOISERS[self.fusion].init(key, self.rank, self.hidden, self.time_dim, self.steps / self.tau,

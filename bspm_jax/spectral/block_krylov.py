@@ -50,8 +50,10 @@ class BlockKrylovInfo:
     products: int
     """Vectors multiplied by the Gram matrix."""
     max_residual: float
-    """max_i ||A v_i - s_i u_i|| / s_1 over the returned triplets (from the Krylov relation)."""
+    """The stopping rule's value on the returned triplets: max_i ||A v_i - s_i u_i|| / s_1 (and the same on the
+    other side), from explicit products (from the Krylov relation for :func:`block_krylov_eigh` alone)."""
     converged: bool
+    """Whether every returned triplet meets the tolerance."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -145,7 +145,12 @@ def svd_attempts(shape: tuple[int, int], rank: int, solver: str = "auto", tol: f
     # PROPACK allocates its basis for `maxiter` steps; Gowalla's rank-448 SVD converges in
     # 1,669 steps, so 6 * rank first saves the larger allocation.
     gram = (min(2 * rank + 1, side) * side + rank * n) * 8
-    block = [SvdAttempt("block Krylov", basis_bytes(rank, side) + rank * n * 8, _block(tol))]
+    try:
+        block = [SvdAttempt("block Krylov", basis_bytes(rank, side) + rank * n * 8, _block(tol))]
+    except ConfigError:  # a rank too close to the matrix's order for a block basis
+        if solver == "block":
+            raise
+        block = []
     propack = [
         SvdAttempt(f"PROPACK ({6 * rank} steps)", 6 * rank * (m + n) * 8, _checked(_propack(6 * rank))),
         SvdAttempt(f"PROPACK ({10 * rank} steps)", 10 * rank * (m + n) * 8, _checked(_propack(10 * rank))),
