@@ -11,7 +11,8 @@ from .spectrum import Spectrum, SpectrumCache, spectrum
 from .block_krylov import BlockKrylovInfo, block_krylov_svd, residuals
 from .gram import DeviceProducts, ScipyProducts
 from .store import SpectrumStore, default_spectrum_dir
-from .svd import DEFAULT_TOL, DENSE_SVD_LIMIT, SOLVERS, SvdAttempt, check_rank, check_svd_settings, svd_attempts, truncated_svd
+from .svd import (DEFAULT_TOL, DENSE_SVD_LIMIT, SOLVERS, SvdAttempt, check_rank, check_svd_settings, svd_attempts,
+                  truncated_svd)
 
 __all__ = [
     "DEFAULT_TOL",

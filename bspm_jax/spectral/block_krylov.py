@@ -258,7 +258,8 @@ def block_krylov_svd(
     on the device (:class:`DeviceProducts`) and the basis is kept in float32 (its products
     run twice as fast); below, float64 SciPy products and a float64 basis. The projected
     problem (H, its eigendecomposition) and the returned vectors are float64 either way.
-    ``products(A)`` replaces the default products with the smaller side's ``A`` (m <= n). ``info.max_residual`` is the stopping rule's value recomputed with one
+    ``products(A)`` replaces the default products with the smaller side's ``A`` (m <= n).
+    ``info.max_residual`` is the stopping rule's value recomputed with one
     explicit product on the returned vectors. Not converged after ``max_restarts``
     restarts: the best approximation, with ``info.converged`` False.
     """

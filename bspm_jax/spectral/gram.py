@@ -72,10 +72,11 @@ class DeviceProducts(AbstractProducts):
         self.path = native.select(kernel)
         forward, backward = _csr32(a), _csr32(a.T)  # A (m, n) and A^T (n, m)
         if self.path is None:
-            self.forward, self.backward = jsparse.BCSR.from_scipy_sparse(forward), jsparse.BCSR.from_scipy_sparse(backward)
+            self.forward, self.backward = (jsparse.BCSR.from_scipy_sparse(m) for m in (forward, backward))
         else:
-            self.forward, self.backward = (tuple(jnp.asarray(v) for v in (m.indptr.astype(np.int32), m.indices.astype(np.int32),
-                                                                          m.data)) for m in (forward, backward))
+            self.forward, self.backward = (
+                (jnp.asarray(m.indptr.astype(np.int32)), jnp.asarray(m.indices.astype(np.int32)), jnp.asarray(m.data))
+                for m in (forward, backward))
 
     def _chain(self, x: np.ndarray, matrices: tuple) -> np.ndarray:
         x32 = jnp.asarray(x, jnp.float32)

@@ -78,7 +78,11 @@ class SvdAttempt(NamedTuple):
     run: Callable[[sp.csr_matrix, int, int], Triplets]
 
 
-def _checked(solve: Callable[[sp.csr_matrix, int, int], tuple[np.ndarray, np.ndarray]]) -> Callable[[sp.csr_matrix, int, int], Triplets]:
+Solve = Callable[[sp.csr_matrix, int, int], tuple[np.ndarray, np.ndarray]]
+"""A solver: (matrix, rank, seed) -> singular values and right vectors."""
+
+
+def _checked(solve: Solve) -> Callable[[sp.csr_matrix, int, int], Triplets]:
     """A float64 solver's triplets with their residuals (float64 SciPy products)."""
 
     def run(m: sp.csr_matrix, rank: int, seed: int) -> Triplets:
@@ -90,7 +94,7 @@ def _checked(solve: Callable[[sp.csr_matrix, int, int], tuple[np.ndarray, np.nda
     return run
 
 
-def _propack(steps: int) -> Callable[[sp.csr_matrix, int, int], tuple[np.ndarray, np.ndarray]]:
+def _propack(steps: int) -> Solve:
     """PROPACK's Lanczos bidiagonalisation with a basis of ``steps`` vectors on both sides."""
 
     def run(m: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,8 +137,9 @@ def _gram_lanczos(m: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, n
 def svd_attempts(shape: tuple[int, int], rank: int, solver: str = "auto", tol: float = DEFAULT_TOL) -> list[SvdAttempt]:
     """The iterative SVD's attempts for ``solver``, in order, with the memory of each one's basis.
 
-    The block Krylov solver keeps a float64 basis of about ``2 * (rank + 64) + 64`` vectors
-    of the smaller side (:func:`.block_krylov.basis_bytes`). PROPACK (6 * rank steps, then
+    The block Krylov solver keeps a basis of about ``2 * (rank + 128) + 64`` vectors of the
+    smaller side, counted as float64 (:func:`.block_krylov.basis_bytes`; float32 at
+    tolerances of 1e-5 and above takes half). PROPACK (6 * rank steps, then
     its default 10 * rank) keeps float64 bases on both sides: ``steps * (m + n) * 8``
     bytes. ARPACK on the smaller side's Gram keeps ``2 * rank + 1`` vectors of that side
     (and the rank right vectors), so it fits where PROPACK cannot when one side is long
@@ -171,7 +176,7 @@ def _sparse_svd(m: sp.csr_matrix, rank: int, seed: int, solver: str, tol: float)
             f"({least.name}) but only {human_bytes(free)} is available; use a smaller rank, or beta=0 with a "
             f"heat blur (no SVD)"
         )
-    worst = np.inf
+    best = np.inf
     for attempt in fitting:
         try:
             s, vt, residual = attempt.run(m, rank, seed)
@@ -181,9 +186,10 @@ def _sparse_svd(m: sp.csr_matrix, rank: int, seed: int, solver: str, tol: float)
             continue
         if residual <= tol:
             return s, vt
-        worst = min(worst, residual)
+        best = min(best, residual)
+    outcome = ("did not converge" if best == np.inf
+               else f"did not meet its stopping rule (residual {best:.1e} > svd_tol {tol:.1e})")
     raise ConfigError(
-        f"the rank-{rank} SVD of the {m.shape[0]} x {m.shape[1]} matrix did not meet its stopping rule "
-        f"(residual {worst:.1e} > svd_tol {tol:.1e}) with svd_solver={solver!r}; try svd_solver='auto', a larger "
-        f"svd_tol or a smaller rank"
+        f"the rank-{rank} SVD of the {m.shape[0]} x {m.shape[1]} matrix {outcome} with svd_solver={solver!r}; "
+        f"try svd_solver='auto', a larger svd_tol or a smaller rank"
     )
