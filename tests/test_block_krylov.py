@@ -145,3 +145,25 @@ def test_the_memory_refusal_names_the_block_solver(monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: block.bytes - 1)
     with pytest.raises(ResourceError, match=r"rank-16 SVD .* needs .* \(block Krylov\) but only .* is available"):
         svd.truncated_svd(norm, 16, solver="block")
+
+
+def test_a_float32_check_that_fails_is_redone_in_float64(monkeypatch):
+    """Rounding of float32 products can fail the final check of triplets that meet the rule: it is redone
+    in float64 before they are refused (here the float32 check is made to fail by adding noise to it)."""
+    from bspm_jax.data.synthetic import power_law_interactions
+
+    norm, _, _ = spectral.normalize(power_law_interactions(900, 700, 9000, seed=2))
+    clean = block_krylov.block_krylov_svd(norm, 24, tol=1e-4, block=8, extra=8)
+    real = block_krylov._explicit_residuals
+    checks = []
+
+    def noisy(ops, *args):
+        checks.append(type(ops).__name__)
+        r = real(ops, *args)
+        return r + 1e-3 if isinstance(ops, DeviceProducts) else r
+
+    monkeypatch.setattr(block_krylov, "_explicit_residuals", noisy)
+    s, vt, info = block_krylov.block_krylov_svd(norm, 24, tol=1e-4, block=8, extra=8)
+    assert checks == ["DeviceProducts", "ScipyProducts"] and info.converged
+    np.testing.assert_allclose(info.max_residual, spectral.residuals(norm, s, vt).max(), rtol=0.5)
+    np.testing.assert_array_equal(s, clean[0])
