@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import numpy as np
 
 from .errors import ConfigError
 
@@ -70,3 +73,8 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def array_sha256(arr: np.ndarray) -> str:
+    """SHA-256 of an array's bytes in C order (the checksum of saved models and cached spectra)."""
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()

@@ -28,6 +28,7 @@ import numpy as np
 from jax.experimental import sparse as jsparse
 
 from .errors import ConfigError
+from .io import array_sha256
 
 FORMAT = "bspm_jax-model"
 FORMAT_VERSION = 1
@@ -61,7 +62,7 @@ class _Encoder:
             raise TypeError("object arrays cannot be saved")
         key = f"a{len(self.arrays)}"
         self.arrays[key] = arr
-        return {"array": key, "shape": list(arr.shape), "dtype": arr.dtype.str, "sha256": _sha(arr)}
+        return {"array": key, "shape": list(arr.shape), "dtype": arr.dtype.str, "sha256": array_sha256(arr)}
 
     def encode(self, value: Any) -> Any:
         if value is None or isinstance(value, bool | str):
@@ -83,10 +84,6 @@ class _Encoder:
             fields = {f.name: self.encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
             return {"class": _class_path(type(value)), "fields": fields}
         raise TypeError(f"cannot save a value of type {type(value).__qualname__}")
-
-
-def _sha(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
 def _class_path(cls: type) -> str:
@@ -229,7 +226,7 @@ def read_arrays(path: str | Path, header: dict[str, Any]) -> dict[str, np.ndarra
                 f"{file}: array {name} is {arr.dtype.str}{list(arr.shape)}, the header says "
                 f"{spec.get('dtype')}{spec.get('shape')}"
             )
-        if _sha(arr) != spec.get("sha256"):
+        if array_sha256(arr) != spec.get("sha256"):
             raise ModelFileError(f"{file}: array {name} is corrupted (its SHA-256 differs from the header's)")
     return arrays
 

@@ -259,8 +259,8 @@ def block_krylov_svd(
     run twice as fast); below, float64 SciPy products and a float64 basis. The projected
     problem (H, its eigendecomposition) and the returned vectors are float64 either way.
     ``products(A)`` replaces the default products with the smaller side's ``A`` (m <= n).
-    ``info.max_residual`` is the stopping rule's value recomputed with one
-    explicit product on the returned vectors. Not converged after ``max_restarts``
+    ``info.max_residual`` is the stopping rule's value recomputed with explicit products
+    on the returned vectors (again in float64 when a float32 check fails). Not converged after ``max_restarts``
     restarts: the best approximation, with ``info.converged`` False.
     """
     a = sp.csr_matrix(matrix, dtype=np.float64)
@@ -290,20 +290,23 @@ def _explicit_residuals(ops: AbstractProducts, vectors: np.ndarray, side_vectors
                         theta: np.ndarray) -> np.ndarray:
     """The stopping rule's value of each triplet from explicit products, the larger of its two sides:
     ||A A^T u - s^2 u|| / s (this side) and ||A^T A v - s^2 v|| / s (the other), over s_1."""
-    s = np.sqrt(np.clip(theta, 0.0, None))
-    safe = np.where(s > 0, s, 1.0)
     this = np.linalg.norm(ops.gram(vectors) - vectors * theta[:, None], axis=1)
-    other = np.linalg.norm(ops.left(ops.right(side_vectors)) - side_vectors * theta[:, None], axis=1)
-    return np.maximum(this, other) / safe / max(float(s[0]), 1e-300)
+    return np.maximum(_scaled(this, theta), _other_side(ops, side_vectors, theta))
+
+
+def _other_side(ops: AbstractProducts, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """||A^T A x_i - theta_i x_i|| / (s_i s_1) for rows x_i of length n (s = sqrt(theta))."""
+    return _scaled(np.linalg.norm(ops.left(ops.right(x)) - x * theta[:, None], axis=1), theta)
+
+
+def _scaled(norms: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Residual norms divided by s_i and s_1 (s = sqrt(theta); a zero s divides by 1)."""
+    s = np.sqrt(np.clip(np.asarray(theta, dtype=np.float64), 0.0, None))
+    return norms / np.where(s > 0, s, 1.0) / (float(s[0]) if s.size and s[0] > 0 else 1.0)
 
 
 def residuals(matrix: sp.spmatrix, s: np.ndarray, vt: np.ndarray) -> np.ndarray:
     """||A v_i - s_i u_i|| / s_1 for each triplet, with u_i = A v_i / s_i the left vector of (s_i, v_i):
     equivalently ||A^T A v_i - s_i^2 v_i|| / (s_i s_1), computed with float64 SciPy products."""
-    a = sp.csr_matrix(matrix, dtype=np.float64)
-    av = np.asarray(a @ vt.T)  # (m, rank)
-    atav = np.asarray(a.T @ av)  # (n, rank)
     s = np.asarray(s, dtype=np.float64)
-    safe = np.where(s > 0, s, 1.0)
-    r = np.linalg.norm(atav - vt.T * s**2, axis=0) / safe
-    return r / (s[0] if s.size and s[0] > 0 else 1.0)
+    return _other_side(ScipyProducts(matrix), np.asarray(vt, dtype=np.float64), s**2)

@@ -2,8 +2,7 @@
 
 Blocks are rows: X (b, m) -> X A A^T (:meth:`AbstractProducts.gram`), X (b, m) -> X A
 (:meth:`AbstractProducts.left`) and X (b, n) -> X A^T (:meth:`AbstractProducts.right`),
-float64 NumPy in and out, so the Krylov solver keeps
-its basis in float64 whatever the products compute in.
+float64 NumPy in and out (the Krylov solver keeps its basis in the products' precision).
 
 - :class:`DeviceProducts`: float32 on the JAX device: on the CPU the compiled CSR kernel
   of :mod:`bspm_jax.native` on 64-column chunks (multi-threaded, vectorised), elsewhere

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_files
+from ..io import array_sha256, atomic_files
 from .spectrum import Spectrum
 
 FORMAT = "bspm_jax-spectrum"
@@ -36,10 +36,6 @@ def default_spectrum_dir() -> Path:
         return Path(os.environ[CACHE_ENV]).expanduser()
     base = Path(os.environ["XDG_CACHE_HOME"]).expanduser() if os.environ.get("XDG_CACHE_HOME") else Path.home() / ".cache"
     return base / "bspm_jax" / "spectra"
-
-
-def _sha(arr: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
 
 
 class SpectrumStore:
@@ -68,7 +64,7 @@ class SpectrumStore:
             return None
         if not (isinstance(header, dict) and header.get("format") == FORMAT and header.get("version") == FORMAT_VERSION
                 and header.get("key") == key and isinstance(header.get("sha256"), dict)
-                and all(header["sha256"].get(n) == _sha(a) for n, a in arrays.items())):
+                and all(header["sha256"].get(n) == array_sha256(a) for n, a in arrays.items())):
             return None
         values, vectors = arrays["values"], arrays["vectors"]
         if not (values.ndim == 1 and vectors.ndim == 2 and vectors.shape[0] == values.shape[0] == key["rank"]):
@@ -87,7 +83,7 @@ class SpectrumStore:
         if size > self.max_bytes:
             return None
         header = {"format": FORMAT, "version": FORMAT_VERSION, "key": key,
-                  "sha256": {n: _sha(np.asarray(a)) for n, a in arrays.items()}}
+                  "sha256": {n: array_sha256(np.asarray(a)) for n, a in arrays.items()}}
         path = self.path(key)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
