@@ -11,7 +11,6 @@ rebuilt. The folder is written beside its target and renamed into place.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import json
 import os
