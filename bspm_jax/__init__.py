@@ -15,9 +15,9 @@ from .evaluation import Evaluation, evaluate
 from .experiment import run_experiment
 from .filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
 from .graph import ItemGraph, build_graph
-from .models import (BSPM, GMF, LGCNIDE, MFBPR, MLP, LightGCN, MODELS, MultDAE, MultVAE, NeuMF, AbstractPairwise,
+from .models import (BSPM, GMF, ChebyCF, AbstractSpectralFilter, LGCNIDE, MFBPR, MLP, LightGCN, MODELS, MultDAE, MultVAE, NeuMF, AbstractPairwise,
                      AbstractRecommender, AbstractTrainedRecommender, AbstractTrainingFree, FitCache, Popularity, SDiff,
-                     TrainInfo, load_model, make_model)
+                     TrainInfo, TurboCF, load_model, make_model)
 from .ranking import Ranking, rank_rows, recommend, recommend_for
 from .serial import ModelFileError
 from .spectral import Spectrum, SpectrumCache, normalize, spectrum, truncated_svd
@@ -31,6 +31,9 @@ __version__ = "0.1.0"
 __all__ = [
     "SDiff",
     "BSPM",
+    "ChebyCF",
+    "TurboCF",
+    "AbstractSpectralFilter",
     "GMF",
     "LGCNIDE",
     "LightGCN",

@@ -9,9 +9,8 @@ import scipy.sparse as sp
 from jaxtyping import Array, Float
 
 from .memory import require_bytes
-from . import native as native_kernel
 from .spectral import DEFAULT_TOL, SpectrumCache, inv_sqrt
-from .operators import AbstractLayout, AbstractOperator, ChunkLayout, Dense, Gram, LowRank, RowLayout, SparseMatrix, kernel_for
+from .operators import AbstractLayout, AbstractOperator, Dense, Gram, LowRank, SparseMatrix, kernel_for, layout_for
 
 
 class ItemGraph(eqx.Module):
@@ -28,9 +27,7 @@ class ItemGraph(eqx.Module):
 
     def layout(self, batch: int) -> AbstractLayout:
         """Storage of a batch while the filters run: column chunks when the native kernel is used."""
-        if isinstance(self.gram, Gram) and self.gram.factor.native:
-            return ChunkLayout(native_kernel.chunk_width(batch))
-        return RowLayout()
+        return layout_for(isinstance(self.gram, Gram) and self.gram.factor.native, batch)
 
 
 def intermediate_length(graph: ItemGraph | None) -> int:

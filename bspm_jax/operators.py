@@ -349,6 +349,33 @@ def row_tiles(fn: Callable[[Array], Array], x: Float[Array, "b n"]) -> Array:
     return out.reshape(-1, *out.shape[2:])[:b]
 
 
+class Sparse(AbstractOperator):
+    """``X -> X M`` with an explicit sparse (n, n) matrix ``M`` (e.g. an item-item matrix built in advance)."""
+
+    matrix: SparseMatrix
+
+    def __call__(self, x: Rows) -> Rows:
+        return self.matrix.rmatmul(x)
+
+    def on_chunks(self, x: Chunks) -> Chunks:
+        t = self.matrix.transpose
+        if self.matrix.native:
+            return _csr_chain(x, (t,), self.matrix.kernel)
+        return jax.vmap(lambda xc: t @ xc)(x)
+
+
+class Diagonal(AbstractOperator):
+    """``X -> X diag(d)``: each column scaled, e.g. a degree normalisation, or a filter in its eigenbasis."""
+
+    diagonal: Float[Array, " n"]
+
+    def __call__(self, x: Rows) -> Rows:
+        return x * self.diagonal
+
+    def on_chunks(self, x: Chunks) -> Chunks:
+        return x * self.diagonal[None, :, None]
+
+
 class Dense(AbstractOperator):
     """``X -> X A`` with an explicit dense (n, n) matrix ``A`` (opt-in, small catalogues)."""
 
@@ -374,6 +401,11 @@ class OnChunks(AbstractOperator):
 
     def affine(self, x: Chunks, scale: float, addends: Addends = ()) -> Chunks:
         return self.operator.on_chunks_affine(x, scale, addends)
+
+
+def layout_for(native: bool, batch: int) -> AbstractLayout:
+    """Storage of a batch of ``batch`` rows: column chunks for the native kernel, else rows."""
+    return ChunkLayout(native_kernel.chunk_width(batch)) if native else RowLayout()
 
 
 class AbstractLayout(eqx.Module):

@@ -78,6 +78,10 @@ class SparseRows(eqx.Module):
             return native.csr_matmul(self.indptr(), self.col, self.value, m[None], kernel)[0]
         return jax.ops.segment_sum(self.value[:, None] * m[self.col], self.row, num_segments=self.n_rows)
 
+    def scale_columns(self, d: Float[Array, " n_cols"]) -> SparseRows:
+        """``rows diag(d)``, still sparse."""
+        return SparseRows(self.row, self.col, self.value * d[self.col], self.user, self.n_rows, self.n_cols)
+
     def indptr(self) -> Int[Array, " n_rows_plus_1"]:
         """CSR row pointers of the entries (rows are stored in order, padding last)."""
         return jnp.searchsorted(self.row, jnp.arange(self.n_rows + 1, dtype=self.row.dtype)).astype(jnp.int32)
@@ -122,3 +126,8 @@ def _padded(m: sp.csr_matrix, n_rows: int, size: int) -> tuple[np.ndarray, np.nd
 def as_dense(rows: Float[Array, "b n"] | SparseRows) -> Float[Array, "b n"]:
     """Dense rows from either form."""
     return rows.dense() if isinstance(rows, SparseRows) else rows
+
+
+def scale_columns(rows: Float[Array, "b n"] | SparseRows, d: Float[Array, " n"]) -> Float[Array, "b n"] | SparseRows:
+    """``rows diag(d)`` in the rows' own form."""
+    return rows.scale_columns(d) if isinstance(rows, SparseRows) else rows * d

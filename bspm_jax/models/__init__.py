@@ -13,8 +13,9 @@ from typing import Any
 from .. import serial
 from ..errors import ConfigError
 from .autoencoder import AbstractAutoencoder
-from .base import AbstractRecommender, AbstractTrainingFree, FitCache, LayoutScores, TrainInfo
+from .base import AbstractRecommender, AbstractSpectralFilter, AbstractTrainingFree, FitCache, LayoutScores, TrainInfo
 from .bspm import BSPM
+from .chebycf import ChebyCF
 from .gmf import GMF
 from .lgcn_ide import LGCNIDE
 from .lightgcn import LightGCN
@@ -26,6 +27,7 @@ from .ncf import AbstractNCF
 from .neumf import NeuMF, neumf_from_parts
 from .popularity import Popularity
 from .s_diff import SDiff
+from .turbo_cf import TurboCF
 from .trained import AbstractPairwise, AbstractTrainedRecommender
 
 _NO_SHARPEN = {"sharpen": False, "beta": 0.0}
@@ -35,6 +37,8 @@ MODELS: dict[str, tuple[type[AbstractRecommender], dict[str, Any]]] = {
     "popularity": (Popularity, {}),
     "gf-cf": (BSPM, {"blur": "gfcf", "gfcf_beta": 0.3, "rank": 256, **_NO_SHARPEN}),
     "lgcn-ide": (LGCNIDE, {}),
+    "chebycf": (ChebyCF, {}),
+    "turbo-cf": (TurboCF, {}),
     "blur-heat": (BSPM, {"blur": "heat", **_NO_SHARPEN}),
     "blur-ideal": (BSPM, {"blur": "ideal", **_NO_SHARPEN}),
     "blur-gfcf": (BSPM, {"blur": "gfcf", **_NO_SHARPEN}),
@@ -104,6 +108,7 @@ def load_model(path: str | Path) -> AbstractRecommender:
 
 __all__ = [
     "BSPM",
+    "ChebyCF",
     "GMF",
     "LGCNIDE",
     "LightGCN",
@@ -117,6 +122,7 @@ __all__ = [
     "AbstractNCF",
     "AbstractPairwise",
     "AbstractRecommender",
+    "AbstractSpectralFilter",
     "AbstractTrainedRecommender",
     "AbstractTrainingFree",
     "FitCache",
@@ -124,6 +130,7 @@ __all__ = [
     "Popularity",
     "SDiff",
     "TrainInfo",
+    "TurboCF",
     "load_model",
     "make_model",
     "model_defaults",

@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
 import scipy.sparse as sp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from ..data.dataset import matrix_digest
 from ..errors import ConfigError
-from ..operators import AbstractLayout, RowLayout
+from ..graph import ItemGraph
+from ..operators import AbstractLayout, Diagonal, LowRank, RowLayout
 from ..rows import SparseRows, as_dense
 from ..spectral import SpectrumCache
 
@@ -145,6 +148,42 @@ class AbstractTrainingFree(AbstractRecommender):
         if fitted.fit_key() != self.fit_key():
             raise ValueError(f"fit keys differ: {fitted.fit_key()} != {self.fit_key()}")
         return dataclasses.replace(self, **{name: getattr(fitted, name) for name in self.state_names()})
+
+
+class AbstractSpectralFilter(AbstractTrainingFree):
+    """A training-free model whose scores are a linear filter of ``P~ = R~^T R~``, up to degree similarities.
+
+    Its frequency response ``h(s^2)`` is computed by the model's own scoring code on the
+    diagonal graph of ``P~``'s eigenvalues (:meth:`on_spectrum`): in the eigenbasis every
+    operator is a diagonal, the ideal low-pass keeps the eigenvalues down to the fitted
+    rank's smallest, and degree normalisations ``D^-b (.) D^b`` (similarities, which keep
+    the eigenvalues) are left out.
+    """
+
+    @abc.abstractmethod
+    def filter_rows(self, x: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+        """The item-side filter on dense rows, without the user and degree normalisations around it."""
+
+    @abc.abstractmethod
+    def on_spectrum(self, eigenvalues: Float[Array, " n"]) -> AbstractSpectralFilter:
+        """This fitted model with its graph replaced by the diagonal one of ``eigenvalues`` of ``P~``."""
+
+    def response(self, eigenvalues: Float[ArrayLike, " n"]) -> Float[Array, " n"]:
+        """``h(lambda)`` at each eigenvalue ``lambda = s^2`` of ``P~``: the filter of a row of ones on the diagonal graph."""
+        e = jnp.asarray(eigenvalues, jnp.float32)
+        return self.on_spectrum(e).filter_rows(jnp.ones((1, e.shape[0]), jnp.float32))[0]
+
+    @staticmethod
+    def spectral_graph(eigenvalues: Float[ArrayLike, " n"], cutoff: float | None) -> tuple[ItemGraph, LowRank | None]:
+        """The diagonal :class:`ItemGraph` of ``eigenvalues`` and its ideal low-pass (those ``>= cutoff``; None: none)."""
+        e = jnp.asarray(eigenvalues, jnp.float32)
+        ideal = None
+        if cutoff is not None:
+            keep = np.flatnonzero(np.asarray(e) >= np.float32(cutoff))
+            select = np.zeros((e.shape[0], max(len(keep), 1)), np.float32)
+            select[keep, np.arange(len(keep))] = 1.0
+            ideal = LowRank(select, select.T)
+        return ItemGraph(Diagonal(e), ideal, jnp.ones_like(e), None), ideal
 
 
 class FitCache:

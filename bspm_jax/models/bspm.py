@@ -38,7 +38,7 @@ from ..graph import ItemGraph, build_graph, intermediate_length
 from ..operators import AbstractOperator
 from ..solvers import AbstractIntegrator, make_integrator
 from ..spectral import DEFAULT_TOL, SpectrumCache, check_svd_settings
-from .base import AbstractTrainingFree, LayoutScores, Rows, TrainInfo
+from .base import AbstractSpectralFilter, LayoutScores, Rows, TrainInfo
 
 MERGES = ("early", "late")
 BLURS: dict[str, Callable[[BSPM], AbstractFilter]] = {
@@ -55,7 +55,7 @@ def _finite(name: str, value: float, low: float = -math.inf, strict: bool = Fals
         raise ConfigError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
 
 
-class BSPM(AbstractTrainingFree):
+class BSPM(AbstractSpectralFilter):
     """Blurring-Sharpening Process Model (early/late merge, residual, t-point combination)."""
 
     name: ClassVar[str] = "bspm"
@@ -189,6 +189,16 @@ class BSPM(AbstractTrainingFree):
         if ideal is not None and (self.merge == "late" or not self.sharpen):
             out = out + ideal
         return LayoutScores(out, layout, rows.shape[0]), stats
+
+    def filter_rows(self, x: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+        """BSPM filters the rows as they are: its scores."""
+        return self.score(x)
+
+    def on_spectrum(self, eigenvalues: Float[Array, " n"]) -> BSPM:
+        info = self.require_fitted()
+        s = self.graph.singular_values
+        graph, _ = self.spectral_graph(eigenvalues, None if s is None else float(s[-1]) ** 2)
+        return dataclasses.replace(self, graph=graph, dense=False, fitted_on=info)
 
     def _solve(self, process: str, operator: AbstractOperator, y0: Array) -> tuple[Array, dict[str, Array]]:
         """States of one process at its output times, with its step and evaluation counts."""

@@ -15,10 +15,10 @@ from ..errors import ConfigError
 from ..graph import ItemGraph, build_graph, intermediate_length
 from ..rows import as_dense
 from ..spectral import SpectrumCache
-from .base import AbstractTrainingFree, Rows, TrainInfo
+from .base import AbstractSpectralFilter, Rows, TrainInfo
 
 
-class LGCNIDE(AbstractTrainingFree):
+class LGCNIDE(AbstractSpectralFilter):
     """LightGCN with an ideal design (GF-CF paper): ``R~_u P~^layers`` with ``R~_u = d_u^-1/2 R_u V^-1/2``."""
 
     name: ClassVar[str] = "lgcn-ide"
@@ -48,8 +48,14 @@ class LGCNIDE(AbstractTrainingFree):
         rows = as_dense(rows)
         degree = rows.sum(axis=1, keepdims=True)
         user_scale = jnp.where(degree > 0, 1.0 / jnp.sqrt(jnp.where(degree > 0, degree, 1.0)), 0.0)
-        x = rows * user_scale * self.graph.item_scale
+        return self.filter_rows(rows * user_scale * self.graph.item_scale)
+
+    def filter_rows(self, x: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+        """``x P~^layers``."""
         for _ in range(self.layers):
             x = self.graph.gram(x)
         return x
 
+    def on_spectrum(self, eigenvalues: Float[Array, " n"]) -> LGCNIDE:
+        info = self.require_fitted()
+        return dataclasses.replace(self, graph=self.spectral_graph(eigenvalues, None)[0], fitted_on=info)

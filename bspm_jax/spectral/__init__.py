@@ -6,7 +6,7 @@
 in a :class:`SpectrumCache` so that models and grid points share one decomposition.
 """
 
-from .normalize import degrees, inv_sqrt, item_degrees, normalize
+from .normalize import degree_power, degrees, inv_sqrt, item_degrees, normalize
 from .spectrum import Spectrum, SpectrumCache, spectrum
 from .block_krylov import BlockKrylovInfo, block_krylov_svd, residuals
 from .gram import DeviceProducts, ScipyProducts
@@ -30,6 +30,7 @@ __all__ = [
     "default_spectrum_dir",
     "SvdAttempt",
     "check_rank",
+    "degree_power",
     "degrees",
     "inv_sqrt",
     "item_degrees",

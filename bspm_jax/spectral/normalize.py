@@ -17,8 +17,16 @@ def item_degrees(matrix: sp.spmatrix) -> np.ndarray:
     return degrees(matrix, axis=0)
 
 
+def degree_power(degree: np.ndarray, power: float) -> np.ndarray:
+    """``d^power`` elementwise (float64), with 0 where the degree is 0."""
+    out = np.zeros(degree.shape, dtype=np.float64)
+    nz = degree > 0
+    out[nz] = degree[nz] ** power
+    return out
+
+
 def inv_sqrt(degree: np.ndarray) -> np.ndarray:
-    """``d^-1/2`` elementwise, with 0 where the degree is 0."""
+    """``d^-1/2`` elementwise, with 0 where the degree is 0 (as ``1 / sqrt(d)``)."""
     out = np.zeros(degree.shape, dtype=np.float64)
     nz = degree > 0
     out[nz] = 1.0 / np.sqrt(degree[nz])
