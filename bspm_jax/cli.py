@@ -242,9 +242,18 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
     config = load_cli_config(args).with_values(
-        {f"tune.{k}": v for k, v in (("metric", args.metric), ("validation", args.validation), ("seed", args.tune_seed)) if v is not None}
+        {f"tune.{k}": v for k, v in (("metric", args.metric), ("validation", args.validation), ("seed", args.tune_seed),
+                                     *((k, getattr(args, f"tune_{k}")) for k in ("steps", "lr", "batch_users", "bands",
+                                                                                  "eval_every", "eval_users")))
+         if v is not None}
     ).with_values({f"tune.grid.{k}": v for k, v in map(parse_grid, args.grid)})
     opts = {**DEFAULTS["tune"], **config["tune"]}
+    if args.method is not None:
+        opts["method"] = args.method
+    if opts["method"] == "gradient":
+        return _tune_gradient(args, config, opts, out)
+    if opts["method"] != "grid":
+        raise ConfigError(f"tune.method must be grid or gradient, got {opts['method']!r}")
     grid = {k: v if isinstance(v, list) else [v] for k, v in (opts["grid"] or PAPER_GRID).items()}
     ks, batch_size = evaluation_settings(config)
     print(f"grid     {len(grid_points(grid)):,} points: " + ", ".join(f"{k} {v}" for k, v in grid.items()))
@@ -266,6 +275,37 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune_gradient(args: argparse.Namespace, config: Any, opts: dict[str, Any], out: Path) -> int:
+    from .experiment import dataset_from_config, evaluation_settings, model_from_config, spectrum_cache
+    from .gradient_tuning import GradientSettings, tune_gradient, write_gradient_results
+
+    fields = ("steps", "lr", "batch_users", "bands", "eval_every", "eval_users")
+    settings = GradientSettings(**{k: opts[k] for k in fields if k in opts}, seed=opts["seed"])
+    ks, batch_size = evaluation_settings(config)
+    model = model_from_config(config)
+    print(f"gradient {settings.steps} Adam steps (lr {settings.lr:g}) on {config.model_name}'s coefficients, beta and "
+          f"{settings.bands} band gains; checkpoints every {settings.eval_every} steps on {settings.eval_users:,} users")
+    t0 = time.perf_counter()
+    dataset = dataset_from_config(config)
+    result = tune_gradient(model, dataset, opts["metric"], opts["validation"], opts["seed"], ks, batch_size, settings,
+                           _progress(args.quiet), spectrum_cache(config))
+    wall = time.perf_counter() - t0
+    write_gradient_results(out, config, dataset, result, wall)
+    print(f"{'step':>6}{'surrogate':>12}{result.metric:>14}")
+    for c in result.checkpoints:
+        loss = "" if c["loss"] is None else f"{c['loss']:.5f}"
+        print(f"{c['step']:>6}{loss:>12}{c[result.metric]:>14.5f}")
+    best = result.best
+    print(f"best     step {result.validation['best_step']}: beta={best['beta']:.4f}, coefficients="
+          + ",".join(f"{c:.4f}" for c in best["coefficients"])
+          + ("" if "band_gains" not in best else ", band_gains=" + ",".join(f"{g:.3f}" for g in best["band_gains"])))
+    test = "  ".join(f"{k} {v:.5f}" for k, v in result.test_metrics.items() if k.split("@")[0] in ("recall", "ndcg"))
+    print(f"test     {test}")
+    print(f"time (s) search {result.timings_s['search']:.1f}  test {result.timings_s['test']:.1f}  wall {wall:.1f}")
+    print(f"wrote    {out / 'results.json'}, {out / 'best.toml'}")
+    return 0
+
+
 def _cell(value: Any, setting: bool) -> str:
     return f"{value:.5f}" if isinstance(value, float) and not setting else str(value)
 
@@ -278,7 +318,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import FIGURES, make_figure
     from .sdiff_figures import FIGURES as SDIFF_FIGURES
 
-    figures = {**FIGURES, **SDIFF_FIGURES}
+    figures = {**FIGURES, **SDIFF_FIGURES, "response": None}
     names = list(FIGURES) if "all" in args.figures else list(dict.fromkeys(args.figures))
     unknown = [n for n in names if n not in figures]
     if unknown:
@@ -286,7 +326,16 @@ def cmd_plot(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a folder")
+    listed = args.model or []
+    if len(listed) > 1 and names != ["response"]:
+        raise ConfigError("several --model are for the response figure alone: plot the others one model at a time")
+    args.model = listed[0] if len(listed) == 1 and listed[0] in _model_names() else None
     config = load_cli_config(args)
+    if "response" in names:
+        names.remove("response")
+        _plot_response(args, config, listed, out)
+        if not names:
+            return 0
     model = model_from_config(config)
     _, batch_size = evaluation_settings(config)
     sweeps = {"fig5": ("T_s_values", args.T_s), "fig6": ("K_s_values", args.K_s), "sdiff-fig7": ("rank_values", args.ranks)}
@@ -306,6 +355,38 @@ def cmd_plot(args: argparse.Namespace) -> int:
         print(f"{name:<6} {_figure_summary(data)}")
         print(f"{'':<6} wrote {', '.join(str(p) for p in paths)}")
     return 0
+
+
+def _plot_response(args: argparse.Namespace, config: Any, listed: list[str], out: Path) -> None:
+    """``bspm plot response``: each ``--model`` (a model or a preset name; default the config's model) side by side."""
+    from .config import get_preset
+    from .experiment import dataset_from_config, model_from_config, spectrum_cache
+    from .models import make_model
+    from .plots import _matplotlib
+    from .io import check_writable, write_json_atomic
+    from .response_figure import plot_response, response_data
+
+    _matplotlib()
+    stem = out / "response"
+    out.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "svg", "json"):
+        check_writable(f"{stem}.{ext}")
+    models = []
+    for entry in listed:
+        if entry in _model_names():
+            models.append((entry, make_model(entry)))
+        else:
+            preset = get_preset(entry)
+            models.append((entry, make_model(preset.model_name, **preset.model_settings)))
+    if not models:
+        models = [(config.model_name, model_from_config(config))]
+    data = response_data(models, dataset_from_config(config), spectra=spectrum_cache(config))
+    paths = [*plot_response(data, stem), write_json_atomic(f"{stem}.json", data)]
+    for curve in data["curves"]:
+        h = curve["response"]
+        cut = "" if curve["ideal_cutoff"] is None else f", ideal low-pass down to s^2 = {curve['ideal_cutoff']:.4f}"
+        print(f"response {curve['label']}: h(0) = {h[0]:.4f}, h(0.5) = {h[len(h) // 2]:.4f}, h(1) = {h[-1]:.4f}{cut}")
+    print(f"{'':<8} wrote {', '.join(str(p) for p in paths)}")
 
 
 def _figure_summary(data: dict[str, Any]) -> str:
@@ -347,14 +428,18 @@ def _model_names() -> list[str]:
     return list(MODELS)
 
 
-def _add_config_options(p: argparse.ArgumentParser, k: bool = True, train: bool = False) -> None:
+def _add_config_options(p: argparse.ArgumentParser, k: bool = True, train: bool = False, models: bool = False) -> None:
     p.add_argument("--config", help="TOML config file ([model], [data], [evaluation], [tune] tables)")
     p.add_argument("--preset", help="a shipped config, e.g. gowalla-em, gowalla-lm, yelp2018-em, gf-cf")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value: table.key=value (a bare key is a model setting)")
     p.add_argument("--data", help="LightGCN folder (train.txt, test.txt, optional valid.txt), DiffRec folder "
                                   "(train_list.npy, valid_list.npy, test_list.npy) or pairs CSV/TSV; default: shipped sample")
-    p.add_argument("--model", help=f"model name: {', '.join(_model_names())} (default bspm)")
+    if models:
+        p.add_argument("--model", action="append", help=f"model name: {', '.join(_model_names())} (default bspm); "
+                                                         "the response figure takes several, presets too")
+    else:
+        p.add_argument("--model", help=f"model name: {', '.join(_model_names())} (default bspm)")
     if k:
         p.add_argument("--k", type=int, nargs="+", help="cut-offs K (default: 10 20)")
     p.add_argument("--batch-size", type=_batch_size, help="users scored per batch, or auto (planned from free memory; default 1024)")
@@ -422,8 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="the BSPM paper's figures 5, 6, 8, 10 and S-Diff's 3, 7, 8 as PNG and SVG (needs matplotlib)")
     plot.add_argument("figures", nargs="+", metavar="FIGURE",
-                      help="fig5, fig6, fig8, fig10 or all (BSPM); sdiff-fig3, sdiff-fig7, sdiff-fig8 (S-Diff, trained per point)")
-    _add_config_options(plot, k=False)
+                      help="fig5, fig6, fig8, fig10 or all (BSPM); sdiff-fig3, sdiff-fig7, sdiff-fig8 (S-Diff, trained per point); "
+                           "response (frequency responses of every --model over the data's eigenvalue density)")
+    _add_config_options(plot, k=False, models=True)
     plot.add_argument("--out", default="figures", help="folder for <figure>.png, .svg and .json (default: figures)")
     plot.add_argument("--k", dest="top_k", type=int, default=20, help="cut-off K of the metrics (default 20)")
     plot.add_argument("--T-s", dest="T_s", metavar="V1,V2,...", help="fig5: sharpening times (default 1..5 and the model's)")
@@ -438,9 +524,18 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                      help="values of a model setting to search, e.g. T_s=1.5,2.0 or sharpen_solver=euler,rk4 "
                           "(default: [tune.grid] of the config, else the paper's space)")
+    tun.add_argument("--method", choices=["grid", "gradient"],
+                     help="grid search (default), or Adam on a smooth Recall@K over the validation split (chebycf)")
     tun.add_argument("--metric", help="selection metric (default recall@20)")
     tun.add_argument("--validation", type=float, help="share of each user's train items held out (default 0.2)")
     tun.add_argument("--tune-seed", type=int, help="seed of the validation split (default 0)")
+    grad = tun.add_argument_group("gradient tuning ([tune] table)")
+    for flag, kind, text in (("steps", int, "Adam steps (default 150)"), ("lr", float, "Adam learning rate (default 0.003)"),
+                             ("batch-users", int, "validation users per step (default 1024)"),
+                             ("bands", int, "bands of the ideal add-on's eigenvectors, one gain each (default 8)"),
+                             ("eval-every", int, "steps between validation checkpoints (default 25)"),
+                             ("eval-users", int, "validation users of each checkpoint (default 8192)")):
+        grad.add_argument(f"--{flag}", dest=f"tune_{flag.replace('-', '_')}", type=kind, help=text)
     tun.add_argument("--max-points", type=int, default=1000, help="refuse grids larger than this (default 1000)")
     tun.add_argument("--out", default="tune-results", help="folder for results.csv, results.json, best.toml")
     tun.add_argument("--show", type=int, default=10, help="rows of the results table to print (default 10)")

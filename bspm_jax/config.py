@@ -44,7 +44,8 @@ TABLES: dict[str, tuple[str, ...] | None] = {
     "model": None,  # model settings are checked by the model itself
     "data": ("path", "user_col", "item_col", "sep", "test", "holdout", "seed", "validation", "validation_seed"),
     "evaluation": ("k", "batch_size", "devices", "refit_with_valid"),
-    "tune": ("metric", "validation", "seed", "grid"),
+    "tune": ("metric", "validation", "seed", "grid", "method", "steps", "lr", "batch_users", "bands", "eval_every",
+             "eval_users"),
     "train": ("epochs", "lr", "batch_size", "eval_every", "patience", "metric", "seed", "checkpoint_every"),
     "cache": ("spectra", "max_gib"),
 }
@@ -52,7 +53,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {"name": "bspm"},
     "data": {},
     "evaluation": {"k": [10, 20], "batch_size": 1024},
-    "tune": {"metric": "recall@20", "validation": 0.2, "seed": 0, "grid": {}},
+    "tune": {"metric": "recall@20", "validation": 0.2, "seed": 0, "grid": {}, "method": "grid"},
     "train": {"epochs": 100, "lr": 1e-3, "batch_size": 1024, "eval_every": 1, "patience": 5,
               "metric": "recall@20", "seed": 0, "checkpoint_every": 1},
     "cache": {"spectra": True, "max_gib": 4.0},

@@ -364,6 +364,37 @@ class Sparse(AbstractOperator):
         return jax.vmap(lambda xc: t @ xc)(x)
 
 
+class SelfAdjoint(AbstractOperator):
+    """A symmetric operator marked so that reverse-mode derivatives reuse it as its own transpose.
+
+    The native kernel has no derivative rule; the vector-Jacobian product of ``x -> x A``
+    with ``A = A^T`` is ``g -> g A``, one more application of the same operator.
+    """
+
+    operator: AbstractOperator
+
+    def __call__(self, x: Rows) -> Rows:
+        return _self_adjoint(x, self.operator)
+
+    def terms(self) -> tuple[tuple[float, AbstractOperator], ...]:
+        return ((1.0, self),)
+
+
+@eqx.filter_custom_vjp
+def _self_adjoint(x: Rows, operator: AbstractOperator) -> Rows:
+    return operator(x)
+
+
+@_self_adjoint.def_fwd
+def _self_adjoint_fwd(perturbed: bool, x: Array, operator: AbstractOperator) -> tuple[Array, None]:
+    return operator(x), None
+
+
+@_self_adjoint.def_bwd
+def _self_adjoint_bwd(residuals: None, grad: Array, perturbed: bool, x: Array, operator: AbstractOperator) -> Array:
+    return operator(grad)
+
+
 class Diagonal(AbstractOperator):
     """``X -> X diag(d)``: each column scaled, e.g. a degree normalisation, or a filter in its eigenbasis."""
 

@@ -254,3 +254,59 @@ def test_plot_writes_figures_and_their_data(tmp_path):
     proc = bspm("plot", "fig7", "--out", str(tmp_path / "none"), "--quiet")
     assert proc.returncode == 2 and "unknown figure fig7" in proc.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_gradient_tune_checkpoints_are_true_validation_metrics_and_best_toml_reproduces_test(tmp_path):
+    """`bspm tune --method gradient`: each checkpoint's metric is evaluate() of its settings on the sampled validation
+    users; the best is the highest; best.toml run on test gives the reported test figure."""
+    from bspm_jax import evaluate, make_model
+    from bspm_jax.config import load_config
+    from bspm_jax.gradient_tuning import _sample_valid
+    from bspm_jax.tuning import validation_split
+
+    out = tmp_path / "grad"
+    proc = bspm("tune", "--method", "gradient", "--model", "chebycf", "--set", "eta=16", "--steps", "4",
+                "--eval-every", "2", "--eval-users", "500", "--batch-users", "128", "--lr", "0.01",
+                "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "results.json").read_text())
+    checkpoints = result["checkpoints"]
+    assert [c["step"] for c in checkpoints] == [0, 2, 4]
+    assert checkpoints[0]["settings"]["beta"] == 0.4 and checkpoints[0]["settings"]["band_gains"] == [1.0] * 8
+    best = max(checkpoints, key=lambda c: (c["recall@20"], -c["step"]))
+    assert result["best"] == best["settings"] and result["validation"]["best_step"] == best["step"]
+    data = load_sample()
+    val = validation_split(data, 0.2, 0)
+    sample = np.sort(np.random.default_rng(0).choice(np.flatnonzero(np.diff(val.valid.indptr) > 0), 500, replace=False))
+    for c in checkpoints[1:]:
+        model = make_model("chebycf", **c["settings"]).fit(val.train)
+        got = evaluate(model, _sample_valid(val, sample), ks=(20,), split="valid").metrics["recall@20"]
+        assert got == pytest.approx(c["recall@20"], abs=1e-9)
+    assert load_config(out / "best.toml").model_settings["coefficients"] == best["settings"]["coefficients"]
+    rerun = tmp_path / "best.json"
+    proc = bspm("run", "--config", str(out / "best.toml"), "--k", "20", "--json", str(rerun), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(rerun.read_text())["metrics"]["recall@20"] == pytest.approx(result["test_metrics"]["recall@20"], abs=1e-9)
+
+
+def test_plot_response_overlays_models_and_refuses_models_without_a_response(tmp_path):
+    from bspm_jax import make_model
+
+    out = tmp_path / "resp"
+    proc = bspm("plot", "response", "--model", "gf-cf", "--model", "chebycf", "--model", "lgcn-ide",
+                "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / "response.json").read_text())
+    assert [c["label"] for c in data["curves"]] == ["gf-cf", "chebycf", "lgcn-ide"]
+    assert (out / "response.png").stat().st_size > 0 and (out / "response.svg").stat().st_size > 0
+    s2 = np.asarray(data["s2"])
+    np.testing.assert_allclose(data["curves"][2]["response"], s2, atol=1e-6)  # LGCN-IDE, one layer: h = s^2
+    lgcn = make_model("lgcn-ide").fit(load_sample().train)
+    assert data["curves"][2]["ideal_cutoff"] is None and lgcn.ideal_cutoff() is None
+    density, middles = np.asarray(data["density"]["values"]), np.asarray(data["density"]["s2"])
+    assert density.min() >= -1e-6 and 0.8 < np.sum(density * np.diff(s2)) < 1.1  # about 1 (midpoint rule)
+    assert np.allclose(middles, 0.5 * (s2[1:] + s2[:-1]))
+    proc = bspm("plot", "response", "--model", "mf-bpr", "--out", str(out), "--quiet")
+    assert proc.returncode == 2 and "has no frequency response" in proc.stderr
+    proc = bspm("plot", "fig8", "--model", "bspm", "--model", "gf-cf", "--out", str(out), "--quiet")
+    assert proc.returncode == 2 and "response figure alone" in proc.stderr

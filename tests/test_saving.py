@@ -30,6 +30,7 @@ TINY = {  # small networks: the round trip does not depend on their width, their
     "mult-vae": {"hidden": [16], "latent": 8},
     "mult-dae": {"latent": 8},
     "s-diff": {"hidden": [16]},
+    "chebycf": {"eta": 12},
 }
 
 

@@ -165,6 +165,10 @@ class AbstractSpectralFilter(AbstractTrainingFree):
         """The item-side filter on dense rows, without the user and degree normalisations around it."""
 
     @abc.abstractmethod
+    def ideal_cutoff(self) -> float | None:
+        """The smallest eigenvalue ``s^2`` of ``P~`` that the fitted ideal low-pass keeps (None: no ideal filter)."""
+
+    @abc.abstractmethod
     def on_spectrum(self, eigenvalues: Float[Array, " n"]) -> AbstractSpectralFilter:
         """This fitted model with its graph replaced by the diagonal one of ``eigenvalues`` of ``P~``."""
 
@@ -174,15 +178,16 @@ class AbstractSpectralFilter(AbstractTrainingFree):
         return self.on_spectrum(e).filter_rows(jnp.ones((1, e.shape[0]), jnp.float32))[0]
 
     @staticmethod
-    def spectral_graph(eigenvalues: Float[ArrayLike, " n"], cutoff: float | None) -> tuple[ItemGraph, LowRank | None]:
-        """The diagonal :class:`ItemGraph` of ``eigenvalues`` and its ideal low-pass (those ``>= cutoff``; None: none)."""
+    def spectral_graph(eigenvalues: Float[ArrayLike, " n"], cutoff: float | None,
+                       gains: np.ndarray | None = None) -> tuple[ItemGraph, LowRank | None]:
+        """The diagonal :class:`ItemGraph` of ``eigenvalues`` and its ideal low-pass (those ``>= cutoff``, weighted by ``gains``; None: none)."""
         e = jnp.asarray(eigenvalues, jnp.float32)
         ideal = None
         if cutoff is not None:
             keep = np.flatnonzero(np.asarray(e) >= np.float32(cutoff))
             select = np.zeros((e.shape[0], max(len(keep), 1)), np.float32)
             select[keep, np.arange(len(keep))] = 1.0
-            ideal = LowRank(select, select.T)
+            ideal = LowRank(select * (1.0 if gains is None else np.asarray(gains, np.float32)[:, None]), select.T)
         return ItemGraph(Diagonal(e), ideal, jnp.ones_like(e), None), ideal
 
 

@@ -194,10 +194,14 @@ class BSPM(AbstractSpectralFilter):
         """BSPM filters the rows as they are: its scores."""
         return self.score(x)
 
+    def ideal_cutoff(self) -> float | None:
+        self.require_fitted()
+        s = self.graph.singular_values
+        return None if s is None else float(s[-1]) ** 2
+
     def on_spectrum(self, eigenvalues: Float[Array, " n"]) -> BSPM:
         info = self.require_fitted()
-        s = self.graph.singular_values
-        graph, _ = self.spectral_graph(eigenvalues, None if s is None else float(s[-1]) ** 2)
+        graph, _ = self.spectral_graph(eigenvalues, self.ideal_cutoff())
         return dataclasses.replace(self, graph=graph, dense=False, fitted_on=info)
 
     def _solve(self, process: str, operator: AbstractOperator, y0: Array) -> tuple[Array, dict[str, Array]]:

@@ -18,6 +18,11 @@ because the reported figures come from it: the plateau is read at the extrema of
 ``T_K`` (rounded to 3 decimals) and interpolated as if read at the Chebyshev nodes
 (``target_points = "extrema"``); ``"nodes"`` is the textbook interpolant. Its Gowalla
 settings: K 8, phi 1.5, eta 512, alpha 0.2, beta 0.4.
+
+Two settings go beyond the paper, for tuning by gradient (:mod:`bspm_jax.gradient_tuning`):
+``coefficients`` (``c_0 .. c_K`` given directly, instead of the plateau's) and
+``band_gains`` (the add-on's eigenvectors in equal consecutive bands, band ``b`` weighted
+``alpha * band_gains[b]``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,18 @@ from ..spectral import DEFAULT_TOL, SpectrumCache, check_svd_settings, degree_po
 from .base import AbstractSpectralFilter, LayoutScores, Rows, TrainInfo
 
 
+def _floats(values: object) -> tuple[float, ...] | None:
+    """A list of numbers as a tuple of floats (settings must be hashable); None stays None."""
+    if values is None or isinstance(values, str) or not hasattr(values, "__iter__"):
+        return values
+    return tuple(float(v) for v in values)
+
+
+def band_of(n: int, bands: int) -> np.ndarray:
+    """The band (0 .. bands - 1) of each of ``n`` ordered eigenvectors: ``bands`` near-equal consecutive runs."""
+    return np.repeat(np.arange(bands), [len(part) for part in np.array_split(np.arange(n), bands)])
+
+
 class ChebyCF(AbstractSpectralFilter):
     """ChebyCF: ``(sum_k c_k x T_k(L~) + alpha x V V^T) D^beta`` with ``x = r D^-beta``."""
 
@@ -52,6 +69,8 @@ class ChebyCF(AbstractSpectralFilter):
     alpha: float = eqx.field(static=True, default=0.2)
     beta: float = eqx.field(static=True, default=0.4)
     target_points: str = eqx.field(static=True, default="extrema")
+    coefficients: tuple[float, ...] | None = eqx.field(static=True, default=None, converter=_floats)
+    band_gains: tuple[float, ...] | None = eqx.field(static=True, default=None, converter=_floats)
     svd_solver: str = eqx.field(static=True, default="auto")
     svd_tol: float = eqx.field(static=True, default=DEFAULT_TOL)
     kernel: str = eqx.field(static=True, default="auto")
@@ -71,22 +90,36 @@ class ChebyCF(AbstractSpectralFilter):
         check_integer("eta (ideal low-pass rank)", self.eta, 0)
         check_number("alpha", self.alpha, -np.inf)
         check_number("beta", self.beta, -np.inf)
+        for name in ("coefficients", "band_gains"):
+            values = getattr(self, name)
+            if values is not None and not (isinstance(values, tuple) and values and all(np.isfinite(values))):
+                raise ConfigError(f"{name} must be a non-empty list of finite numbers, got {values!r}")
+        if self.coefficients is not None and len(self.coefficients) != self.K + 1:
+            raise ConfigError(f"coefficients must hold K + 1 = {self.K + 1} numbers, got {len(self.coefficients)}")
+        if self.band_gains is not None and len(self.band_gains) > self.eta:
+            raise ConfigError(f"band_gains has {len(self.band_gains)} bands, more than the eta = {self.eta} eigenvectors")
         if self.target_points not in TARGET_POINTS:
             raise ConfigError(f"target_points must be one of {', '.join(TARGET_POINTS)}, got {self.target_points!r}")
         native_kernel.check_choice(self.kernel)
         check_svd_settings(self.svd_solver, self.svd_tol)
 
     @property
-    def coefficients(self) -> np.ndarray:
-        """``c_0 .. c_K`` (float64)."""
+    def filter_coefficients(self) -> np.ndarray:
+        """``c_0 .. c_K`` (float64): the ``coefficients`` setting, else the plateau's interpolant."""
+        if self.coefficients is not None:
+            return np.asarray(self.coefficients)
         return plateau_coefficients(self.K, self.phi, self.target_points)
+
+    def vector_gains(self, n: int) -> np.ndarray:
+        """The gain of each of ``n`` ideal eigenvectors: ``band_gains`` spread over equal bands (1 without)."""
+        return np.ones(n) if self.band_gains is None else np.asarray(self.band_gains)[band_of(n, len(self.band_gains))]
 
     @property
     def has_ideal(self) -> bool:
         return self.eta > 0 and self.alpha != 0
 
     def fit_key(self) -> tuple:
-        return (self.eta if self.has_ideal else None, self.svd_solver, self.svd_tol, self.beta, self.kernel)
+        return (self.eta if self.has_ideal else None, self.band_gains, self.svd_solver, self.svd_tol, self.beta, self.kernel)
 
     def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> ChebyCF:
         spectra = SpectrumCache() if spectra is None else spectra
@@ -96,8 +129,9 @@ class ChebyCF(AbstractSpectralFilter):
         ideal, s = None, None
         if self.has_ideal:
             spec = spectra.spectrum(train, self.eta, self.svd_solver, self.svd_tol)
-            vt = spec.vectors.astype(np.float32)
-            ideal = LowRank(jnp.asarray(vt.T), jnp.asarray(vt), kernel_for(np.float32, self.kernel))
+            vt = spec.vectors
+            left = (vt.T * self.vector_gains(vt.shape[0])).astype(np.float32)
+            ideal = LowRank(jnp.asarray(left), jnp.asarray(vt.astype(np.float32)), kernel_for(np.float32, self.kernel))
             s = jnp.asarray(spec.values.astype(np.float32))
         return dataclasses.replace(
             self, graph=graph, ideal_pass=ideal, pre=jnp.asarray(pre, jnp.float32), post=jnp.asarray(post, jnp.float32),
@@ -128,7 +162,7 @@ class ChebyCF(AbstractSpectralFilter):
     def _core(self, layout: AbstractLayout, x: Rows) -> Array:
         """``sum_k c_k x T_k(L~) + alpha x V V^T`` in ``layout``."""
         laplacian = layout.view(Identity() - 2.0 * self.graph.gram)
-        out = chebyshev_series(laplacian, layout.enter(x), self.coefficients)
+        out = chebyshev_series(laplacian, layout.enter(x), self.filter_coefficients)
         if self.ideal_pass is not None:
             out = out + self.alpha * layout.low_rank(self.ideal_pass, x)
         return out
@@ -137,9 +171,17 @@ class ChebyCF(AbstractSpectralFilter):
         self.require_fitted()
         return self._core(RowLayout(), x)
 
+    def ideal_cutoff(self) -> float | None:
+        self.require_fitted()
+        return None if self.singular_values is None else float(self.singular_values[-1]) ** 2
+
     def on_spectrum(self, eigenvalues: Float[Array, " n"]) -> ChebyCF:
         info = self.require_fitted()
-        cutoff = None if self.singular_values is None else float(self.singular_values[-1]) ** 2
-        graph, ideal = self.spectral_graph(eigenvalues, cutoff)
+        s2 = None if self.singular_values is None else np.asarray(self.singular_values, np.float64) ** 2
+        gains = None
+        if s2 is not None:  # the gain of the fitted eigenvector each eigenvalue would be, by its rank
+            position = np.minimum(np.searchsorted(-s2, -np.asarray(eigenvalues, np.float64), side="left"), len(s2) - 1)
+            gains = self.vector_gains(len(s2))[position]
+        graph, ideal = self.spectral_graph(eigenvalues, self.ideal_cutoff(), gains)
         ones = jnp.ones_like(graph.item_scale)
         return dataclasses.replace(self, graph=graph, ideal_pass=ideal, pre=ones, post=ones, fitted_on=info)

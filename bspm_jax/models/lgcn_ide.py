@@ -56,6 +56,9 @@ class LGCNIDE(AbstractSpectralFilter):
             x = self.graph.gram(x)
         return x
 
+    def ideal_cutoff(self) -> None:
+        return None
+
     def on_spectrum(self, eigenvalues: Float[Array, " n"]) -> LGCNIDE:
         info = self.require_fitted()
         return dataclasses.replace(self, graph=self.spectral_graph(eigenvalues, None)[0], fitted_on=info)
