@@ -244,7 +244,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     config = load_cli_config(args).with_values(
         {f"tune.{k}": v for k, v in (("metric", args.metric), ("validation", args.validation), ("seed", args.tune_seed),
                                      *((k, getattr(args, f"tune_{k}")) for k in ("steps", "lr", "batch_users", "bands",
-                                                                                  "eval_every", "eval_users")))
+                                                                                  "eval_every", "eval_users", "width")))
          if v is not None}
     ).with_values({f"tune.grid.{k}": v for k, v in map(parse_grid, args.grid)})
     opts = {**DEFAULTS["tune"], **config["tune"]}
@@ -279,12 +279,13 @@ def _tune_gradient(args: argparse.Namespace, config: Any, opts: dict[str, Any], 
     from .experiment import dataset_from_config, evaluation_settings, model_from_config, spectrum_cache
     from .gradient_tuning import GradientSettings, tune_gradient, write_gradient_results
 
-    fields = ("steps", "lr", "batch_users", "bands", "eval_every", "eval_users")
+    fields = ("steps", "lr", "batch_users", "bands", "eval_every", "eval_users", "width")
     settings = GradientSettings(**{k: opts[k] for k in fields if k in opts}, seed=opts["seed"])
     ks, batch_size = evaluation_settings(config)
     model = model_from_config(config)
+    users = "all" if settings.eval_users is None else f"{settings.eval_users:,}"
     print(f"gradient {settings.steps} Adam steps (lr {settings.lr:g}) on {config.model_name}'s coefficients, beta and "
-          f"{settings.bands} band gains; checkpoints every {settings.eval_every} steps on {settings.eval_users:,} users")
+          f"{settings.bands} band gains; checkpoints every {settings.eval_every} steps on {users} validation users")
     t0 = time.perf_counter()
     dataset = dataset_from_config(config)
     result = tune_gradient(model, dataset, opts["metric"], opts["validation"], opts["seed"], ks, batch_size, settings,
@@ -530,11 +531,12 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--validation", type=float, help="share of each user's train items held out (default 0.2)")
     tun.add_argument("--tune-seed", type=int, help="seed of the validation split (default 0)")
     grad = tun.add_argument_group("gradient tuning ([tune] table)")
-    for flag, kind, text in (("steps", int, "Adam steps (default 150)"), ("lr", float, "Adam learning rate (default 0.003)"),
-                             ("batch-users", int, "validation users per step (default 1024)"),
+    for flag, kind, text in (("steps", int, "Adam steps (default 60)"), ("lr", float, "Adam learning rate (default 0.02)"),
+                             ("batch-users", int, "validation users per step (default 512)"),
                              ("bands", int, "bands of the ideal add-on's eigenvectors, one gain each (default 8)"),
-                             ("eval-every", int, "steps between validation checkpoints (default 25)"),
-                             ("eval-users", int, "validation users of each checkpoint (default 8192)")):
+                             ("eval-every", int, "steps between validation checkpoints (default 20)"),
+                             ("eval-users", int, "a seeded sample of validation users for each checkpoint (default all)"),
+                             ("width", float, "sigmoid width of the smooth Recall@K, as a share of the top-2K spread (default 0.02)")):
         grad.add_argument(f"--{flag}", dest=f"tune_{flag.replace('-', '_')}", type=kind, help=text)
     tun.add_argument("--max-points", type=int, default=1000, help="refuse grids larger than this (default 1000)")
     tun.add_argument("--out", default="tune-results", help="folder for results.csv, results.json, best.toml")

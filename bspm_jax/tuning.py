@@ -67,6 +67,19 @@ def validation_split(dataset: Dataset, fraction: float, seed: int) -> Dataset:
     return dataset if dataset.valid is not None else carve_validation(dataset, fraction, seed)
 
 
+def validation_record(dataset: Dataset, val: Dataset, fraction: float, seed: int) -> dict[str, Any]:
+    """How the validation split ``val`` of ``dataset`` was made, for the results files."""
+    carved = val is not dataset
+    return {
+        "protocol": ("per-user holdout of the train split (carve_validation)" if carved
+                     else "the dataset's validation split") + "; test never used for selection",
+        "fraction": fraction if carved else None,
+        "seed": seed if carved else None,
+        "n_fit_interactions": val.n_train,
+        "n_validation_interactions": val.n_valid,
+    }
+
+
 def tune(
     model_name: str,
     base_settings: Mapping[str, Any],
@@ -128,16 +141,7 @@ def tune(
     best = {**base_settings, **points[order[0]]}
     t = time.perf_counter()
     test = evaluate(make_model(model_name, **best).fit(dataset.train, fits.spectra), dataset, ks=ks, batch_size=batch_size)
-    carved = val is not dataset
-    protocol = {
-        "protocol": ("per-user holdout of the train split (carve_validation)" if carved
-                     else "the dataset's validation split") + "; test never used for selection",
-        "fraction": validation if carved else None,
-        "seed": seed if carved else None,
-        "n_fit_interactions": val.n_train,
-        "n_validation_interactions": val.n_valid,
-        "n_users_evaluated": result.n_users,
-    }
+    protocol = {**validation_record(dataset, val, validation, seed), "n_users_evaluated": result.n_users}
     timings = {"fit_validation": fit_s, "search": search_s, "test": time.perf_counter() - t}
     return TuneResult(metric, rows, best, test.metrics, protocol, timings)
 

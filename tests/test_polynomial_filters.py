@@ -286,7 +286,7 @@ def test_surrogate_gradient_matches_finite_differences():
     params = initial_params(model, 3)
     params["gains"] = jnp.asarray([0.8, 1.3, 0.5])
     x, v = jnp.asarray(train.toarray(), jnp.float32), jnp.asarray(valid_mask, jnp.float32)
-    loss = lambda p: surrogate_loss(p, surrogate, x, v, 5)  # noqa: E731
+    loss = lambda p: surrogate_loss(p, surrogate, x, v, 5, 0.1)  # noqa: E731
     # The surrogate is piecewise smooth: its pieces are the orders of each user's top 2k scores. On the
     # piece at ``params`` it equals the same formula with those items fixed, a smooth function: its
     # central differences are the derivative that reverse mode must give.
@@ -340,3 +340,15 @@ def test_band_gains_weight_the_ideal_add_on_by_band():
         ChebyCF(eta=2, band_gains=[1.0, 1.0, 1.0])
     with pytest.raises(ConfigError, match="coefficients"):
         ChebyCF(K=3, coefficients=[1.0, 2.0])
+
+
+def test_gowalla_best_preset_is_the_recorded_gradient_tuning_choice():
+    import json
+    from pathlib import Path
+
+    record = json.loads((Path(__file__).parents[1] / "benchmarks/results/gradient-tune-gowalla-vm-2026-12-06.json").read_text())
+    best = record["best"]
+    preset = get_preset("gowalla-best")
+    assert preset.model_name == "chebycf" and record["validation"]["best_step"] > 0
+    assert {k: preset.model_settings[k] for k in preset.model_settings} == {k: best[k] for k in preset.model_settings}
+    assert make_model("chebycf", **preset.model_settings).config() == make_model("chebycf", **best).config()

@@ -13,7 +13,7 @@ from typing import Any
 from .. import serial
 from ..errors import ConfigError
 from .autoencoder import AbstractAutoencoder
-from .base import AbstractRecommender, AbstractSpectralFilter, AbstractTrainingFree, FitCache, LayoutScores, TrainInfo
+from .base import AbstractLayoutFilter, AbstractRecommender, AbstractSpectralFilter, AbstractTrainingFree, FitCache, LayoutScores, TrainInfo
 from .bspm import BSPM
 from .chebycf import ChebyCF
 from .gmf import GMF
@@ -121,6 +121,7 @@ __all__ = [
     "AbstractAutoencoder",
     "AbstractNCF",
     "AbstractPairwise",
+    "AbstractLayoutFilter",
     "AbstractRecommender",
     "AbstractSpectralFilter",
     "AbstractTrainedRecommender",

@@ -150,6 +150,26 @@ class AbstractTrainingFree(AbstractRecommender):
         return dataclasses.replace(self, **{name: getattr(fitted, name) for name in self.state_names()})
 
 
+class AbstractLayoutFilter(AbstractTrainingFree):
+    """A training-free model that scores in its own layout (column chunks for the native kernel): top-k reads them there."""
+
+    @abc.abstractmethod
+    def layout_filter(self, rows: Rows) -> tuple[LayoutScores, dict[str, Any]]:
+        """Scores in the model's layout, and its solver statistics."""
+
+    def score(self, rows: Rows) -> Float[Array, "b n_items"]:
+        return self.score_with_stats(rows)[0]
+
+    @eqx.filter_jit
+    def score_with_stats(self, rows: Rows) -> tuple[Array, dict[str, Any]]:
+        scores, stats = self.layout_filter(rows)
+        return scores.rows(), stats
+
+    @eqx.filter_jit
+    def layout_scores_with_stats(self, rows: Rows) -> tuple[LayoutScores, dict[str, Any]]:
+        return self.layout_filter(rows)
+
+
 class AbstractSpectralFilter(AbstractTrainingFree):
     """A training-free model whose scores are a linear filter of ``P~ = R~^T R~``, up to degree similarities.
 

@@ -38,7 +38,7 @@ from ..graph import ItemGraph, build_graph, intermediate_length
 from ..operators import AbstractOperator
 from ..solvers import AbstractIntegrator, make_integrator
 from ..spectral import DEFAULT_TOL, SpectrumCache, check_svd_settings
-from .base import AbstractSpectralFilter, LayoutScores, Rows, TrainInfo
+from .base import AbstractLayoutFilter, AbstractSpectralFilter, LayoutScores, Rows, TrainInfo
 
 MERGES = ("early", "late")
 BLURS: dict[str, Callable[[BSPM], AbstractFilter]] = {
@@ -55,7 +55,7 @@ def _finite(name: str, value: float, low: float = -math.inf, strict: bool = Fals
         raise ConfigError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
 
 
-class BSPM(AbstractSpectralFilter):
+class BSPM(AbstractSpectralFilter, AbstractLayoutFilter):
     """Blurring-Sharpening Process Model (early/late merge, residual, t-point combination)."""
 
     name: ClassVar[str] = "bspm"
@@ -151,21 +151,9 @@ class BSPM(AbstractSpectralFilter):
                             spectra=spectra, svd_solver=self.svd_solver, svd_tol=self.svd_tol)
         return dataclasses.replace(self, graph=graph, fitted_on=TrainInfo.of(train))
 
-    def score(self, rows: Rows) -> Float[Array, "b n_items"]:
-        return self.score_with_stats(rows)[0]
-
-    @eqx.filter_jit
-    def score_with_stats(self, rows: Rows) -> tuple[Array, dict[str, Array]]:
-        """Scores and, per process, the solver steps and vector-field evaluations."""
-        scores, stats = self._filter(rows)
-        return scores.rows(), stats
-
-    @eqx.filter_jit
-    def layout_scores_with_stats(self, rows: Rows) -> tuple[LayoutScores, dict[str, Array]]:
-        return self._filter(rows)
-
-    def _filter(self, rows: Rows) -> tuple[LayoutScores, dict[str, Array]]:
-        """Run the blur, ideal and sharpening processes in the graph's layout."""
+    def layout_filter(self, rows: Rows) -> tuple[LayoutScores, dict[str, Array]]:
+        """Run the blur, ideal and sharpening processes in the graph's layout; per process, the solver steps and
+        vector-field evaluations."""
         self.require_fitted()
         g = self.graph
         layout = g.layout(rows.shape[0])

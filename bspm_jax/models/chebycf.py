@@ -44,7 +44,7 @@ from ..graph import ItemGraph, build_graph, intermediate_length
 from ..operators import AbstractLayout, Diagonal, Identity, LowRank, RowLayout, kernel_for
 from ..rows import scale_columns
 from ..spectral import DEFAULT_TOL, SpectrumCache, check_svd_settings, degree_power
-from .base import AbstractSpectralFilter, LayoutScores, Rows, TrainInfo
+from .base import AbstractLayoutFilter, AbstractSpectralFilter, LayoutScores, Rows, TrainInfo
 
 
 def _floats(values: object) -> tuple[float, ...] | None:
@@ -59,7 +59,7 @@ def band_of(n: int, bands: int) -> np.ndarray:
     return np.repeat(np.arange(bands), [len(part) for part in np.array_split(np.arange(n), bands)])
 
 
-class ChebyCF(AbstractSpectralFilter):
+class ChebyCF(AbstractSpectralFilter, AbstractLayoutFilter):
     """ChebyCF: ``(sum_k c_k x T_k(L~) + alpha x V V^T) D^beta`` with ``x = r D^-beta``."""
 
     name: ClassVar[str] = "chebycf"
@@ -141,23 +141,12 @@ class ChebyCF(AbstractSpectralFilter):
         """float32 rows alive per user: input, three recurrence states, the sum, the add-on, and ``X R~^T``."""
         return 4 * (7 * n_items + intermediate_length(self.graph))
 
-    def score(self, rows: Rows) -> Float[Array, "b n_items"]:
-        return self.score_with_stats(rows)[0]
-
-    @eqx.filter_jit
-    def score_with_stats(self, rows: Rows) -> tuple[Array, dict]:
-        return self._filter(rows).rows(), {}
-
-    @eqx.filter_jit
-    def layout_scores_with_stats(self, rows: Rows) -> tuple[LayoutScores, dict]:
-        return self._filter(rows), {}
-
-    def _filter(self, rows: Rows) -> LayoutScores:
+    def layout_filter(self, rows: Rows) -> tuple[LayoutScores, dict]:
         """``post`` of the filter of ``pre``-scaled rows, in the graph's layout."""
         self.require_fitted()
         layout = self.graph.layout(rows.shape[0])
         out = self._core(layout, scale_columns(rows, self.pre))
-        return LayoutScores(layout.view(Diagonal(self.post))(out), layout, rows.shape[0])
+        return LayoutScores(layout.view(Diagonal(self.post))(out), layout, rows.shape[0]), {}
 
     def _core(self, layout: AbstractLayout, x: Rows) -> Array:
         """``sum_k c_k x T_k(L~) + alpha x V V^T`` in ``layout``."""

@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from ..memory import require_bytes
 from ..operators import Sparse, SparseMatrix, layout_for
 from ..spectral import SpectrumCache, degree_power
-from .base import AbstractTrainingFree, LayoutScores, Rows, TrainInfo
+from .base import AbstractLayoutFilter, LayoutScores, Rows, TrainInfo
 
 FILTERS: dict[int, tuple[float, ...]] = {1: (1.0,), 2: (2.0, -1.0), 3: (0.71, 0.1, -0.01)}
 """Each filter as the coefficients ``a_1, a_2, ...`` of ``f(P) = sum_j a_j P^j``."""
@@ -38,7 +38,7 @@ BYTES_PER_ENTRY = 2 * (4 + 4) + 8 + 8
 """Bytes per nonzero of ``P`` while it is built: float64 value and int64 index from SciPy, then float32 and int32 twice (``P`` and its transpose)."""
 
 
-class TurboCF(AbstractTrainingFree):
+class TurboCF(AbstractLayoutFilter):
     """Turbo-CF: ``r f(P)`` with ``P = (R_a^T R_a)^{.s}``, ``R_a = D_U^-a R D_I^(a-1)``."""
 
     name: ClassVar[str] = "turbo-cf"
@@ -82,18 +82,7 @@ class TurboCF(AbstractTrainingFree):
         """float32 rows alive per user: the input, the Horner state and its product, the result."""
         return 4 * 4 * n_items
 
-    def score(self, rows: Rows) -> Float[Array, "b n_items"]:
-        return self.score_with_stats(rows)[0]
-
-    @eqx.filter_jit
-    def score_with_stats(self, rows: Rows) -> tuple[Array, dict]:
-        return self._filter(rows).rows(), {}
-
-    @eqx.filter_jit
-    def layout_scores_with_stats(self, rows: Rows) -> tuple[LayoutScores, dict]:
-        return self._filter(rows), {}
-
-    def _filter(self, rows: Rows) -> LayoutScores:
+    def layout_filter(self, rows: Rows) -> tuple[LayoutScores, dict]:
         """``x f(P)`` by Horner's rule: ``(((a_d x) P + a_{d-1} x) P + ... + a_1 x) P``."""
         self.require_fitted()
         layout = layout_for(self.item_item.matrix.native, rows.shape[0])
@@ -103,4 +92,4 @@ class TurboCF(AbstractTrainingFree):
         y = x if last == 1.0 else last * x
         for a in reversed(rest):
             y = op.affine(y, 1.0, ((a, x),))
-        return LayoutScores(op(y), layout, rows.shape[0])
+        return LayoutScores(op(y), layout, rows.shape[0]), {}
