@@ -21,7 +21,6 @@ from typing import ClassVar
 import equinox as eqx
 import numpy as np
 import scipy.sparse as sp
-from jaxtyping import Array, Float
 
 from .. import native as native_kernel
 from ..checks import check_number
