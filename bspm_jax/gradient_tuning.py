@@ -25,6 +25,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import equinox as eqx
@@ -33,16 +34,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import scipy.sparse as sp
-from jaxtyping import Array, Float
-
-from pathlib import Path
+from jaxtyping import Array, Float, Int
 
 from .chebyshev import chebyshev_series
 from .config import Config, dumps
-from .io import write_json_atomic, write_text_atomic
 from .data import Dataset
 from .errors import ConfigError
 from .evaluation import evaluate
+from .io import write_json_atomic, write_text_atomic
 from .metrics import check_metric
 from .models import ChebyCF
 from .models.chebycf import band_of
@@ -105,7 +104,8 @@ class Surrogate(eqx.Module):
     vectors: Float[Array, "n_items eta"] | None
     log_degree: Float[Array, " n_items"]
     has_degree: Float[Array, " n_items"]
-    band: Array
+    band: Int[Array, " eta"]
+    """The band of each eigenvector of the add-on."""
     alpha: float = eqx.field(static=True)
 
     @classmethod
