@@ -251,6 +251,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if args.method is not None:
         opts["method"] = args.method
     if opts["method"] == "gradient":
+        if args.grid:
+            raise ConfigError("--grid is for the grid search; --method gradient tunes chebycf's coefficients, beta and band gains")
         return _tune_gradient(args, config, opts, out)
     if opts["method"] != "grid":
         raise ConfigError(f"tune.method must be grid or gradient, got {opts['method']!r}")

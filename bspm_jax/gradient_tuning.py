@@ -196,7 +196,7 @@ def tune_gradient(
 ) -> GradientTuneResult:
     """Tune ``base``'s coefficients, ``beta`` and band gains by Adam on the surrogate; select by validation ``metric``."""
     if not isinstance(base, ChebyCF):
-        raise ConfigError(f"gradient tuning tunes the chebycf model's settings, not the {getattr(base, 'name', base)} model's")
+        raise ConfigError(f"gradient tuning tunes the chebycf model's settings, not the {base.name} model's")
     _, cut = check_metric(metric)
     ks = sorted(set(int(k) for k in ks) | {cut})
     spectra = SpectrumCache() if spectra is None else spectra
