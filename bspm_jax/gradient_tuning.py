@@ -42,6 +42,7 @@ from .data import Dataset
 from .errors import ConfigError
 from .evaluation import evaluate
 from .io import write_json_atomic, write_text_atomic
+from .memory import require_bytes
 from .metrics import check_metric
 from .models import ChebyCF
 from .models.chebycf import band_of
@@ -128,6 +129,12 @@ class Surrogate(eqx.Module):
         return out * post
 
 
+def surrogate_bytes(model: ChebyCF, batch_users: int, n_items: int) -> int:
+    """Memory of one gradient step, as float32 rows of the batch: the recurrence's states and their
+    cotangents (about four per order), and a dozen more for the scalings, the scores, top-k and the sigmoid."""
+    return 4 * batch_users * n_items * (4 * (model.K + 1) + 12)
+
+
 def initial_params(model: ChebyCF, bands: int) -> Params:
     """The model's own settings as parameters (gains 1 unless the model has as many band gains)."""
     n = min(bands, max(model.eta, 1))
@@ -200,6 +207,9 @@ def tune_gradient(
     _, cut = check_metric(metric)
     ks = sorted(set(int(k) for k in ks) | {cut})
     spectra = SpectrumCache() if spectra is None else spectra
+    require_bytes(surrogate_bytes(base, settings.batch_users, dataset.n_items),
+                  f"a gradient step on {settings.batch_users:,} users x {dataset.n_items:,} items",
+                  "lower batch_users (--batch-users)")
     t0 = time.perf_counter()
     val = validation_split(dataset, validation, seed)
     fitted = base.fit(val.train, spectra)

@@ -352,3 +352,13 @@ def test_gowalla_best_preset_is_the_recorded_gradient_tuning_choice():
     assert preset.model_name == "chebycf" and record["validation"]["best_step"] > 0
     assert {k: preset.model_settings[k] for k in preset.model_settings} == {k: best[k] for k in preset.model_settings}
     assert make_model("chebycf", **preset.model_settings).config() == make_model("chebycf", **best).config()
+
+
+def test_gradient_tuning_refuses_a_batch_that_does_not_fit(monkeypatch):
+    import bspm_jax.memory as memory
+    from bspm_jax import load_sample
+    from bspm_jax.gradient_tuning import GradientSettings, tune_gradient
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 10 ** 9)
+    with pytest.raises(ResourceError, match="gradient step on 100,000 users.*lower batch_users"):
+        tune_gradient(ChebyCF(eta=8), load_sample(), settings=GradientSettings(batch_users=100_000))
