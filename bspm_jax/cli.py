@@ -539,7 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
                              ("eval-every", int, "steps between validation checkpoints (default 20)"),
                              ("eval-users", int, "a seeded sample of validation users for each checkpoint (default all)"),
                              ("width", float, "sigmoid width of the smooth Recall@K, as a share of the top-2K spread (default 0.02)")):
-        grad.add_argument(f"--{flag}", dest=f"tune_{flag.replace('-', '_')}", type=kind, help=text)
+        grad.add_argument(f"--{flag}", dest=f"tune_{flag.replace('-', '_')}", type=kind, help=text,
+                          metavar="N" if kind is int else "X")
     tun.add_argument("--max-points", type=int, default=1000, help="refuse grids larger than this (default 1000)")
     tun.add_argument("--out", default="tune-results", help="folder for results.csv, results.json, best.toml")
     tun.add_argument("--show", type=int, default=10, help="rows of the results table to print (default 10)")
