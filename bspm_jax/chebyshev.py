@@ -7,7 +7,7 @@ rescaled Laplacian ``L~ = I - 2 P~`` (eigenvalues ``1 - 2 s^2`` in [-1, 1]).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -71,18 +71,25 @@ def plateau_coefficients(order: int, flatness: float, target_points: str = "extr
     return interpolation_coefficients(np.round(plateau(points, flatness), 3))
 
 
-def chebyshev_series(operator: AbstractOperator, x: Array, coefficients: Sequence[float]) -> Array:
-    """``sum_k c_k (x T_k(A))`` for rows (or chunks) ``x`` and the operator ``A``.
+def chebyshev_terms(operator: AbstractOperator, x: Array, order: int) -> Iterator[Array]:
+    """``x T_k(A)`` for ``k = 0..order``, one at a time.
 
     Each order is one :meth:`AbstractOperator.affine` call: ``2 (x_k A) - x_{k-1}``, which
     the native kernel fuses into its product.
     """
     prev, cur = None, x
-    out = coefficients[0] * x
-    for k, c in enumerate(coefficients[1:], start=1):
-        nxt = operator.affine(cur, 1.0) if k == 1 else operator.affine(cur, 2.0, ((-1.0, prev),))
-        prev, cur = cur, nxt
-        out = out + c * cur
+    yield cur
+    for k in range(1, order + 1):
+        prev, cur = cur, (operator.affine(cur, 1.0) if k == 1 else operator.affine(cur, 2.0, ((-1.0, prev),)))
+        yield cur
+
+
+def chebyshev_series(operator: AbstractOperator, x: Array, coefficients: Sequence[float]) -> Array:
+    """``sum_k c_k (x T_k(A))`` for rows (or chunks) ``x`` and the operator ``A``."""
+    terms = chebyshev_terms(operator, x, len(coefficients) - 1)
+    out = coefficients[0] * next(terms)
+    for c, term in zip(coefficients[1:], terms):
+        out = out + c * term
     return out
 
 
@@ -93,12 +100,7 @@ def chebyshev_moments(operator: AbstractOperator, probes: Array, order: int) -> 
     unit rows it is exact.
     """
     norms = jnp.sum(probes * probes, axis=1)
-    prev, cur = None, probes
-    moments = [jnp.mean(jnp.sum(probes * probes, axis=1) / norms)]
-    for k in range(1, order + 1):
-        nxt = operator.affine(cur, 1.0) if k == 1 else operator.affine(cur, 2.0, ((-1.0, prev),))
-        prev, cur = cur, nxt
-        moments.append(jnp.mean(jnp.sum(probes * cur, axis=1) / norms))
+    moments = [jnp.mean(jnp.sum(probes * t, axis=1) / norms) for t in chebyshev_terms(operator, probes, order)]
     return np.asarray(jnp.stack(moments), np.float64)
 
 

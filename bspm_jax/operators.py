@@ -376,9 +376,6 @@ class SelfAdjoint(AbstractOperator):
     def __call__(self, x: Rows) -> Rows:
         return _self_adjoint(x, self.operator)
 
-    def terms(self) -> tuple[tuple[float, AbstractOperator], ...]:
-        return ((1.0, self),)
-
 
 @eqx.filter_custom_vjp
 def _self_adjoint(x: Rows, operator: AbstractOperator) -> Rows:

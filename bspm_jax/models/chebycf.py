@@ -49,8 +49,8 @@ from .base import AbstractLayoutFilter, AbstractSpectralFilter, LayoutScores, Ro
 
 def _floats(values: object) -> tuple[float, ...] | None:
     """A list of numbers as a tuple of floats (settings must be hashable); None stays None."""
-    if values is None or isinstance(values, str) or not hasattr(values, "__iter__"):
-        return values
+    if not isinstance(values, list | tuple | np.ndarray):
+        return values  # None, or a bad value for __check_init__ to name
     return tuple(float(v) for v in values)
 
 

@@ -27,7 +27,7 @@ from ..checks import check_number
 from ..errors import ConfigError
 from ..memory import require_bytes
 from ..operators import Sparse, SparseMatrix, layout_for
-from ..spectral import SpectrumCache, degree_power
+from ..spectral import SpectrumCache, degree_power, degrees
 from .base import AbstractLayoutFilter, LayoutScores, Rows, TrainInfo
 
 FILTERS: dict[int, tuple[float, ...]] = {1: (1.0,), 2: (2.0, -1.0), 3: (0.71, 0.1, -0.01)}
@@ -59,10 +59,10 @@ class TurboCF(AbstractLayoutFilter):
         return (self.alpha, self.power, self.kernel)
 
     def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> TurboCF:
-        r = sp.csr_matrix(train, dtype=np.float64)
+        r = sp.csr_matrix(train, dtype=np.float64, copy=True)  # a copy: the caller's matrix stays as it is
+        r.eliminate_zeros()
         r.data[:] = 1.0
-        user_degree = np.asarray(r.sum(axis=1)).ravel()
-        item_degree = np.asarray(r.sum(axis=0)).ravel()
+        user_degree, item_degree = degrees(r, axis=1), degrees(r, axis=0)
         bound = min(float(np.sum(user_degree ** 2)), float(r.shape[1]) ** 2)
         require_bytes(int(bound * BYTES_PER_ENTRY), f"Turbo-CF's item-item matrix P (up to {int(bound):,} nonzeros)",
                       "use a model that applies R~^T R~ matrix-free (bspm, chebycf)")
