@@ -19,6 +19,7 @@ from jax.experimental import sparse as jsparse
 from jaxtyping import Array, ArrayLike, Float
 
 from . import native as native_kernel
+from .data.dataset import canonical_csr
 from .errors import ConfigError
 from .rows import SparseRows, as_dense
 
@@ -161,10 +162,8 @@ class SparseMatrix(eqx.Module):
     @classmethod
     def from_scipy(cls, m: sp.spmatrix, dtype: type = np.float32, kernel: str = "auto") -> SparseMatrix:
         """Build from a scipy sparse matrix (cast to ``dtype``); ``kernel`` as in :func:`kernel_for`."""
-        m = sp.csr_matrix(m, dtype=dtype)
-        m.sort_indices()
-        t = m.T.tocsr()
-        t.sort_indices()
+        m = canonical_csr(m, dtype)
+        t = canonical_csr(m.T)
         return cls(jsparse.BCSR.from_scipy_sparse(m), jsparse.BCSR.from_scipy_sparse(t), kernel_for(dtype, kernel))
 
     @property

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
 from . import native
+from .data.dataset import canonical_csr
 
 
 class SparseRows(eqx.Module):
@@ -34,7 +35,7 @@ class SparseRows(eqx.Module):
     @classmethod
     def from_scipy(cls, matrix: sp.spmatrix, n_rows: int | None = None, users: np.ndarray | None = None) -> SparseRows:
         """The rows of ``matrix`` (float32), zero-padded to ``n_rows`` rows; ``users`` as in the class."""
-        m = _sorted_csr(matrix)
+        m = canonical_csr(matrix, np.float32)
         n_rows = m.shape[0] if n_rows is None else n_rows
         row, col, value = _padded(m, n_rows, _padded_size(m.nnz))
         return cls(jnp.asarray(row), jnp.asarray(col), jnp.asarray(value), jnp.asarray(_users(users, m.shape[0], n_rows)),
@@ -49,7 +50,7 @@ class SparseRows(eqx.Module):
         Every batch is padded to ``n_rows`` rows and to the same number of entries;
         ``users[r]`` is the user of ``matrix``'s row ``r`` (default: all new, -1).
         """
-        parts = [_sorted_csr(matrix[np.asarray(b)]) for b in batches]
+        parts = [canonical_csr(matrix[np.asarray(b)], np.float32) for b in batches]
         size = _padded_size(max((m.nnz for m in parts), default=0))
         row, col, value = (np.stack(a) for a in zip(*(_padded(m, n_rows, size) for m in parts)))
         user = np.stack([_users(None if users is None else np.asarray(users)[np.asarray(b, dtype=np.int64)], len(b), n_rows)
@@ -97,12 +98,6 @@ def _users(users: np.ndarray | None, n: int, n_rows: int) -> np.ndarray:
     if users is not None:
         out[:n] = np.asarray(users, dtype=np.int64)
     return out
-
-
-def _sorted_csr(matrix: sp.spmatrix) -> sp.csr_matrix:
-    m = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    m.sort_indices()
-    return m
 
 
 def _padded_size(nnz: int) -> int:

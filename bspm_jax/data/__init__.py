@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .dataset import Dataset, binary_csr, cold_counts
+from .dataset import Dataset, binary_csr, canonical_csr, cold_counts
 from .diffrec import load_diffrec
 from .fetch import DATASETS, cached_dataset, default_cache_dir, fetch_dataset
 from .lightgcn import load_lightgcn
@@ -15,7 +15,7 @@ from .sample import load_sample, make_gowalla_sample
 from .split import carve_validation, holdout_split
 
 __all__ = [
-    "Dataset", "binary_csr", "cold_counts", "load_lightgcn", "load_diffrec", "load_pairs", "holdout_split",
+    "Dataset", "binary_csr", "canonical_csr", "cold_counts", "load_lightgcn", "load_diffrec", "load_pairs", "holdout_split",
     "carve_validation", "load_sample", "make_gowalla_sample", "load_dataset", "fetch_dataset", "DATASETS",
 ]
 

@@ -24,6 +24,17 @@ def binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp
     return m
 
 
+def canonical_csr(matrix: sp.spmatrix | sp.sparray, dtype: type | None = None) -> sp.csr_matrix:
+    """A CSR copy of ``matrix`` (in ``dtype``) sharing none of its arrays, duplicates summed, explicit zeros
+    dropped, column indices sorted: the form the native kernels need, made without touching the caller's
+    matrix (``csr_matrix(m, dtype=...)`` alone shares ``m.indices``, so sorting it in place would corrupt ``m``)."""
+    m = sp.csr_matrix(matrix, dtype=dtype, copy=True)
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    m.sort_indices()
+    return m
+
+
 def data_folder(path: str | Path, expected: str) -> Path:
     """``path`` as a folder, or a DataError saying it is missing or not a folder (and what it should hold)."""
     from ..errors import DataError
@@ -38,10 +49,7 @@ def data_folder(path: str | Path, expected: str) -> Path:
 
 def matrix_digest(matrix: sp.spmatrix) -> str:
     """SHA-256 (hex) of a sparse matrix's content: shape, nonzero pattern and values (canonical CSR, float32)."""
-    m = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    m.sum_duplicates()
-    m.eliminate_zeros()
-    m.sort_indices()
+    m = canonical_csr(matrix, np.float32)
     h = hashlib.sha256(np.asarray(m.shape, dtype=np.int64).tobytes())
     for part in (m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data):
         h.update(np.ascontiguousarray(part).tobytes())

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ConfigError, DataError
-from .dataset import Dataset
+from .dataset import Dataset, canonical_csr
 from .lightgcn import lightgcn_from_text
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch/master/data"
@@ -113,10 +113,7 @@ def cached_dataset(name: str, directory: str | Path | None = None) -> Path | Non
 
 def pairs_digest(matrix: sp.spmatrix | sp.sparray) -> str:
     """sha256 hex of the sorted distinct non-zero (user, item) pairs as little-endian int64."""
-    m = sp.csr_matrix(matrix, copy=True)
-    m.sum_duplicates()
-    m.eliminate_zeros()
-    m.sort_indices()
+    m = canonical_csr(matrix)
     rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
     flat = np.empty(2 * m.nnz, dtype="<i8")
     flat[0::2] = rows

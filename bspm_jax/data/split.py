@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import DataError
-from .dataset import Dataset, binary_csr, cold_counts
+from .dataset import Dataset, binary_csr, canonical_csr, cold_counts
 
 
 def holdout_split(
@@ -23,10 +23,7 @@ def holdout_split(
     """
     if not 0.0 < fraction < 1.0:
         raise DataError(f"holdout fraction must be in (0, 1), got {fraction!r}")
-    m = sp.csr_matrix(matrix, copy=True)
-    m.sum_duplicates()
-    m.eliminate_zeros()
-    m.sort_indices()
+    m = canonical_csr(matrix)
     degree = np.diff(m.indptr)
     rows = np.repeat(np.arange(m.shape[0]), degree)
     n_out = np.clip(np.rint(fraction * degree), 1, np.maximum(degree - 1, 1)).astype(np.int64)

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from jax.experimental import sparse as jsparse
 
 from .. import native
+from ..data.dataset import canonical_csr
 
 
 class AbstractProducts(abc.ABC):
@@ -40,12 +41,6 @@ class AbstractProducts(abc.ABC):
     @abc.abstractmethod
     def right(self, x: np.ndarray) -> np.ndarray:
         """X A^T for X (b, n), float64 (b, m)."""
-
-
-def _csr32(m: sp.spmatrix) -> sp.csr_matrix:
-    out = sp.csr_matrix(m, dtype=np.float32)
-    out.sort_indices()
-    return out
 
 
 @jax.jit
@@ -69,7 +64,7 @@ class DeviceProducts(AbstractProducts):
 
     def __init__(self, a: sp.spmatrix, kernel: str = "auto") -> None:
         self.path = native.select(kernel)
-        forward, backward = _csr32(a), _csr32(a.T)  # A (m, n) and A^T (n, m)
+        forward, backward = canonical_csr(a, np.float32), canonical_csr(a.T, np.float32)  # A (m, n) and A^T (n, m)
         if self.path is None:
             self.forward, self.backward = (jsparse.BCSR.from_scipy_sparse(m) for m in (forward, backward))
         else:

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
+from ..data.dataset import canonical_csr
 from ..models.autoencoder import AbstractAutoencoder
 from ..models.ncf import AbstractNCF
 from ..models.s_diff import SDiff
@@ -74,8 +75,7 @@ class BCELoss(AbstractLoss):
 
 def padded_items(train: sp.spmatrix) -> np.ndarray:
     """Each user's train items, in a row padded with n_items to the largest degree (int32)."""
-    m = sp.csr_matrix(train)
-    m.sort_indices()
+    m = canonical_csr(train)
     degree = np.diff(m.indptr)
     table = np.full((m.shape[0], max(int(degree.max(initial=0)), 1)), m.shape[1], dtype=np.int32)
     rows = np.repeat(np.arange(m.shape[0]), degree)
@@ -140,10 +140,7 @@ class MultinomialLoss(AbstractLoss):
 
     @classmethod
     def from_matrix(cls, train: sp.spmatrix) -> MultinomialLoss:
-        m = sp.csr_matrix(train, dtype=np.float32, copy=True)
-        m.sum_duplicates()
-        m.eliminate_zeros()
-        m.sort_indices()
+        m = canonical_csr(train, np.float32)
         capacity = np.cumsum(np.sort(np.diff(m.indptr))[::-1])
         return cls(jnp.asarray(m.indptr.astype(np.int32)), jnp.asarray(m.indices.astype(np.int32)), jnp.asarray(m.data),
                    tuple(int(c) for c in capacity), int(m.shape[1]))

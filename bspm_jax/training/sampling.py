@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from jaxtyping import Array, Num
 
 from ..checks import check_integer
+from ..data.dataset import canonical_csr
 from ..errors import ConfigError
 
 Triples = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -42,10 +43,7 @@ class AbstractSampler(abc.ABC):
 
 
 def _clean(train: sp.spmatrix) -> sp.csr_matrix:
-    m = sp.csr_matrix(train)
-    m.sum_duplicates()
-    m.eliminate_zeros()
-    m.sort_indices()
+    m = canonical_csr(train)
     if m.nnz == 0:
         raise ConfigError("the train matrix has no interactions to train on")
     return m
