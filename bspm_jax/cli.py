@@ -252,7 +252,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         opts["method"] = args.method
     if opts["method"] == "gradient":
         if args.grid:
-            raise ConfigError("--grid is for the grid search; --method gradient tunes chebycf's coefficients, beta and band gains")
+            raise ConfigError("--grid is for the grid search; --method gradient tunes the chebycf model's coefficients, beta "
+                              "and band gains, or an ensemble's weights")
         return _tune_gradient(args, config, opts, out)
     if opts["method"] != "grid":
         raise ConfigError(f"tune.method must be grid or gradient, got {opts['method']!r}")
@@ -286,8 +287,8 @@ def _tune_gradient(args: argparse.Namespace, config: Any, opts: dict[str, Any], 
     ks, batch_size = evaluation_settings(config)
     model = model_from_config(config)
     users = "all" if settings.eval_users is None else f"{settings.eval_users:,}"
-    print(f"gradient {settings.steps} Adam steps (lr {settings.lr:g}) on {config.model_name}'s coefficients, beta and "
-          f"{settings.bands} band gains; checkpoints every {settings.eval_every} steps on {users} validation users")
+    print(f"gradient {settings.steps} Adam steps (lr {settings.lr:g}) on {config.model_name}'s settings; checkpoints "
+          f"every {settings.eval_every} steps on {users} validation users")
     t0 = time.perf_counter()
     dataset = dataset_from_config(config)
     result = tune_gradient(model, dataset, opts["metric"], opts["validation"], opts["seed"], ks, batch_size, settings,
@@ -298,10 +299,12 @@ def _tune_gradient(args: argparse.Namespace, config: Any, opts: dict[str, Any], 
     for c in result.checkpoints:
         loss = "" if c["loss"] is None else f"{c['loss']:.5f}"
         print(f"{c['step']:>6}{loss:>12}{c[result.metric]:>14.5f}")
-    best = result.best
-    print(f"best     step {result.validation['best_step']}: beta={best['beta']:.4f}, coefficients="
-          + ",".join(f"{c:.4f}" for c in best["coefficients"])
-          + ("" if "band_gains" not in best else ", band_gains=" + ",".join(f"{g:.3f}" for g in best["band_gains"])))
+    start = result.checkpoints[0]["settings"]
+    tuned = {k: v for k, v in result.best.items()
+             if isinstance(v, float | list) and (v != start.get(k) or k in ("beta", "coefficients", "weights"))
+             and all(isinstance(x, float | int) for x in (v if isinstance(v, list) else [v]))}
+    print(f"best     step {result.validation['best_step']}: "
+          + ", ".join(f"{k}=" + ",".join(f"{x:.4f}" for x in (v if isinstance(v, list) else [v])) for k, v in tuned.items()))
     test = "  ".join(f"{k} {v:.5f}" for k, v in result.test_metrics.items() if k.split("@")[0] in ("recall", "ndcg"))
     print(f"test     {test}")
     print(f"time (s) search {result.timings_s['search']:.1f}  test {result.timings_s['test']:.1f}  wall {wall:.1f}")
@@ -528,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="values of a model setting to search, e.g. T_s=1.5,2.0 or sharpen_solver=euler,rk4 "
                           "(default: [tune.grid] of the config, else the paper's space)")
     tun.add_argument("--method", choices=["grid", "gradient"],
-                     help="grid search (default), or Adam on a smooth Recall@K over the validation split (chebycf)")
+                     help="grid search (default), or Adam on a smooth Recall@K over the validation split (chebycf, ensemble)")
     tun.add_argument("--metric", help="selection metric (default recall@20)")
     tun.add_argument("--validation", type=float, help="share of each user's train items held out (default 0.2)")
     tun.add_argument("--tune-seed", type=int, help="seed of the validation split (default 0)")

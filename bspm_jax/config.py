@@ -236,7 +236,14 @@ def _value(v: Any) -> str:
 
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):  # an inline table, e.g. an ensemble's member
+        return "{" + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items() if x is not None) + "}"
     raise ConfigError(f"cannot write {v!r} to a TOML config")
+
+
+def _key(k: str) -> str:
+    """A TOML key: bare when it can be, else quoted."""
+    return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else _value(k)
 
 
 def _is_int(v: Any, low: int) -> bool:

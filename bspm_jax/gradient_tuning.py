@@ -17,10 +17,16 @@ of the current settings is measured on a seeded sample of ``eval_users`` users, 
 best point by that metric is kept; ties keep the earlier point, so the published settings
 stay unless something beats them. The chosen settings are refitted on the whole train split
 and evaluated once on test.
+
+An :class:`bspm_jax.models.Ensemble` is tuned the same way, its parameters the members' weights
+(``s = sum_m w_m s_m / ||s_m||``, the members fitted once on the fit split and held fixed).
+Each tunable model has its :class:`AbstractTuning` (:data:`TUNINGS`): its surrogate, its
+parameters at the start, and the settings that parameters stand for.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 import time
@@ -44,7 +50,7 @@ from .evaluation import evaluate
 from .io import write_json_atomic, write_text_atomic
 from .memory import require_bytes
 from .metrics import check_metric
-from .models import ChebyCF
+from .models import AbstractTrainingFree, ChebyCF, Ensemble, FitCache
 from .models.chebycf import band_of
 from .operators import Identity, SelfAdjoint
 from .ranking import Progress, no_progress
@@ -52,7 +58,7 @@ from .spectral import SpectrumCache, item_degrees
 from .tuning import validation_record, validation_split
 
 Params = dict[str, Array]
-PARAMETERS = ("coefficients", "beta", "gains")
+PARAMETERS = ("coefficients", "beta", "gains", "weights")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +104,15 @@ class GradientTuneResult:
     timings_s: dict[str, float]
 
 
-class Surrogate(eqx.Module):
+class AbstractSurrogate(eqx.Module):
+    """A model fitted on the fit split, as scores that are a differentiable function of the tuned parameters."""
+
+    @abc.abstractmethod
+    def scores(self, params: Params, x: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+        """The scores of dense rows ``x`` with the settings in ``params``."""
+
+
+class Surrogate(AbstractSurrogate):
     """What the surrogate needs from a ChebyCF fitted on the fit split: ``L~``, ``V``, ``log D``."""
 
     laplacian: SelfAdjoint
@@ -127,6 +141,16 @@ class Surrogate(eqx.Module):
             gains = self.alpha * params["gains"][self.band]
             out = out + ((xb @ self.vectors) * gains) @ self.vectors.T
         return out * post
+
+
+class EnsembleSurrogate(AbstractSurrogate):
+    """An ensemble's members fitted on the fit split; the weights are the parameters."""
+
+    fitted: Ensemble
+
+    def scores(self, params: Params, x: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+        parts = [jax.lax.stop_gradient(p) for p in self.fitted.member_scores(x)]
+        return sum(params["weights"][m] * part for m, part in enumerate(parts))
 
 
 def surrogate_bytes(model: ChebyCF, batch_users: int, n_items: int) -> int:
@@ -177,6 +201,71 @@ def _shortest(values: Array) -> list[float]:
     return [float(str(v)) for v in np.atleast_1d(np.asarray(values, np.float32))]
 
 
+class AbstractTuning(abc.ABC):
+    """How gradient tuning handles one kind of model: its surrogate, starting parameters and settings."""
+
+    @abc.abstractmethod
+    def surrogate(self, fitted: AbstractTrainingFree, train: sp.csr_matrix) -> AbstractSurrogate:
+        """The surrogate of the model fitted on ``train``."""
+
+    @abc.abstractmethod
+    def initial(self) -> Params:
+        """The model's own settings as parameters."""
+
+    @abc.abstractmethod
+    def settings(self, params: Params) -> dict[str, Any]:
+        """The model settings that ``params`` stand for."""
+
+    @abc.abstractmethod
+    def step_bytes(self, batch_users: int, n_items: int) -> int:
+        """Memory of one gradient step on ``batch_users`` users."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChebyCFTuning(AbstractTuning):
+    """ChebyCF's coefficients, ``beta`` and the add-on's band gains."""
+
+    base: ChebyCF
+    bands: int
+
+    def surrogate(self, fitted: AbstractTrainingFree, train: sp.csr_matrix) -> AbstractSurrogate:
+        return Surrogate.of(fitted, item_degrees(train), self.bands)
+
+    def initial(self) -> Params:
+        return initial_params(self.base, self.bands)
+
+    def settings(self, params: Params) -> dict[str, Any]:
+        return model_settings(self.base, params)
+
+    def step_bytes(self, batch_users: int, n_items: int) -> int:
+        return surrogate_bytes(self.base, batch_users, n_items)
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsembleTuning(AbstractTuning):
+    """An ensemble's member weights."""
+
+    base: Ensemble
+    bands: int
+
+    def surrogate(self, fitted: AbstractTrainingFree, train: sp.csr_matrix) -> AbstractSurrogate:
+        return EnsembleSurrogate(fitted)
+
+    def initial(self) -> Params:
+        return {"weights": jnp.asarray(self.base.weights, jnp.float32)}
+
+    def settings(self, params: Params) -> dict[str, Any]:
+        return {"members": self.base.member_settings(), "weights": _shortest(params["weights"])}
+
+    def step_bytes(self, batch_users: int, n_items: int) -> int:
+        """The members' scoring, their normalised scores kept, and a dozen rows for top-k and the sigmoid."""
+        return batch_users * (self.base.scoring_bytes_per_user(n_items) + 4 * n_items * 12)
+
+
+TUNINGS: dict[type[AbstractTrainingFree], type[AbstractTuning]] = {ChebyCF: ChebyCFTuning, Ensemble: EnsembleTuning}
+"""The models gradient tuning can tune, and how."""
+
+
 def _dense_rows(m: sp.csr_matrix, users: np.ndarray) -> Array:
     return jnp.asarray(m[users].toarray(), jnp.float32)
 
@@ -201,19 +290,23 @@ def tune_gradient(
     progress: Progress | None = None,
     spectra: SpectrumCache | None = None,
 ) -> GradientTuneResult:
-    """Tune ``base``'s coefficients, ``beta`` and band gains by Adam on the surrogate; select by validation ``metric``."""
-    if not isinstance(base, ChebyCF):
-        raise ConfigError(f"gradient tuning tunes the chebycf model's settings, not the {base.name} model's")
+    """Tune ``base``'s continuous settings (:data:`TUNINGS`) by Adam on the surrogate; select by validation ``metric``."""
+    if type(base) not in TUNINGS:
+        tunable = ", ".join(sorted(cls.name for cls in TUNINGS))
+        raise ConfigError(f"gradient tuning tunes the {tunable} models' settings, not the {base.name} model's")
+    tuning = TUNINGS[type(base)](base, settings.bands)
     _, cut = check_metric(metric)
     ks = sorted(set(int(k) for k in ks) | {cut})
     spectra = SpectrumCache() if spectra is None else spectra
-    require_bytes(surrogate_bytes(base, settings.batch_users, dataset.n_items),
+    require_bytes(tuning.step_bytes(settings.batch_users, dataset.n_items),
                   f"a gradient step on {settings.batch_users:,} users x {dataset.n_items:,} items",
                   "lower batch_users (--batch-users)")
     t0 = time.perf_counter()
     val = validation_split(dataset, validation, seed)
     fitted = base.fit(val.train, spectra)
-    surrogate = Surrogate.of(fitted, item_degrees(val.train), settings.bands)
+    surrogate = tuning.surrogate(fitted, val.train)
+    fits = FitCache(spectra)
+    fits.add(fitted)
     fit_s = time.perf_counter() - t0
 
     rng = np.random.default_rng(settings.seed)
@@ -223,10 +316,10 @@ def tune_gradient(
     checkpoint_data = _sample_valid(val, eval_users)
 
     def validate(params: Params) -> dict[str, float]:
-        model = type(base)(**model_settings(base, params)).fit(val.train, spectra)
+        model = fits.fit(type(base)(**tuning.settings(params)), val.train)
         return evaluate(model, checkpoint_data, ks=ks, batch_size=batch_size, split="valid").metrics
 
-    params = initial_params(base, settings.bands)
+    params = tuning.initial()
     optimizer = optax.adam(settings.lr)
     state = optimizer.init(params)
 
@@ -237,7 +330,7 @@ def tune_gradient(
         updates, state = optimizer.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
-    checkpoints = [{"step": 0, "loss": None, **validate(params), "settings": model_settings(base, params)}]
+    checkpoints = [{"step": 0, "loss": None, **validate(params), "settings": tuning.settings(params)}]
     losses: list[float] = []
     for i in (progress or no_progress)(range(1, settings.steps + 1), desc="gradient", unit="step"):
         users = np.sort(rng.choice(valid_users, min(settings.batch_users, len(valid_users)), replace=False))
@@ -245,7 +338,7 @@ def tune_gradient(
         losses.append(float(loss))
         if i % settings.eval_every == 0 or i == settings.steps:
             checkpoints.append({"step": i, "loss": float(np.mean(losses[-settings.eval_every:])), **validate(params),
-                                "settings": model_settings(base, params)})
+                                "settings": tuning.settings(params)})
     search_s = time.perf_counter() - t0
     best = max(checkpoints, key=lambda c: (c[metric], -c["step"]))
     t = time.perf_counter()

@@ -362,3 +362,88 @@ def test_gradient_tuning_refuses_a_batch_that_does_not_fit(monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 10 ** 9)
     with pytest.raises(ResourceError, match="gradient step on 100,000 users.*lower batch_users"):
         tune_gradient(ChebyCF(eta=8), load_sample(), settings=GradientSettings(batch_users=100_000))
+
+
+# ------------------------------------------------------------------ ensembles
+
+
+def _unit_rows(s: np.ndarray) -> np.ndarray:
+    return s / np.linalg.norm(s, axis=1, keepdims=True)
+
+
+ENSEMBLE = dict(members=[{"name": "chebycf", "K": 6, "eta": 5, "alpha": 0.3, "beta": 0.2},
+                         {"name": "turbo-cf", "alpha": 0.5, "power": 0.8, "filter": 2}], weights=[0.7, -0.4])
+
+
+def test_ensemble_scores_equal_the_weighted_unit_rows_of_its_members_formulas():
+    model = make_model("ensemble", **ENSEMBLE).fit(R)
+    want = (0.7 * _unit_rows(chebycf_oracle(R, ROWS, 6, 1.5, 5, 0.3, 0.2))
+            - 0.4 * _unit_rows(turbo_oracle(R, ROWS, 0.5, 0.8, 2)[0]))
+    np.testing.assert_allclose(np.asarray(model.score(jnp.asarray(ROWS, jnp.float32))), want, atol=3e-6)
+
+
+def test_ensemble_saves_loads_and_writes_its_members_as_toml_tables(tmp_path):
+    import tomllib
+
+    from bspm_jax.config import dumps
+    from bspm_jax.models import load_model
+
+    model = make_model("ensemble", **ENSEMBLE).fit(R)
+    x = jnp.asarray(ROWS, jnp.float32)
+    loaded = load_model(model.save(tmp_path / "m"))
+    np.testing.assert_array_equal(np.asarray(loaded.score(x)), np.asarray(model.score(x)))
+    assert loaded.config() == model.config()
+    table = {"model": {"name": "ensemble", "members": model.member_settings(), "weights": list(model.weights)}}
+    back = tomllib.loads(dumps(table))["model"]
+    assert back["members"] == ENSEMBLE["members"] and back["weights"] == ENSEMBLE["weights"]
+    assert make_model(**back).config() == model.config()
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"members": []}, "members"),
+    ({"weights": [1.0]}, "weights"),
+    ({"weights": [1.0, float("nan")]}, "weights"),
+    ({"members": [{"name": "chebycf"}, {"name": "mf-bpr"}]}, "training-free"),
+    ({"members": [{"name": "chebycf"}, {"name": "nope"}]}, "unknown model"),
+    ({"members": [{"name": "chebycf", "K": 0}, {"name": "gf-cf"}]}, "K"),
+])
+def test_ensemble_refuses_bad_settings(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        make_model("ensemble", **{**ENSEMBLE, **bad})
+
+
+def test_ensemble_surrogate_is_its_scores_and_its_weight_gradient_the_closed_form():
+    import jax
+
+    from bspm_jax.gradient_tuning import EnsembleSurrogate, EnsembleTuning, surrogate_loss
+
+    model = make_model("ensemble", **ENSEMBLE).fit(R)
+    tuning = EnsembleTuning(model, 8)
+    surrogate = tuning.surrogate(model, R)
+    assert isinstance(surrogate, EnsembleSurrogate)
+    params = tuning.initial()
+    x = jnp.asarray(ROWS, jnp.float32)
+    np.testing.assert_allclose(np.asarray(surrogate.scores(params, x)), np.asarray(model.score(x)), atol=1e-6)
+    assert tuning.settings({"weights": jnp.asarray([0.5, 0.25])}) == {"members": ENSEMBLE["members"], "weights": [0.5, 0.25]}
+    # The scores are linear in the weights: on the piece of the surrogate at ``params`` (each user's top 2k
+    # items fixed) the derivative is a closed-form sum over the members' unit rows.
+    rng = np.random.default_rng(1)
+    v = jnp.asarray((rng.random(ROWS.shape) < 0.2) & (ROWS == 0), jnp.float32)
+    k, width = 3, 0.1
+    parts = [jnp.asarray(p) for p in model.member_scores(x)]
+    s = surrogate.scores(params, x)
+    items = jax.lax.top_k(jnp.where(x > 0, -jnp.inf, s), 2 * k)[1]
+    n = jnp.sum(v, axis=1)
+    grads = jax.grad(surrogate_loss)(params, surrogate, x, v, k, width)["weights"]
+    for m in range(2):
+        # d/dw_m of sigmoid((s - theta) / w_u), with theta and w_u read from the fixed top items
+        top = jnp.take_along_axis(s, items, axis=1)
+        dtop = jnp.take_along_axis(parts[m], items, axis=1)
+        theta, dtheta = 0.5 * (top[:, k - 1] + top[:, k]), 0.5 * (dtop[:, k - 1] + dtop[:, k])
+        w, dw = width * (top[:, 0] - top[:, -1]) + 1e-12, width * (dtop[:, 0] - dtop[:, -1])
+        z = (jnp.where(x > 0, 0.0, s) - theta[:, None]) / w[:, None]
+        dz = ((jnp.where(x > 0, 0.0, parts[m]) - dtheta[:, None]) * w[:, None]
+              - (jnp.where(x > 0, 0.0, s) - theta[:, None]) * dw[:, None]) / w[:, None] ** 2
+        dsoft = jax.nn.sigmoid(z) * (1 - jax.nn.sigmoid(z)) * dz
+        want = -jnp.sum(jnp.sum(v * dsoft, axis=1) / jnp.maximum(n, 1.0)) / jnp.sum(n > 0)
+        assert float(grads[m]) == pytest.approx(float(want), rel=1e-4, abs=1e-6)

@@ -16,6 +16,7 @@ from .autoencoder import AbstractAutoencoder
 from .base import AbstractLayoutFilter, AbstractRecommender, AbstractSpectralFilter, AbstractTrainingFree, FitCache, LayoutScores, TrainInfo
 from .bspm import BSPM
 from .chebycf import ChebyCF
+from .ensemble import Ensemble
 from .gmf import GMF
 from .lgcn_ide import LGCNIDE
 from .lightgcn import LightGCN
@@ -39,6 +40,7 @@ MODELS: dict[str, tuple[type[AbstractRecommender], dict[str, Any]]] = {
     "lgcn-ide": (LGCNIDE, {}),
     "chebycf": (ChebyCF, {}),
     "turbo-cf": (TurboCF, {}),
+    "ensemble": (Ensemble, {}),
     "blur-heat": (BSPM, {"blur": "heat", **_NO_SHARPEN}),
     "blur-ideal": (BSPM, {"blur": "ideal", **_NO_SHARPEN}),
     "blur-gfcf": (BSPM, {"blur": "gfcf", **_NO_SHARPEN}),
@@ -109,6 +111,7 @@ def load_model(path: str | Path) -> AbstractRecommender:
 __all__ = [
     "BSPM",
     "ChebyCF",
+    "Ensemble",
     "GMF",
     "LGCNIDE",
     "LightGCN",
