@@ -342,16 +342,30 @@ def test_band_gains_weight_the_ideal_add_on_by_band():
         ChebyCF(K=3, coefficients=[1.0, 2.0])
 
 
-def test_gowalla_best_preset_is_the_recorded_gradient_tuning_choice():
+@pytest.mark.parametrize("preset_name, record_name", [
+    ("gowalla-best", "gradient-tune-gowalla-ensemble-vm-2026-12-06.json"),
+    ("gowalla-tuned-chebycf", "gradient-tune-gowalla-vm-2026-12-06.json"),
+])
+def test_tuned_presets_are_the_recorded_gradient_tuning_choices(preset_name, record_name):
     import json
     from pathlib import Path
 
-    record = json.loads((Path(__file__).parents[1] / "benchmarks/results/gradient-tune-gowalla-vm-2026-12-06.json").read_text())
+    record = json.loads((Path(__file__).parents[1] / "benchmarks/results" / record_name).read_text())
     best = record["best"]
-    preset = get_preset("gowalla-best")
-    assert preset.model_name == "chebycf" and record["validation"]["best_step"] > 0
-    assert {k: preset.model_settings[k] for k in preset.model_settings} == {k: best[k] for k in preset.model_settings}
-    assert make_model("chebycf", **preset.model_settings).config() == make_model("chebycf", **best).config()
+    preset = get_preset(preset_name)
+    assert preset.model_name == record["model"] and record["validation"]["best_step"] > 0
+    assert preset.model_settings == {k: best[k] for k in preset.model_settings}
+    assert make_model(preset.model_name, **preset.model_settings).config() == make_model(record["model"], **best).config()
+
+
+def test_gowalla_best_is_the_best_validation_figure_of_the_recorded_tunings():
+    import json
+    from pathlib import Path
+
+    results = Path(__file__).parents[1] / "benchmarks/results"
+    best = {name: max(c["recall@20"] for c in json.loads((results / name).read_text())["checkpoints"])
+            for name in ("gradient-tune-gowalla-ensemble-vm-2026-12-06.json", "gradient-tune-gowalla-vm-2026-12-06.json")}
+    assert max(best, key=best.get) == "gradient-tune-gowalla-ensemble-vm-2026-12-06.json"
 
 
 def test_gradient_tuning_refuses_a_batch_that_does_not_fit(monkeypatch):
