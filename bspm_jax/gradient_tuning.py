@@ -293,7 +293,7 @@ def tune_gradient(
     """Tune ``base``'s continuous settings (:data:`TUNINGS`) by Adam on the surrogate; select by validation ``metric``."""
     if type(base) not in TUNINGS:
         tunable = ", ".join(sorted(cls.name for cls in TUNINGS))
-        raise ConfigError(f"gradient tuning tunes the {tunable} models' settings, not the {base.name} model's")
+        raise ConfigError(f"gradient tuning tunes these models: {tunable}; not the {base.name} model")
     tuning = TUNINGS[type(base)](base, settings.bands)
     _, cut = check_metric(metric)
     ks = sorted(set(int(k) for k in ks) | {cut})
