@@ -244,7 +244,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     config = load_cli_config(args).with_values(
         {f"tune.{k}": v for k, v in (("metric", args.metric), ("validation", args.validation), ("seed", args.tune_seed),
                                      *((k, getattr(args, f"tune_{k}")) for k in ("steps", "lr", "batch_users", "bands",
-                                                                                  "eval_every", "eval_users", "width")))
+                                                                                  "eval_every", "eval_users", "width",
+                                                                                  "frozen")))
          if v is not None}
     ).with_values({f"tune.grid.{k}": v for k, v in map(parse_grid, args.grid)})
     opts = {**DEFAULTS["tune"], **config["tune"]}
@@ -283,7 +284,10 @@ def _tune_gradient(args: argparse.Namespace, config: Any, opts: dict[str, Any], 
     from .gradient_tuning import GradientSettings, tune_gradient, write_gradient_results
 
     fields = ("steps", "lr", "batch_users", "bands", "eval_every", "eval_users", "width")
-    settings = GradientSettings(**{k: opts[k] for k in fields if k in opts}, seed=opts["seed"])
+    frozen = opts.get("frozen", [])
+    if not (isinstance(frozen, list) and all(isinstance(name, str) for name in frozen)):
+        raise ConfigError(f"tune.frozen must be a list of parameter names, got {frozen!r}")
+    settings = GradientSettings(**{k: opts[k] for k in fields if k in opts}, seed=opts["seed"], frozen=tuple(frozen))
     ks, batch_size = evaluation_settings(config)
     model = model_from_config(config)
     users = "all" if settings.eval_users is None else f"{settings.eval_users:,}"
@@ -544,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
                              ("width", float, "sigmoid width of the smooth Recall@K, as a share of the top-2K spread (default 0.02)")):
         grad.add_argument(f"--{flag}", dest=f"tune_{flag.replace('-', '_')}", type=kind, help=text,
                           metavar="N" if kind is int else "X")
+    grad.add_argument("--freeze", dest="tune_frozen", action="append", metavar="NAME",
+                      help="hold a parameter at its starting value (repeatable): coefficients, beta, gains, weights")
     tun.add_argument("--max-points", type=int, default=1000, help="refuse grids larger than this (default 1000)")
     tun.add_argument("--out", default="tune-results", help="folder for results.csv, results.json, best.toml")
     tun.add_argument("--show", type=int, default=10, help="rows of the results table to print (default 10)")

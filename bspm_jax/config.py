@@ -45,7 +45,7 @@ TABLES: dict[str, tuple[str, ...] | None] = {
     "data": ("path", "user_col", "item_col", "sep", "test", "holdout", "seed", "validation", "validation_seed"),
     "evaluation": ("k", "batch_size", "devices", "refit_with_valid"),
     "tune": ("metric", "validation", "seed", "grid", "method", "steps", "lr", "batch_users", "bands", "eval_every",
-             "eval_users", "width"),
+             "eval_users", "width", "frozen"),
     "train": ("epochs", "lr", "batch_size", "eval_every", "patience", "metric", "seed", "checkpoint_every"),
     "cache": ("spectra", "max_gib"),
 }

@@ -295,6 +295,10 @@ def tune_gradient(
         tunable = ", ".join(sorted(cls.name for cls in TUNINGS))
         raise ConfigError(f"gradient tuning tunes these models: {tunable}; not the {base.name} model")
     tuning = TUNINGS[type(base)](base, settings.bands)
+    unknown = sorted(set(settings.frozen) - set(tuning.initial()))
+    if unknown:
+        raise ConfigError(f"gradient tuning: the {base.name} model has no parameter {', '.join(unknown)} to freeze; "
+                          f"its parameters: {', '.join(tuning.initial())}")
     _, cut = check_metric(metric)
     ks = sorted(set(int(k) for k in ks) | {cut})
     spectra = SpectrumCache() if spectra is None else spectra

@@ -315,3 +315,21 @@ def test_plot_response_overlays_models_and_refuses_models_without_a_response(tmp
     assert proc.returncode == 2 and "has no frequency response" in proc.stderr
     proc = bspm("plot", "fig8", "--model", "bspm", "--model", "gf-cf", "--out", str(out), "--quiet")
     assert proc.returncode == 2 and "response figure alone" in proc.stderr
+
+
+def test_tune_gradient_freezes_the_named_parameters_and_refuses_unknown_ones(tmp_path):
+    out = tmp_path / "frozen"
+    proc = bspm("tune", "--method", "gradient", "--model", "chebycf", "--set", "eta=16", "--steps", "2",
+                "--eval-every", "1", "--eval-users", "300", "--batch-users", "64", "--lr", "0.05",
+                "--freeze", "coefficients", "--freeze", "gains", "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "results.json").read_text())
+    start, *later = [c["settings"] for c in result["checkpoints"]]
+    assert result["config"]["tune"]["frozen"] == ["coefficients", "gains"]
+    for settings in later:  # Adam moved beta; the frozen parameters kept their starting values
+        assert settings["coefficients"] == start["coefficients"] and settings["band_gains"] == start["band_gains"]
+        assert settings["beta"] != start["beta"]
+    proc = bspm("tune", "--method", "gradient", "--model", "chebycf", "--freeze", "weights", "--out", str(tmp_path / "g"),
+                "--quiet")
+    assert proc.returncode == 2 and "chebycf model has no parameter weights to freeze" in proc.stderr
+    assert not (tmp_path / "g").exists()
