@@ -7,6 +7,16 @@ import platform
 from pathlib import Path
 
 
+def machine() -> dict[str, object]:
+    """Where a benchmark ran: host, processor, CPU count, JAX version and backend (written with every result)."""
+    import os
+
+    import jax
+
+    return {"node": platform.node(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend()}
+
+
 def save_results(kind: str, out: str | None, result: object) -> Path:
     """Write ``result`` as JSON (atomically) to :func:`results_path`; returns the path."""
     from bspm_jax.io import write_json_atomic

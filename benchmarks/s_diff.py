@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -30,19 +28,12 @@ from bspm_jax.data import Dataset, load_dataset
 from bspm_jax.evaluation import evaluate
 from bspm_jax.experiment import FitOptions, fit_matrix, fit_model, model_from_config, refit_trained, train_settings
 
-from . import results_path, save_results
+from . import machine, results_path, save_results
 
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 PAPER = {"S-Diff (Table 1)": {"recall@10": 0.1277, "recall@20": 0.2018, "ndcg@10": 0.0970, "ndcg@20": 0.1225},
          "ddpm": {"recall@10": 0.0998, "ndcg@10": 0.0901}, "ve": {"recall@10": 0.1207, "ndcg@10": 0.0942},
          "vp": {"recall@10": 0.1255, "ndcg@10": 0.0970}}
-
-
-def _machine() -> dict[str, Any]:
-    import jax
-
-    return {"node": platform.node(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend()}
 
 
 def _metrics(ev: Any) -> dict[str, float]:
@@ -123,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
               f"N@20 {t['ndcg@20']:.4f} | refit train+valid: R@10 {tv['recall@10']:.4f} R@20 {tv['recall@20']:.4f} "
               f"N@10 {tv['ndcg@10']:.4f} N@20 {tv['ndcg@20']:.4f} | best epoch {run['best_epoch']}, "
               f"to best {run['training_to_best_s']:.1f} s, inference {run['inference_s']:.2f} s", flush=True)
-        result["machine"] = _machine()
+        result["machine"] = machine()
         save_results("s-diff", str(path), result)
     if "bspm" not in result:
         result["bspm"] = _bspm(dataset)
@@ -136,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     b = result["bspm"]
     print(f"BSPM (ml1m-bspm): fit {b['fit_s']:.2f} s, inference {b['inference_s']:.2f} s, test R@20 "
           f"{b['test_history_train']['recall@20']:.4f} (refit {b['test_refit_train_valid']['recall@20']:.4f})")
-    result["machine"] = _machine()
+    result["machine"] = machine()
     print(f"wrote {save_results('s-diff', str(path), result)}")
     return 0
 

@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import save_results
-from .svd import _machine
+from . import machine, save_results
 
 
 def per_user_recall(evaluation: Any, truth: Any, k: int) -> np.ndarray:
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             entry = {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(len(d))), "users": len(d)}
             result["paired"][f"{split}:{name}-{reference}"] = entry
             print(f"{split:>10}  {name} - {reference}: {entry['mean']:+.5f} (se {entry['se']:.5f}, {len(d):,} users)")
-    result["machine"] = _machine()
+    result["machine"] = machine()
     print(f"wrote {save_results('split-shift', args.out, result)}")
     return 0
 

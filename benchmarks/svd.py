@@ -17,29 +17,19 @@ reported. Results: ``benchmarks/results/svd-<host>-<date>T<HHMM>.json``.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from . import results_path, save_results
+from . import machine, results_path, save_results
 
 
 def principal_angle(a: np.ndarray, b: np.ndarray) -> float:
     """The largest principal angle between the row spaces of two matrices with orthonormal rows."""
     cosines = np.linalg.svd(a @ b.T, compute_uv=False)
     return float(np.arcsin(np.sqrt(max(0.0, 1.0 - float(cosines.min()) ** 2))))
-
-
-def _machine() -> dict[str, Any]:
-    import os
-
-    import jax
-
-    return {"node": platform.node(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             result["solvers"][solver][args.preset] = {k: metrics[k] for k in ("recall@20", "ndcg@20")}
             print(f"{solver:<8} {args.preset}: test R@20 {metrics['recall@20']:.5f} N@20 {metrics['ndcg@20']:.5f}",
                   flush=True)
-    result["machine"] = _machine()
+    result["machine"] = machine()
     print(f"wrote {save_results('svd', args.out, result)}")
     return 0
 

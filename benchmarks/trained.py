@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -36,17 +34,10 @@ from bspm_jax.evaluation import evaluate
 from bspm_jax.experiment import (FitOptions, dataset_from_config, fit_matrix, fit_model, model_from_config,
                                  refit_trained, train_settings)
 
-from . import results_path, save_results
+from . import machine, results_path, save_results
 
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 RESULTS = Path(__file__).parent / "results"
-
-
-def _machine() -> dict[str, Any]:
-    import jax
-
-    return {"node": platform.node(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend()}
 
 
 def _metrics(ev: Any) -> dict[str, float]:
@@ -181,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             if "test_refit_train_valid" in run:
                 tv = run["test_refit_train_valid"]
                 print(f"{'':<28} refit train+valid: R@20 {tv['recall@20']:.4f} N@20 {tv['ndcg@20']:.4f}", flush=True)
-            result["machine"] = _machine()
+            result["machine"] = machine()
             save_results("trained", str(path), result)
     if args.bspm and result.get("bspm", {}).get("preset") != args.bspm:
         result["bspm"] = _bspm(args.bspm, args.data, args.batch_size)
@@ -193,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, run in result["runs"].items():
         by_preset.setdefault(name.split("/")[0], []).append(run)
     result["summary"] = {p: {k: _summary(runs, k) for k in ("test", "test_full_history", "test_refit_train_valid")} for p, runs in by_preset.items()}
-    result["machine"] = _machine()
+    result["machine"] = machine()
     print(f"wrote {save_results('trained', str(path), result)}")
     return 0
 

@@ -304,16 +304,18 @@ def _tune_gradient(args: argparse.Namespace, config: Any, opts: dict[str, Any], 
         loss = "" if c["loss"] is None else f"{c['loss']:.5f}"
         print(f"{c['step']:>6}{loss:>12}{c[result.metric]:>14.5f}")
     start = result.checkpoints[0]["settings"]
-    tuned = {k: v for k, v in result.best.items()
-             if isinstance(v, float | list) and (v != start.get(k) or k in ("beta", "coefficients", "weights"))
-             and all(isinstance(x, float | int) for x in (v if isinstance(v, list) else [v]))}
-    print(f"best     step {result.validation['best_step']}: "
-          + ", ".join(f"{k}=" + ",".join(f"{x:.4f}" for x in (v if isinstance(v, list) else [v])) for k, v in tuned.items()))
+    changed = ", ".join(f"{k}={_numbers(v)}" for k, v in result.best.items() if v != start.get(k))
+    print(f"best     step {result.validation['best_step']}: {changed or 'the starting settings'}")
     test = "  ".join(f"{k} {v:.5f}" for k, v in result.test_metrics.items() if k.split("@")[0] in ("recall", "ndcg"))
     print(f"test     {test}")
     print(f"time (s) search {result.timings_s['search']:.1f}  test {result.timings_s['test']:.1f}  wall {wall:.1f}")
     print(f"wrote    {out / 'results.json'}, {out / 'best.toml'}")
     return 0
+
+
+def _numbers(value: Any) -> str:
+    """A number or a list of numbers, four decimals each."""
+    return ",".join(f"{x:.4f}" for x in value) if isinstance(value, list) else f"{value:.4f}"
 
 
 def _cell(value: Any, setting: bool) -> str:

@@ -30,7 +30,7 @@ import abc
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +246,6 @@ class EnsembleTuning(AbstractTuning):
     """An ensemble's member weights."""
 
     base: Ensemble
-    bands: int
 
     def surrogate(self, fitted: AbstractTrainingFree, train: sp.csr_matrix) -> AbstractSurrogate:
         return EnsembleSurrogate(fitted)
@@ -262,8 +261,11 @@ class EnsembleTuning(AbstractTuning):
         return batch_users * (self.base.scoring_bytes_per_user(n_items) + 4 * n_items * 12)
 
 
-TUNINGS: dict[type[AbstractTrainingFree], type[AbstractTuning]] = {ChebyCF: ChebyCFTuning, Ensemble: EnsembleTuning}
-"""The models gradient tuning can tune, and how."""
+TUNINGS: dict[type[AbstractTrainingFree], Callable[[Any, GradientSettings], AbstractTuning]] = {
+    ChebyCF: lambda base, settings: ChebyCFTuning(base, settings.bands),
+    Ensemble: lambda base, settings: EnsembleTuning(base),
+}
+"""The models gradient tuning can tune, and how (from the model and the tuning's settings)."""
 
 
 def _dense_rows(m: sp.csr_matrix, users: np.ndarray) -> Array:
@@ -294,7 +296,7 @@ def tune_gradient(
     if type(base) not in TUNINGS:
         tunable = ", ".join(sorted(cls.name for cls in TUNINGS))
         raise ConfigError(f"gradient tuning tunes these models: {tunable}; not the {base.name} model")
-    tuning = TUNINGS[type(base)](base, settings.bands)
+    tuning = TUNINGS[type(base)](base, settings)
     unknown = sorted(set(settings.frozen) - set(tuning.initial()))
     if unknown:
         raise ConfigError(f"gradient tuning: the {base.name} model has no parameter {', '.join(unknown)} to freeze; "

@@ -432,7 +432,7 @@ def test_ensemble_surrogate_is_its_scores_and_its_weight_gradient_the_closed_for
     from bspm_jax.gradient_tuning import EnsembleSurrogate, EnsembleTuning, surrogate_loss
 
     model = make_model("ensemble", **ENSEMBLE).fit(R)
-    tuning = EnsembleTuning(model, 8)
+    tuning = EnsembleTuning(model)
     surrogate = tuning.surrogate(model, R)
     assert isinstance(surrogate, EnsembleSurrogate)
     params = tuning.initial()
