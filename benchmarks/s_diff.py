@@ -51,7 +51,7 @@ def _run(dataset: Dataset, preset: str, overrides: list[str], batch_size: int = 
     test = evaluate(fitted, dataset, ks=(10, 20), batch_size=batch_size)
     valid = evaluate(fitted, dataset, ks=(10, 20), batch_size=batch_size, split="valid")
     t1 = time.perf_counter()
-    refit = refit_trained(model, dataset, settings, record["best_epoch"])
+    refit = refit_trained(model, dataset, settings, record["best_epoch"]).model
     refit_s = time.perf_counter() - t1
     test_tv = evaluate(refit, dataset, ks=(10, 20), batch_size=batch_size, history="train+valid")
     return {

@@ -7,7 +7,8 @@ Each (preset, seed) run trains with the preset's settings (``data.validation`` c
 validation split from train when the data has none), early-stopped on validation, with
 checkpoints and the learning curve in ``--work`` (default ``benchmarks/results/trained-work``),
 and reports test Recall/NDCG@10/20 (train items excluded; with ``--refit`` also after the
-refit on train + validation, the DiffRec split's second protocol), the epochs, the time per
+refit on train + validation for the best epoch count, the DiffRec split's second protocol,
+checkpointed and resumable like the training), the epochs, the time per
 epoch (sampling and steps, the first epoch with its compilation left out) and the time to the
 best epoch. All runs share a wall-clock budget of ``--hours``: a run still going when it is
 spent stops at the end of an epoch, reports the figure it reached (``interrupted: true``),
@@ -54,6 +55,7 @@ def _epoch_seconds(history: list[dict[str, Any]]) -> float | None:
 def _run(dataset: Dataset, config: Any, folder: Path, time_limit: float, refit: bool,
          batch_size: int | str) -> dict[str, Any]:
     model, settings = model_from_config(config), train_settings(config)
+    deadline = time.monotonic() + time_limit
     options = FitOptions(train=settings, train_dir=folder, resume=True, batch_size=batch_size, time_limit=time_limit)
     t0 = time.perf_counter()
     fitted, record = fit_model(model, dataset, options)
@@ -80,11 +82,17 @@ def _run(dataset: Dataset, config: Any, folder: Path, time_limit: float, refit: 
         run["test_full_history"] = _metrics(evaluate(fitted, dataset, ks=(10, 20), batch_size=batch_size,
                                                      history="train+valid"))
     if refit and not record["interrupted"]:
+        # Checkpointed in <folder>/refit and bounded by what is left of the budget: a rerun resumes it.
         t1 = time.perf_counter()
-        refitted = refit_trained(model, dataset, settings, record["best_epoch"])
+        left = max(deadline - time.monotonic(), 1.0)
+        refitted = refit_trained(model, dataset, settings, record["best_epoch"], folder / "refit", resume=True,
+                                 time_limit=left)
         run["refit_s"] = time.perf_counter() - t1
-        run["test_refit_train_valid"] = _metrics(evaluate(refitted, dataset, ks=(10, 20), batch_size=batch_size,
-                                                          history="train+valid"))
+        run["refit_epochs_run"] = refitted.epochs_run
+        run["refit_training_s"] = refitted.seconds
+        run["refit_interrupted"] = refitted.interrupted
+        run["test_refit_train_valid"] = _metrics(evaluate(refitted.model, dataset, ks=(10, 20),
+                                                          batch_size=batch_size, history="train+valid"))
     return run
 
 
@@ -142,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             tag = "".join(f",{o}" for o in args.set)
             name = f"{preset}{tag}/seed{seed}"
             done = result["runs"].get(name)
-            if done is not None and not done["interrupted"]:
+            if done is not None and not done["interrupted"] and not (args.refit and done.get("refit_interrupted", True)):
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
@@ -167,11 +175,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"to best {to_best}", flush=True)
             if "test_full_history" in run:
                 th = run["test_full_history"]
-                print(f"{'':<28} scored from train + carved validation: R@20 {th['recall@20']:.4f} "
+                print(f"{'':<28} scored from train + validation: R@20 {th['recall@20']:.4f} "
                       f"N@20 {th['ndcg@20']:.4f}", flush=True)
             if "test_refit_train_valid" in run:
                 tv = run["test_refit_train_valid"]
-                print(f"{'':<28} refit train+valid: R@20 {tv['recall@20']:.4f} N@20 {tv['ndcg@20']:.4f}", flush=True)
+                state = (f"interrupted at epoch {run['refit_epochs_run']} (resumable)" if run["refit_interrupted"]
+                         else f"{run['refit_epochs_run']} epochs")
+                print(f"{'':<28} refit train+valid ({state}): R@20 {tv['recall@20']:.4f} N@20 {tv['ndcg@20']:.4f}",
+                      flush=True)
             result["machine"] = machine()
             save_results("trained", str(path), result)
     if args.bspm and result.get("bspm", {}).get("preset") != args.bspm:

@@ -230,7 +230,7 @@ def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOpti
     if options.refit_with_valid and not result.interrupted:  # an interrupted run has no settled epoch count yet
         t0 = time.perf_counter()
         refitted = refit_trained(model, dataset, settings, result.best_epoch,
-                                 None if folder is None else folder / "refit", options.resume, options.progress)
+                                 None if folder is None else folder / "refit", options.resume, options.progress).model
         refit = {"epochs": result.best_epoch, "seconds": time.perf_counter() - t0,
                  "matrix": "train+valid", "interactions": int(fit_matrix(dataset, True).nnz)}
     record = {
@@ -252,14 +252,16 @@ def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOpti
 def refit_trained(
     model: AbstractTrainedRecommender, dataset: Dataset, settings: TrainSettings, epochs: int,
     checkpoint_dir: str | Path | None = None, resume: bool = False, progress: Progress | None = None,
-) -> AbstractRecommender:
+    time_limit: float | None = None,
+) -> training.TrainResult:
     """``model`` trained from scratch on train + validation for ``epochs`` epochs (the count chosen on
-    validation), with ``settings``' seed and optimiser and no validation; the last model."""
+    validation), with ``settings``' seed and optimiser and no validation; the run (its ``model`` is
+    the last one; ``interrupted`` when ``time_limit`` stopped it first: resume from ``checkpoint_dir``)."""
     if epochs < 1:
         raise ConfigError(f"refitting on train + validation needs at least one epoch, got {epochs}")
     fixed = dataclasses.replace(settings, epochs=int(epochs))
     return training.train(model, fit_matrix(dataset, True), fixed, None, checkpoint_dir=checkpoint_dir,
-                          resume=resume, progress=progress).model
+                          resume=resume, progress=progress, time_limit=time_limit)
 
 
 def train_settings(config: Config) -> TrainSettings:

@@ -533,3 +533,19 @@ def test_refit_with_valid_retrains_on_train_and_validation_for_the_best_epoch_co
     assert refit.fitted_on.digest == matrix_digest(both) != first.fitted_on.digest
     alone = train(MFBPR(dim=4), both, dataclasses.replace(s, epochs=record["best_epoch"])).model
     assert same(refit, alone)
+
+
+def test_refit_stopped_by_its_time_limit_resumes_to_the_uninterrupted_model(tmp_path):
+    from bspm_jax.data import Dataset
+    from bspm_jax.experiment import fit_matrix, refit_trained
+
+    R, V, T = toy(1), toy(2, p=0.05), toy(3, p=0.05)
+    V = sp.csr_matrix(V - V.multiply(R))
+    ds = Dataset(R, sp.csr_matrix(T - T.multiply((R + V) > 0)), "toy", valid=V)
+    s = TrainSettings(epochs=50, lr=0.05, batch_size=16, seed=3, checkpoint_every=2)
+    cut = refit_trained(MFBPR(dim=4), ds, s, 5, tmp_path, resume=True, time_limit=1e-9)
+    assert cut.interrupted and cut.epochs_run == 1  # stops after the first epoch past the limit, checkpointed
+    done = refit_trained(MFBPR(dim=4), ds, s, 5, tmp_path, resume=True)
+    assert not done.interrupted and done.epochs_run == 5 and done.resumed_from == 1
+    alone = train(MFBPR(dim=4), fit_matrix(ds, True), dataclasses.replace(s, epochs=5)).model
+    assert same(done.model, alone)
