@@ -15,7 +15,7 @@ from .evaluation import Evaluation, evaluate
 from .experiment import run_experiment
 from .filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
 from .graph import ItemGraph, build_graph
-from .models import (BSPM, GMF, ChebyCF, Ensemble, AbstractSpectralFilter, LGCNIDE, MFBPR, MLP, LightGCN, MODELS, MultDAE, MultVAE, NeuMF, AbstractPairwise,
+from .models import (BSPM, GMF, ChebyCF, Ensemble, AbstractSpectralFilter, LGCNIDE, MFBPR, MLP, LightGCN, MODELS, MultDAE, MultVAE, NeuMF, AbstractBPR, AbstractPairwise,
                      AbstractRecommender, AbstractTrainedRecommender, AbstractTrainingFree, FitCache, Popularity, SDiff,
                      TrainInfo, TurboCF, load_model, make_model)
 from .ranking import Ranking, rank_rows, recommend, recommend_for
@@ -48,6 +48,7 @@ __all__ = [
     "AbstractFilter",
     "AbstractIntegrator",
     "AbstractOperator",
+    "AbstractBPR",
     "AbstractPairwise",
     "AbstractRecommender",
     "AbstractTrainedRecommender",

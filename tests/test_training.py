@@ -28,6 +28,7 @@ from bspm_jax.training import (
     CHECKPOINT,
     BPRLoss,
     PairSampler,
+    UserPairSampler,
     TrainSettings,
     TrainState,
     bpr_loss,
@@ -166,6 +167,43 @@ def test_sampler_refuses_a_user_who_saw_every_item():
     R = sp.csr_matrix(np.vstack([R.toarray(), np.ones((1, R.shape[1]), np.float32)]))
     with pytest.raises(ConfigError, match="user 30 has interacted with every item"):
         PairSampler.from_matrix(R)
+
+
+def test_user_first_sampler_draws_users_uniformly_then_one_of_their_items():
+    # users 0..3 with 1, 2, 4 and 8 items (of 20), user 4 with none: draws weigh users equally, not pairs
+    rows = [list(range(n)) for n in (1, 2, 4, 8)] + [[]]
+    R = sp.csr_matrix((np.ones(15, np.float32), np.concatenate(rows), np.cumsum([0] + [len(r) for r in rows])),
+                      shape=(5, 20))
+    sampler = UserPairSampler.from_matrix(sp.vstack([R] * 400).tocsr())  # 2,000 users, 6,000 pairs
+    users, pos, neg = sampler.epoch(epoch_key(jax.random.key(7), 1))
+    assert len(users) == sampler.n_pairs == 6000 and users.dtype == pos.dtype == neg.dtype == np.int32
+    kind = users % 5
+    np.testing.assert_allclose(np.bincount(kind, minlength=5) / users.size, [0.25, 0.25, 0.25, 0.25, 0.0], atol=0.02)
+    truth = sampler.seen(users, pos)
+    assert truth.all() and not sampler.seen(users, neg).any()
+    for k, n in enumerate((1, 2, 4, 8)):  # the positive is uniform over the user's items
+        np.testing.assert_allclose(np.bincount(pos[kind == k], minlength=n) / np.sum(kind == k), 1 / n, atol=0.04)
+    again = sampler.epoch(epoch_key(jax.random.key(7), 1))
+    assert all(np.array_equal(a, b) for a, b in zip((users, pos, neg), again))
+
+
+def test_a_bpr_model_trains_on_the_sampler_its_sampling_setting_names():
+    from bspm_jax.models import PAIR_SAMPLINGS, LightGCN
+    from bspm_jax.training import objective
+    from bspm_jax.training.sampling import PAIR_SAMPLERS
+
+    assert tuple(PAIR_SAMPLERS) == PAIR_SAMPLINGS
+    R = toy()
+    assert type(objective(MFBPR(), R).sampler) is PairSampler
+    assert type(objective(LightGCN(sampling="users"), R).sampler) is UserPairSampler
+    assert make_model("lightgcn", sampling="users").config()["sampling"] == "users"
+    with pytest.raises(ConfigError, match="sampling must be one of pairs, users, got 'user'"):
+        MFBPR(sampling="user")
+    settings = TrainSettings(epochs=3, lr=0.05, batch_size=16, seed=4)
+    a = train(MFBPR(dim=4, sampling="users"), R, settings)
+    b = train(MFBPR(dim=4, sampling="users"), R, settings)
+    c = train(MFBPR(dim=4), R, settings)
+    assert same(a.model, b.model) and not same(a.model, c.model)
 
 
 # ---------------------------------------------------------------- the loop
@@ -367,6 +405,31 @@ def test_checkpoint_folder_rules(tmp_path):
     assert (tmp_path / "file").read_text() == "mine"
     with pytest.raises(ConfigError, match="needs a checkpoint folder"):
         train(MFBPR(dim=3), R, settings, resume=True)
+
+
+def _drop_model_setting(folder: Path, key: str) -> None:
+    """Rewrite the checkpoint in ``folder`` as one written before the model had the setting ``key``."""
+    path = folder / CHECKPOINT
+    with np.load(path) as z:
+        arrays = {n: z[n] for n in z.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    del meta["fingerprint"]["model"][key]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_only_with_its_default(tmp_path):
+    R = toy()
+    settings = TrainSettings(epochs=4, lr=0.05, batch_size=16, seed=1)
+    whole = train(MFBPR(dim=4), R, settings)
+    cut = train(MFBPR(dim=4), R, settings, checkpoint_dir=tmp_path, time_limit=1e-9)
+    assert cut.interrupted and checkpoint_info(tmp_path)["epoch"] == 1
+    _drop_model_setting(tmp_path, "sampling")
+    with pytest.raises(ConfigError, match="from another run .*'sampling': 'pairs'.*'sampling': 'users'"):
+        train(MFBPR(dim=4, sampling="users"), R, settings, checkpoint_dir=tmp_path, resume=True)
+    resumed = train(MFBPR(dim=4), R, settings, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.resumed_from == 1 and same(resumed.model, whole.model)
 
 
 class Interrupt(Exception):

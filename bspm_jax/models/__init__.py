@@ -29,7 +29,7 @@ from .neumf import NeuMF, neumf_from_parts
 from .popularity import Popularity
 from .s_diff import SDiff
 from .turbo_cf import TurboCF
-from .trained import AbstractPairwise, AbstractTrainedRecommender
+from .trained import PAIR_SAMPLINGS, AbstractBPR, AbstractPairwise, AbstractTrainedRecommender
 
 _NO_SHARPEN = {"sharpen": False, "beta": 0.0}
 
@@ -123,7 +123,9 @@ __all__ = [
     "NeuMF",
     "AbstractAutoencoder",
     "AbstractNCF",
+    "AbstractBPR",
     "AbstractPairwise",
+    "PAIR_SAMPLINGS",
     "AbstractLayoutFilter",
     "AbstractRecommender",
     "AbstractSpectralFilter",

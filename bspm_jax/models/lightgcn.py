@@ -10,9 +10,13 @@ differentiated by the transpose product, never as dense matrices.
 
 Training (in :mod:`bspm_jax.training`): BPR on one (user, positive, negative) triple per
 train interaction per epoch, plus ``reg / 2`` times the batch mean of the squared norms
-of the triple's layer-0 embeddings (the reference's weight decay 1e-4). The reference
-code draws users uniformly and one positive each; here every train pair is used once per
-epoch in a random order, with a negative drawn uniformly from the user's unseen items.
+of the triple's layer-0 embeddings (the reference's weight decay 1e-4), with a negative
+drawn uniformly from the user's unseen items. The ``sampling`` setting says how the
+(user, positive) pairs are drawn: ``"pairs"`` (the default) uses every train pair once per
+epoch in a random order, so a user weighs in proportion to their history; ``"users"`` is the
+reference code's sampler (gusye1234/LightGCN-PyTorch, ``UniformSample_original``): as many
+draws as train pairs, each a user drawn uniformly and one of their items, so every user
+weighs the same, as in the user-averaged Recall@K it is evaluated on.
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ from ..checks import check_integer, check_number
 from ..errors import ConfigError
 from ..operators import SparseMatrix
 from ..spectral import normalize
-from .trained import AbstractPairwise, normal_table
+from .trained import AbstractBPR, normal_table
 
 
-class LightGCN(AbstractPairwise):
+class LightGCN(AbstractBPR):
     """LightGCN with ``layers`` propagation layers of ``dim``-dimensional embeddings ~ N(0, init_scale^2)."""
 
     name: ClassVar[str] = "lightgcn"

@@ -13,10 +13,10 @@ from jaxtyping import Array, Float, Int
 
 from ..checks import check_integer, check_number
 from ..errors import ConfigError
-from .trained import AbstractPairwise, normal_table
+from .trained import AbstractBPR, normal_table
 
 
-class MFBPR(AbstractPairwise):
+class MFBPR(AbstractBPR):
     """MF-BPR (Rendle et al., 2009): s(u, i) = p_u . q_i, embeddings ~ N(0, init_scale^2)."""
 
     name: ClassVar[str] = "mf-bpr"

@@ -87,3 +87,20 @@ class AbstractPairwise(AbstractTrainedRecommender):
 
     def score_with_stats(self, rows: Rows) -> tuple[Array, dict[str, Any]]:
         return self.score(rows), {}
+
+
+PAIR_SAMPLINGS = ("pairs", "users")
+"""How a BPR model's epoch draws its (user, positive) pairs: ``pairs``, every train pair once
+in a random order; ``users``, as many draws as train pairs, each a user drawn uniformly and
+one of its train items (the LightGCN reference code's sampler)."""
+
+
+class AbstractBPR(AbstractPairwise):
+    """A pairwise model trained on BPR triples (user, positive, unseen negative), drawn as ``sampling`` says."""
+
+    sampling: str = eqx.field(static=True, default="pairs")
+    """One of :data:`PAIR_SAMPLINGS`."""
+
+    def __check_init__(self) -> None:
+        if self.sampling not in PAIR_SAMPLINGS:
+            raise ConfigError(f"sampling must be one of {', '.join(PAIR_SAMPLINGS)}, got {self.sampling!r}")

@@ -5,7 +5,8 @@ from .curves import CURVE, plot_curves, write_curves
 from .loop import TrainResult, TrainSettings, Validate, fingerprint, train
 from .losses import AbstractLoss, BPRLoss, DenoisingLoss, bpr_loss, padded_items
 from .objective import Objective, objective
-from .sampling import AbstractSampler, PairSampler, UserSampler, epoch_key, stacked_batches
+from .sampling import (PAIR_SAMPLERS, AbstractPairSampler, AbstractSampler, PairSampler, UserPairSampler, UserSampler,
+                       epoch_key, stacked_batches)
 from .step import init_optimizer, train_step, train_steps, trainable
 
 __all__ = [
@@ -21,6 +22,9 @@ __all__ = [
     "CURVE",
     "CHECKPOINT",
     "PairSampler",
+    "PAIR_SAMPLERS",
+    "AbstractPairSampler",
+    "UserPairSampler",
     "TrainResult",
     "TrainSettings",
     "TrainState",

@@ -93,12 +93,27 @@ def checkpoint_info(folder: str | Path) -> dict[str, Any] | None:
     return _read(path)[0] if path.is_file() else None
 
 
+def _default_settings(model: Any) -> dict[str, Any]:
+    """The settings of ``model``'s class with every default, as JSON values ({} if it has required settings)."""
+    try:
+        return json.loads(json.dumps(type(model)().config()))
+    except (TypeError, ValueError, ConfigError):
+        return {}
+
+
 def load_checkpoint(folder: str | Path, like: TrainState, fingerprint: Mapping[str, Any]) -> TrainState:
-    """The state in ``folder/checkpoint.npz``, structured as ``like``; refused if its run's fingerprint differs."""
+    """The state in ``folder/checkpoint.npz``, structured as ``like``; refused if its run's fingerprint differs.
+
+    A model setting that the checkpoint's fingerprint lacks (one added to the model since it
+    was written) counts as its default, the behaviour the model had before the setting existed.
+    """
     path = Path(folder) / CHECKPOINT
     meta, arrays = _read(path)
     theirs = meta.get("fingerprint", {})
     ours = json.loads(json.dumps(dict(fingerprint)))  # compare as JSON (tuples read back as lists)
+    if isinstance(theirs.get("model"), dict):
+        added = {k: v for k, v in _default_settings(like.model).items() if k not in theirs["model"]}
+        theirs = {**theirs, "model": {**added, **theirs["model"]}}
     differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
     if differ:
         details = "; ".join(f"{k}: checkpoint {theirs.get(k)!r}, this run {ours.get(k)!r}" for k in differ)

@@ -11,9 +11,9 @@ from ..errors import ConfigError
 from ..models.autoencoder import AbstractAutoencoder
 from ..models.ncf import AbstractNCF
 from ..models.s_diff import SDiff
-from ..models.trained import AbstractPairwise, AbstractTrainedRecommender
+from ..models.trained import AbstractBPR, AbstractTrainedRecommender
 from .losses import AbstractLoss, BCELoss, BPRLoss, DenoisingLoss, MultinomialLoss
-from .sampling import AbstractSampler, NegativeSampler, PairSampler, UserSampler
+from .sampling import PAIR_SAMPLERS, AbstractSampler, NegativeSampler, UserSampler
 
 
 class Objective(NamedTuple):
@@ -29,9 +29,9 @@ def objective(model: AbstractTrainedRecommender, train: sp.csr_matrix) -> Object
     raise ConfigError(f"model {getattr(model, 'name', type(model).__name__)!r} has no training objective")
 
 
-@objective.register(AbstractPairwise)
-def _pairwise(model: AbstractPairwise, train: sp.csr_matrix) -> Objective:
-    return Objective(PairSampler.from_matrix(train), BPRLoss())
+@objective.register(AbstractBPR)
+def _bpr(model: AbstractBPR, train: sp.csr_matrix) -> Objective:
+    return Objective(PAIR_SAMPLERS[model.sampling].from_matrix(train), BPRLoss())
 
 
 @objective.register(AbstractNCF)

@@ -1,4 +1,4 @@
-"""What an epoch trains on: every train pair once with a random unseen item (BPR), or with ``negatives``
+"""What an epoch trains on: every train pair once (or as many pairs drawn user-first) with a random unseen item (BPR), or with ``negatives``
 labelled unseen items (NCF's binary cross-entropy), or every user once (row models).
 
 An epoch's batches are a pure function of the train matrix and the epoch's key (derived
@@ -65,17 +65,20 @@ class UserSampler(AbstractSampler):
 
 
 @dataclasses.dataclass(frozen=True)
-class PairSampler(AbstractSampler):
-    """The train (user, item) pairs in CSR order and the sorted codes ``u * n_items + i`` that reject seen items."""
+class AbstractPairSampler(AbstractSampler):
+    """BPR triples: (user, positive) pairs as the concrete class draws them, each with a negative drawn
+    uniformly from the user's unseen items. Holds the train pairs in CSR order, each user's start in them
+    (``indptr``), and the sorted codes ``u * n_items + i`` that reject seen items."""
 
     users: np.ndarray
     items: np.ndarray
     codes: np.ndarray
+    indptr: np.ndarray
     n_users: int
     n_items: int
 
     @classmethod
-    def from_matrix(cls, train: sp.spmatrix) -> PairSampler:
+    def from_matrix(cls, train: sp.spmatrix) -> AbstractPairSampler:
         """The sampler of a binary (n_users, n_items) train matrix; refuses users who saw every item."""
         m = _clean(train)
         n_users, n_items = m.shape
@@ -85,11 +88,16 @@ class PairSampler(AbstractSampler):
             raise ConfigError(f"user {user} has interacted with every item: no negative item to sample")
         users = np.repeat(np.arange(n_users, dtype=np.int64), degree)
         items = m.indices.astype(np.int64)
-        return cls(users.astype(np.int32), items.astype(np.int32), users * n_items + items, n_users, n_items)
+        return cls(users.astype(np.int32), items.astype(np.int32), users * n_items + items,
+                   m.indptr.astype(np.int64), n_users, n_items)
 
     @property
     def n_pairs(self) -> int:
         return int(self.users.size)
+
+    @abc.abstractmethod
+    def positives(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The epoch's (users, positives), ``n_pairs`` of each (int32), in training order."""
 
     def seen(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Whether each (user, item) is a train pair."""
@@ -110,10 +118,9 @@ class PairSampler(AbstractSampler):
         return items
 
     def epoch(self, key: jax.Array) -> Triples:
-        """Every train pair once in a random order, each with a negative drawn uniformly from the user's unseen items."""
+        """The epoch's (users, positives, negatives)."""
         rng = host_rng(key)
-        order = rng.permutation(self.n_pairs)
-        users, pos = self.users[order], self.items[order]
+        users, pos = self.positives(rng)
         return users, pos, self.unseen(rng, users)
 
     def batches(self, key: jax.Array, batch_size: int) -> Iterator[Triples]:
@@ -124,11 +131,37 @@ class PairSampler(AbstractSampler):
 
 
 @dataclasses.dataclass(frozen=True)
+class PairSampler(AbstractPairSampler):
+    """Every train pair once per epoch, in a random order (a user weighs in proportion to their history)."""
+
+    def positives(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        order = rng.permutation(self.n_pairs)
+        return self.users[order], self.items[order]
+
+
+@dataclasses.dataclass(frozen=True)
+class UserPairSampler(AbstractPairSampler):
+    """``n_pairs`` draws per epoch, each a user drawn uniformly from those with train items and one of their
+    items drawn uniformly (every user weighs the same; LightGCN's reference sampler)."""
+
+    def positives(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        active = np.flatnonzero(np.diff(self.indptr) > 0)
+        users = active[rng.integers(0, active.size, size=self.n_pairs)]
+        start, degree = self.indptr[users], self.indptr[users + 1] - self.indptr[users]
+        picks = start + np.minimum((rng.random(self.n_pairs) * degree).astype(np.int64), degree - 1)
+        return users.astype(np.int32), self.items[picks]
+
+
+PAIR_SAMPLERS: dict[str, type[AbstractPairSampler]] = {"pairs": PairSampler, "users": UserPairSampler}
+"""The pair sampler of each ``sampling`` setting of a BPR model (:data:`bspm_jax.models.PAIR_SAMPLINGS`)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class NegativeSampler(AbstractSampler):
     """Pointwise examples (He et al.'s NCF): every train pair once with label 1, and ``negatives`` items per pair
     drawn uniformly from its user's unseen items with label 0, shuffled together."""
 
-    pairs: PairSampler
+    pairs: AbstractPairSampler
     negatives: int = 4
 
     def __post_init__(self) -> None:
