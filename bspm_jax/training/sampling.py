@@ -1,5 +1,6 @@
-"""What an epoch trains on: every train pair once (or as many pairs drawn user-first) with a random unseen item (BPR), or with ``negatives``
-labelled unseen items (NCF's binary cross-entropy), or every user once (row models).
+"""What an epoch trains on: every train pair once (or as many pairs drawn user-first) with a random
+unseen item (BPR), or with ``negatives`` labelled unseen items (NCF's binary cross-entropy), or
+every user once (row models).
 
 An epoch's batches are a pure function of the train matrix and the epoch's key (derived
 from the seed and the epoch number), so resuming at epoch e redraws exactly its batches.
