@@ -11,6 +11,7 @@ rebuilt. The folder is written beside its target and renamed into place.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import json
 import os
@@ -30,7 +31,7 @@ from .errors import ConfigError
 from .io import array_sha256
 
 FORMAT = "bspm_jax-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 HEADER = "model.json"
 ARRAYS = "arrays.npz"
 PACKAGE = "bspm_jax"
@@ -119,6 +120,7 @@ def save_model(model: Any, path: str | Path, notes: dict[str, Any] | None = None
         "state": state,
         "notes": json.loads(json.dumps(notes or {})),
     }
+    header["header_sha256"] = header_digest(header)
     parent = target.parent if str(target.parent) else Path(".")
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
     try:
@@ -176,6 +178,12 @@ def _umask() -> int:
 # ---------------------------------------------------------------- decoding
 
 
+def header_digest(header: dict[str, Any]) -> str:
+    """SHA-256 of the header's canonical JSON (sorted keys, no spaces), its own ``header_sha256`` left out."""
+    body = {k: v for k, v in header.items() if k != "header_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
 def read_header(path: str | Path) -> dict[str, Any]:
     """The JSON header of the saved model in folder ``path``, its format checked."""
     folder = Path(path)
@@ -195,6 +203,8 @@ def read_header(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(
             f"{file} has format version {version!r}; this bspm_jax ({library_version()}) reads version {FORMAT_VERSION}"
         )
+    if header.get("header_sha256") != header_digest(header):
+        raise ModelFileError(f"{file} is corrupted: its contents do not match their SHA-256 (header_sha256)")
     for key, kind in (("model", str), ("settings", dict), ("train", dict), ("state", dict)):
         if not isinstance(header.get(key), kind):
             raise ModelFileError(f"{file} is corrupted: '{key}' is missing or not a {kind.__name__}")

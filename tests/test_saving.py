@@ -118,6 +118,14 @@ def _header(folder: Path) -> dict:
 
 
 def _write_header(folder: Path, header: dict) -> None:
+    """A header edited with its checksum updated, so that the checks behind the checksum are reached."""
+    (folder / serial.HEADER).write_text(json.dumps({**header, "header_sha256": serial.header_digest(header)}))
+
+
+def _damage_header_value(folder):
+    """One setting changed by hand, the checksum left as saved."""
+    header = _header(folder)
+    header["settings"]["T_b"] = header["settings"]["T_b"] + 0.1
     (folder / serial.HEADER).write_text(json.dumps(header))
 
 
@@ -185,6 +193,7 @@ DAMAGES = {
     "a class outside bspm_jax": (_damage_foreign_class, "not part of bspm_jax"),
     "an impossible setting": (_damage_setting, "terminal time T must be"),
     "no header": (_damage_missing_header, "model.json is missing"),
+    "a header value changed": (_damage_header_value, "do not match their SHA-256"),
 }
 
 
