@@ -26,9 +26,9 @@ from bspm_jax.training import (
     objective,
     train,
 )
-from bspm_jax.training.losses import BCELoss, bce_loss
+from bspm_jax.training.losses import BCELoss, BPRLoss, bce_loss, bpr_loss
 from bspm_jax.training.pretrain import initial_model, part_seed
-from bspm_jax.training.sampling import NegativeSampler, host_rng
+from bspm_jax.training.sampling import PAIR_SAMPLERS, NegativeSampler, host_rng
 
 from oracles import leaves, same, toy
 
@@ -132,6 +132,18 @@ def test_bce_loss_matches_numpy(cls, settings):
     assert np.isfinite(float(bce_loss(big, *batch)))  # log-sigmoid: no log(0) for saturated logits
 
 
+@pytest.mark.parametrize("cls, settings", CASES)
+def test_bpr_loss_of_an_ncf_model_matches_numpy(cls, settings):
+    model = tiny(cls, reg=0.1, loss="bpr", **settings)
+    neg = np.array([2, 0, 4, 1, 6, 5, 3])
+    margin = np_logits(model, U, I) - np_logits(model, U, neg)
+    f = lambda a: np.asarray(a, np.float64)
+    l2 = 0.1 / 2 * np.mean(sum(np.sum(f(P)[U] ** 2, 1) + np.sum(f(Q)[I] ** 2, 1) + np.sum(f(Q)[neg] ** 2, 1)
+                               for P, Q in model.embedding_tables()))
+    batch = tuple(jnp.asarray(a) for a in (U, I, neg))
+    np.testing.assert_allclose(float(bpr_loss(model, *batch)), np.mean(np.log1p(np.exp(-margin))) + l2, rtol=1e-5)
+
+
 def test_gradients_match_central_finite_differences():
     with jax.enable_x64(True):
         model = tiny(NeuMF, factors=2, layers=(4, 3, 2), reg=0.05)
@@ -214,6 +226,16 @@ def test_the_objective_of_ncf_models_is_bce_on_sampled_negatives():
         assert plan.sampler.negatives == 2 and plan.sampler.n_examples == 3 * R.nnz
 
 
+@pytest.mark.parametrize("sampling", ["pairs", "users"])
+def test_with_loss_bpr_an_ncf_model_trains_on_the_triples_its_sampling_names(sampling):
+    R = toy()
+    for model in (GMF(loss="bpr", sampling=sampling), MLP(loss="bpr", sampling=sampling),
+                  NeuMF(loss="bpr", sampling=sampling)):
+        plan = objective(model, R)
+        assert isinstance(plan.loss, BPRLoss) and type(plan.sampler) is PAIR_SAMPLERS[sampling]
+        assert plan.sampler.n_pairs == R.nnz
+
+
 # ---------------------------------------------------------------- pre-training
 
 
@@ -269,16 +291,17 @@ def scored(values=None):
     return validate
 
 
-def test_pretraining_starts_neumf_from_the_parts_trained_alone():
+@pytest.mark.parametrize("objective_settings", [{}, {"loss": "bpr", "sampling": "users"}])
+def test_pretraining_starts_neumf_from_the_parts_trained_alone(objective_settings):
     R = toy()
     key = jax.random.fold_in(jax.random.key(SETTINGS.seed), 0)
     validate = scored()
-    start = initial_model(NeuMF(pretrain=True, **PRE), key, R, SETTINGS, validate)
+    start = initial_model(NeuMF(pretrain=True, **PRE, **objective_settings), key, R, SETTINGS, validate)
     assert validate.calls == ["GMF"] * 3 + ["MLP"] * 3
-    common = {"negatives": 2}
+    common = {"negatives": 2, **objective_settings}
     gmf = train(GMF(factors=4, **common), R, dataclasses.replace(SETTINGS, seed=part_seed(key, 1)), scored()).model
     mlp = train(MLP(layers=(8, 4), **common), R, dataclasses.replace(SETTINGS, seed=part_seed(key, 2)), scored()).model
-    assert same(start, neumf_from_parts(NeuMF(pretrain=True, **PRE), gmf, mlp))
+    assert same(start, neumf_from_parts(NeuMF(pretrain=True, **PRE, **objective_settings), gmf, mlp))
     assert part_seed(key, 1) != part_seed(key, 2) and 0 <= part_seed(key, 1) < 2**31
     assert same(initial_model(NeuMF(**PRE), key, R, SETTINGS), NeuMF(**PRE).init(key, R))  # no pre-training
     assert same(initial_model(GMF(), key, R, SETTINGS), GMF().init(key, R))  # the default
@@ -299,6 +322,9 @@ def test_training_lowers_the_loss_and_is_bit_identical_for_a_seed():
     assert same(a.model, b.model) and not same(a.model, c.model)
     assert a.history[-1]["loss"] < a.history[0]["loss"]
     assert [r["loss"] for r in a.history] == [r["loss"] for r in b.history]
+    bpr = NeuMF(loss="bpr", sampling="users", **PRE)
+    a, b = train(bpr, R, settings), train(bpr, R, settings)
+    assert same(a.model, b.model) and a.history[-1]["loss"] < a.history[0]["loss"]
 
 
 class Interrupt(Exception):
@@ -376,6 +402,9 @@ def test_save_and_load_give_identical_scores(tmp_path, cls, settings):
     ("neumf", {"layers": 64}, "layers"), ("neumf", {"factors": -1}, "factors"),
     ("neumf", {"pretrain": "yes"}, "pretrain"), ("neumf", {"alpha": 1.5}, "alpha"),
     ("neumf", {"alpha": -0.1}, "alpha"), ("mlp", {"factors": 8}, "has no setting factors"),
+    ("neumf", {"loss": "hinge"}, "loss must be one of bce, bpr, got 'hinge'"),
+    ("gmf", {"sampling": "users"}, "sampling = 'users' needs loss = 'bpr'"),
+    ("mlp", {"loss": "bpr", "sampling": "user"}, "sampling must be one of pairs, users"),
 ])
 def test_impossible_settings_are_refused(name, settings, message):
     with pytest.raises(ConfigError, match=message):

@@ -24,7 +24,7 @@ from .mf_bpr import MFBPR
 from .mlp_cf import MLP
 from .mult_dae import MultDAE
 from .mult_vae import MultVAE
-from .ncf import AbstractNCF
+from .ncf import NCF_LOSSES, AbstractNCF
 from .neumf import NeuMF, neumf_from_parts
 from .popularity import Popularity
 from .s_diff import SDiff
@@ -126,6 +126,7 @@ __all__ = [
     "AbstractBPR",
     "AbstractPairwise",
     "PAIR_SAMPLINGS",
+    "NCF_LOSSES",
     "AbstractLayoutFilter",
     "AbstractRecommender",
     "AbstractSpectralFilter",

@@ -5,9 +5,15 @@ Each model predicts ``y(u, i) = sigmoid(h . phi(u, i) + b)`` from a feature vect
 ``h . phi + b`` (ranking by it equals ranking by ``y``; the loss applies the sigmoid as
 log-sigmoid, which stays finite for any logit).
 
-Training (in :mod:`bspm_jax.training`): binary cross-entropy on every train pair once
-per epoch with label 1 and ``negatives`` items drawn uniformly from the user's unseen
-items with label 0, shuffled together (He's ``get_train_instances``).
+Training (in :mod:`bspm_jax.training`), as ``loss`` says:
+
+- ``"bce"`` (He's): binary cross-entropy on every train pair once per epoch with label 1
+  and ``negatives`` items drawn uniformly from the user's unseen items with label 0,
+  shuffled together (He's ``get_train_instances``); ``sampling`` must be ``"pairs"``.
+- ``"bpr"``: BPR on (user, positive, unseen negative) triples drawn as ``sampling`` says,
+  like LightGCN (``negatives`` is unused). This is the objective of the NCF baseline in
+  the NGCF authors' code (``NMF.py``: BPR on user-uniform triples), whose Gowalla figures
+  the LightGCN and BSPM papers quote.
 
 Initialisation follows He's Keras 1 code: embeddings from N(0, ``init_scale``^2) with
 ``init_scale = 0.01``; the MLP tower's dense layers Glorot-uniform with zero biases
@@ -89,14 +95,23 @@ def tower_grid(tower: tuple[Affine, ...], users: Float[Array, "b d"], items: Flo
     return run_tower(tower[1:], x)
 
 
-class AbstractNCF(AbstractPairwise):
-    """A neural CF model trained by binary cross-entropy with ``negatives`` sampled negatives per positive."""
+NCF_LOSSES = ("bce", "bpr")
+"""The training objectives of a neural CF model (see the module docstring)."""
 
+
+class AbstractNCF(AbstractPairwise):
+    """A neural CF model trained by binary cross-entropy with ``negatives`` sampled negatives per positive, or by BPR."""
+
+    loss: str = eqx.field(static=True, default="bce")
     negatives: int = eqx.field(static=True, default=4)
     reg: float = eqx.field(static=True, default=0.0)
     init_scale: float = eqx.field(static=True, default=0.01)
 
     def __check_init__(self) -> None:
+        if self.loss not in NCF_LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(NCF_LOSSES)}, got {self.loss!r}")
+        if self.loss == "bce" and self.sampling != "pairs":
+            raise ConfigError(f"sampling = {self.sampling!r} needs loss = 'bpr' (the BCE examples use every train pair once)")
         check_integer("negatives (sampled negatives per positive)", self.negatives, 1)
         check_number("reg", self.reg, 0)
         check_number("init_scale", self.init_scale, 0, strict_low=True)

@@ -50,8 +50,21 @@ def normal_table(key: jax.Array, shape: tuple[int, int], scale: float) -> Float[
     return scale * jax.random.normal(key, shape, jnp.float32)
 
 
+PAIR_SAMPLINGS = ("pairs", "users")
+"""How a pairwise model's epoch draws its (user, positive) pairs: ``pairs``, every train pair once
+in a random order; ``users``, as many draws as train pairs, each a user drawn uniformly and
+one of its train items (the LightGCN reference code's sampler)."""
+
+
 class AbstractPairwise(AbstractTrainedRecommender):
     """A model of scores s(u, i) by user and item index (trained on BPR triples, or labelled pairs for NCF models)."""
+
+    sampling: str = eqx.field(static=True, default="pairs")
+    """How an epoch draws its (user, positive) pairs: one of :data:`PAIR_SAMPLINGS`."""
+
+    def __check_init__(self) -> None:
+        if self.sampling not in PAIR_SAMPLINGS:
+            raise ConfigError(f"sampling must be one of {', '.join(PAIR_SAMPLINGS)}, got {self.sampling!r}")
 
     @abc.abstractmethod
     def pair_scores(self, users: Int[Array, " b"], items: Int[Array, " b"]) -> Float[Array, " b"]:
@@ -89,18 +102,5 @@ class AbstractPairwise(AbstractTrainedRecommender):
         return self.score(rows), {}
 
 
-PAIR_SAMPLINGS = ("pairs", "users")
-"""How a BPR model's epoch draws its (user, positive) pairs: ``pairs``, every train pair once
-in a random order; ``users``, as many draws as train pairs, each a user drawn uniformly and
-one of its train items (the LightGCN reference code's sampler)."""
-
-
 class AbstractBPR(AbstractPairwise):
-    """A pairwise model trained on BPR triples (user, positive, unseen negative), drawn as ``sampling`` says."""
-
-    sampling: str = eqx.field(static=True, default="pairs")
-    """One of :data:`PAIR_SAMPLINGS`."""
-
-    def __check_init__(self) -> None:
-        if self.sampling not in PAIR_SAMPLINGS:
-            raise ConfigError(f"sampling must be one of {', '.join(PAIR_SAMPLINGS)}, got {self.sampling!r}")
+    """A pairwise model trained on BPR triples (user, positive, unseen negative), the pairs drawn as ``sampling`` says."""

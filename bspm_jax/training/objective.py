@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..models.autoencoder import AbstractAutoencoder
 from ..models.ncf import AbstractNCF
 from ..models.s_diff import SDiff
-from ..models.trained import AbstractBPR, AbstractTrainedRecommender
+from ..models.trained import AbstractBPR, AbstractPairwise, AbstractTrainedRecommender
 from .losses import AbstractLoss, BCELoss, BPRLoss, DenoisingLoss, MultinomialLoss
 from .sampling import PAIR_SAMPLERS, AbstractSampler, NegativeSampler, UserSampler
 
@@ -30,13 +30,21 @@ def objective(model: AbstractTrainedRecommender, train: sp.csr_matrix) -> Object
 
 
 @objective.register(AbstractBPR)
-def _bpr(model: AbstractBPR, train: sp.csr_matrix) -> Objective:
+def _bpr(model: AbstractPairwise, train: sp.csr_matrix) -> Objective:
     return Objective(PAIR_SAMPLERS[model.sampling].from_matrix(train), BPRLoss())
+
+
+def _bce(model: AbstractNCF, train: sp.csr_matrix) -> Objective:
+    return Objective(NegativeSampler.from_matrix(train, model.negatives), BCELoss())
+
+
+NCF_OBJECTIVES = {"bce": _bce, "bpr": _bpr}
+"""The objective of each ``loss`` setting of a neural CF model (:data:`bspm_jax.models.ncf.NCF_LOSSES`)."""
 
 
 @objective.register(AbstractNCF)
 def _neural_cf(model: AbstractNCF, train: sp.csr_matrix) -> Objective:
-    return Objective(NegativeSampler.from_matrix(train, model.negatives), BCELoss())
+    return NCF_OBJECTIVES[model.loss](model, train)
 
 
 @objective.register(SDiff)

@@ -5,7 +5,7 @@ initialises its model, so a model that pre-trains (NeuMF with ``pretrain = true`
 no case of its own in the loop.
 
 NeuMF with ``pretrain``: a :class:`GMF` (NeuMF's ``factors``) and an :class:`MLP` (its
-``layers``), with NeuMF's ``negatives``, ``reg`` and ``init_scale``, are each trained by
+``layers``), with NeuMF's ``loss``, ``sampling``, ``negatives``, ``reg`` and ``init_scale``, are each trained by
 :func:`bspm_jax.training.train` with the run's ``[train]`` settings and validation (so
 early-stopped on it, and the best epoch's parameters kept), then fused by
 :func:`bspm_jax.models.neumf.neumf_from_parts` with NeuMF's ``alpha``. Their seeds are
@@ -79,7 +79,8 @@ def _neumf(
         return model.init(key, train)
     from .loop import train as run  # the loop calls this module: import it when pre-training
 
-    common = {"negatives": model.negatives, "reg": model.reg, "init_scale": model.init_scale}
+    common = {"loss": model.loss, "sampling": model.sampling, "negatives": model.negatives, "reg": model.reg,
+              "init_scale": model.init_scale}
     parts = (GMF(factors=model.factors, **common), MLP(layers=model.layers, **common))
     trained = []
     for n, (name, part) in enumerate(zip(PARTS, parts), start=1):
