@@ -5,9 +5,10 @@ initialises its model, so a model that pre-trains (NeuMF with ``pretrain = true`
 no case of its own in the loop.
 
 NeuMF with ``pretrain``: a :class:`GMF` (NeuMF's ``factors``) and an :class:`MLP` (its
-``layers``), with NeuMF's ``loss``, ``sampling``, ``negatives``, ``reg`` and ``init_scale``, are each trained by
-:func:`bspm_jax.training.train` with the run's ``[train]`` settings and validation (so
-early-stopped on it, and the best epoch's parameters kept), then fused by
+``layers``), with NeuMF's ``loss``, ``sampling``, ``negatives``, ``reg`` and
+``init_scale``, are each trained by :func:`bspm_jax.training.train` with the run's
+``[train]`` settings and validation (so early-stopped on it, and the best epoch's
+parameters kept), then fused by
 :func:`bspm_jax.models.neumf.neumf_from_parts` with NeuMF's ``alpha``. Their seeds are
 drawn from the run's initialisation key (``seed = bits(fold_in(key, n)) >> 1``, n = 1 for
 GMF, 2 for MLP), so the whole run is a function of ``train.seed``. With a checkpoint
