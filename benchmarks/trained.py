@@ -14,8 +14,10 @@ best epoch. All runs share a wall-clock budget of ``--hours``: a run still going
 spent stops at the end of an epoch, reports the figure it reached (``interrupted: true``),
 and a rerun with the same ``--out`` and ``--work`` resumes it from its checkpoint. Finished
 runs are skipped. ``--bspm`` times that preset's fit (the pre-processing of Table 5) and
-scoring on the full train split. Results: ``benchmarks/results/trained-<host>-<date>.json``
-(rewritten after every run) and each run's curve in ``benchmarks/results/curves/``.
+scoring on the full train split. Results: ``--out`` (default
+``benchmarks/results/trained-<host>-<date>.json``), rewritten after every run, and each run's
+curve in the folder ``curves/`` beside it (so a run written elsewhere leaves the repository's
+curves alone).
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             run = _run(datasets[data_key], config, folder, left, args.refit, args.batch_size)
             run["overrides"] = list(args.set)
             result["runs"][name] = run
-            curves = RESULTS / "curves"
+            curves = path.parent / "curves"
             curves.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder / "learning_curve.csv", curves / f"{preset}{tag.replace('=', '-')}-seed{seed}.csv")
             t = run["test"]
