@@ -87,7 +87,7 @@ def _run(dataset: Dataset, config: Any, folder: Path, time_limit: float, refit: 
         # Checkpointed in <folder>/refit and bounded by what is left of the budget: a rerun resumes it.
         t1 = time.perf_counter()
         left = max(deadline - time.monotonic(), 1.0)
-        refitted = refit_trained(model, dataset, settings, record["best_epoch"], folder / "refit", resume=True,
+        refitted = refit_trained(fitted, dataset, settings, record["best_epoch"], folder / "refit", resume=True,
                                  time_limit=left)
         run["refit_s"] = time.perf_counter() - t1
         run["refit_epochs_run"] = refitted.epochs_run

@@ -229,7 +229,7 @@ def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOpti
     refit = None
     if options.refit_with_valid and not result.interrupted:  # an interrupted run has no settled epoch count yet
         t0 = time.perf_counter()
-        refitted = refit_trained(model, dataset, settings, result.best_epoch,
+        refitted = refit_trained(result.model, dataset, settings, result.best_epoch,
                                  None if folder is None else folder / "refit", options.resume, options.progress).model
         refit = {"epochs": result.best_epoch, "seconds": time.perf_counter() - t0,
                  "matrix": "train+valid", "interactions": int(fit_matrix(dataset, True).nnz)}
@@ -254,11 +254,20 @@ def refit_trained(
     checkpoint_dir: str | Path | None = None, resume: bool = False, progress: Progress | None = None,
     time_limit: float | None = None,
 ) -> training.TrainResult:
-    """``model`` trained from scratch on train + validation for ``epochs`` epochs (the count chosen on
-    validation), with ``settings``' seed and optimiser and no validation; the run (its ``model`` is
-    the last one; ``interrupted`` when ``time_limit`` stopped it first: resume from ``checkpoint_dir``)."""
-    if epochs < 1:
-        raise ConfigError(f"refitting on train + validation needs at least one epoch, got {epochs}")
+    """A model with ``model``'s settings trained from scratch on train + validation for ``epochs`` epochs (the
+    count chosen on validation), with ``settings``' seed and optimiser and no validation; the run (its ``model``
+    is the last one; ``interrupted`` when ``time_limit`` stopped it first: resume from ``checkpoint_dir``).
+
+    ``model`` may be the validation run's best model: only its settings are used, which for a pre-trained
+    NeuMF include its parts' best epochs (``part_epochs``). Epoch 0 (the validation run kept its
+    pre-trained start) refits the start alone: the parts, fused.
+    """
+    if not (isinstance(epochs, int) and epochs >= 0):
+        raise ConfigError(f"refitting on train + validation needs an epoch count >= 0, got {epochs!r}")
+    model = model.unfitted()
+    if epochs == 0:
+        return training.initial_run(model, fit_matrix(dataset, True), settings, checkpoint_dir, resume=resume,
+                                    progress=progress)
     fixed = dataclasses.replace(settings, epochs=int(epochs))
     return training.train(model, fit_matrix(dataset, True), fixed, None, checkpoint_dir=checkpoint_dir,
                           resume=resume, progress=progress, time_limit=time_limit)

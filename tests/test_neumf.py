@@ -345,7 +345,8 @@ def interrupting(stop_at: int | None = None):
 @pytest.mark.parametrize("pretrain, stop_at, resumes", [
     (False, 3, {"": 2}),  # during NeuMF's epoch 3
     (True, 5, {"gmf": 3, "mlp": 1}),  # during the MLP's epoch 2: GMF done, no NeuMF checkpoint yet
-    (True, 8, {"gmf": 3, "mlp": 3, "": 1}),  # during NeuMF's epoch 2
+    (True, 8, {"gmf": 3, "mlp": 3, "": 0}),  # during NeuMF's epoch 1: its start validated and checkpointed
+    (True, 9, {"gmf": 3, "mlp": 3, "": 1}),  # during NeuMF's epoch 2
 ])
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, pretrain, stop_at, resumes):
     R = toy()
@@ -361,11 +362,70 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path, pret
     resumed = train(model, R, SETTINGS, validate, checkpoint_dir=tmp_path, resume=True)
     assert same(resumed.model, whole.model)
     assert (resumed.best_epoch, resumed.best_metric) == (whole.best_epoch, whole.best_metric)
-    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
-    redone = {"GMF": 3 - resumes.get("gmf", 3), "MLP": 3 - resumes.get("mlp", 3), "NeuMF": 3 - resumes.get("", 0)}
+    assert resumed.history == [dict(r, seconds=s["seconds"]) | ({"step_seconds": s["step_seconds"]} if "loss" in r else {})
+                               for r, s in zip(whole.history, resumed.history)]
+    starts = pretrain and "" not in resumes  # a pre-trained start is validated once, at epoch 0
+    redone = {"GMF": 3 - resumes.get("gmf", 3), "MLP": 3 - resumes.get("mlp", 3), "NeuMF": 3 - resumes.get("", 0) + starts}
     assert validate.calls == [name for name, n in redone.items() for _ in range(n)]  # finished parts are not redone
     with pytest.raises(ConfigError, match="holds a checkpoint: resume it"):
         train(model, R, SETTINGS, interrupting(), checkpoint_dir=tmp_path)
+
+
+def test_a_pretrained_start_is_validated_at_epoch_0_and_kept_when_training_only_lowers_the_metric():
+    R = toy()
+    model = NeuMF(pretrain=True, **PRE)
+    key = jax.random.fold_in(jax.random.key(SETTINGS.seed), 0)
+    start = initial_model(model, key, R, SETTINGS, scored())  # parts validated by the mean score of three users
+    assert start.part_epochs == tuple(
+        train(part, R, dataclasses.replace(SETTINGS, seed=part_seed(key, n)), scored()).best_epoch
+        for n, part in enumerate((GMF(factors=4, negatives=2), MLP(layers=(8, 4), negatives=2)), start=1))
+    falling = scored()
+    values = iter([0.5, 0.4, 0.3, 0.2])  # NeuMF's validations, epochs 0..3: only lower after the start
+
+    def validate(m):
+        return falling(m) if type(m).__name__ != "NeuMF" else (falling.calls.append("NeuMF") or {"recall@20": next(values)})
+    result = train(model, R, dataclasses.replace(SETTINGS, patience=2), validate)
+    assert falling.calls.count("NeuMF") == 3 and result.epochs_run == 2  # epoch 0, 1, 2: patience 2 runs out
+    assert (result.best_epoch, result.best_metric) == (0, 0.5)
+    assert same(result.model, start.with_train(R))
+    assert result.history[0] == {"epoch": 0, "recall@20": 0.5, "seconds": result.history[0]["seconds"]}
+    fresh = train(NeuMF(**PRE), R, SETTINGS, scored())  # a fresh start is not validated before training
+    assert [r["epoch"] for r in fresh.history] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("epochs", [0, 2])
+def test_the_refit_of_a_pretrained_neumf_trains_each_part_for_its_own_best_epoch_count(tmp_path, epochs):
+    from bspm_jax.data import Dataset
+    from bspm_jax.experiment import fit_matrix, refit_trained
+
+    R, V = toy(), toy(5)
+    V = sp.csr_matrix(V - V.multiply(R))
+    ds = Dataset(R, sp.csr_matrix(V.shape, dtype=np.float32), "toy", valid=V)
+    best = NeuMF(pretrain=True, part_epochs=(2, 1), **PRE).init(jax.random.key(0), R).with_train(R)  # a run's best model
+    refit = refit_trained(best, ds, SETTINGS, epochs, tmp_path, resume=True)
+    both = fit_matrix(ds, True)
+    key = jax.random.fold_in(jax.random.key(SETTINGS.seed), 0)
+    parts = [train(part, both, dataclasses.replace(SETTINGS, seed=part_seed(key, n), epochs=e)).model
+             for n, (part, e) in enumerate(((GMF(factors=4, negatives=2), 2), (MLP(layers=(8, 4), negatives=2), 1)), 1)]
+    fused = dataclasses.replace(neumf_from_parts(NeuMF(pretrain=True, **PRE), *parts), part_epochs=(2, 1))
+    assert [checkpoint_info(tmp_path / sub)["epoch"] for sub in ("gmf", "mlp")] == [2, 1]
+    if epochs == 0:
+        assert refit.epochs_run == 0 and same(refit.model, fused.with_train(both))
+    else:
+        assert refit.epochs_run == 2 and same(refit.model, train(fused, both, dataclasses.replace(SETTINGS, epochs=2)).model)
+    assert best.unfitted().config() == best.config() and not best.unfitted().is_fitted
+
+
+def test_a_pretrained_neumf_with_finetune_lr_is_fine_tuned_by_plain_sgd():
+    from bspm_jax.training.optimizer import run_optimizer
+
+    g = {"w": jnp.array([0.3, -2.0, 1e-3])}
+    first = lambda opt: opt.update(g, opt.init(g), g)[0]["w"]  # noqa: E731 - the first update of a gradient
+    np.testing.assert_allclose(first(run_optimizer(NeuMF(pretrain=True, finetune_lr=0.1), SETTINGS)), -0.1 * g["w"],
+                               rtol=1e-6)
+    adam_step = -SETTINGS.lr * np.sign(g["w"])  # Adam's first step: -lr g / (|g| + eps)
+    for model in (NeuMF(pretrain=True), NeuMF(finetune_lr=0.1), GMF()):  # no fused start to fine-tune: Adam
+        np.testing.assert_allclose(first(run_optimizer(model, SETTINGS)), adam_step, rtol=1e-4)
 
 
 def test_a_pretrained_run_resumed_without_resume_is_refused_in_the_part_folder(tmp_path):
@@ -402,6 +462,8 @@ def test_save_and_load_give_identical_scores(tmp_path, cls, settings):
     ("neumf", {"layers": 64}, "layers"), ("neumf", {"factors": -1}, "factors"),
     ("neumf", {"pretrain": "yes"}, "pretrain"), ("neumf", {"alpha": 1.5}, "alpha"),
     ("neumf", {"alpha": -0.1}, "alpha"), ("mlp", {"factors": 8}, "has no setting factors"),
+    ("neumf", {"part_epochs": [3]}, "part_epochs"), ("neumf", {"part_epochs": [3, 0]}, "part_epochs"),
+    ("neumf", {"part_epochs": [3, 2.0]}, "part_epochs"), ("neumf", {"finetune_lr": 0.0}, "finetune_lr"),
     ("neumf", {"loss": "hinge"}, "loss must be one of bce, bpr, got 'hinge'"),
     ("gmf", {"sampling": "users"}, "sampling = 'users' needs loss = 'bpr'"),
     ("mlp", {"loss": "bpr", "sampling": "user"}, "sampling must be one of pairs, users"),

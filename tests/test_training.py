@@ -495,7 +495,7 @@ def test_sigkill_and_resume_gives_bit_identical_parameters(tmp_path, name):
         assert leaves and sorted(leaves) == sorted(n for n in b.files if n.startswith("leaf_"))
         assert all(a[n].dtype == b[n].dtype and np.array_equal(a[n], b[n]) for n in leaves)
     ca, cb = checkpoint_info(killed), checkpoint_info(whole)
-    assert [r["loss"] for r in ca["history"]] == [r["loss"] for r in cb["history"]]
+    assert [r.get("loss") for r in ca["history"]] == [r.get("loss") for r in cb["history"]]  # no loss at epoch 0
     assert [r["recall@5"] for r in ca["history"]] == [r["recall@5"] for r in cb["history"]]
 
 

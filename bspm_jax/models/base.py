@@ -111,6 +111,10 @@ class AbstractRecommender(eqx.Module):
         """Every setting of the model, by name."""
         return {name: getattr(self, name) for name in self.setting_names()}
 
+    def unfitted(self) -> AbstractRecommender:
+        """A model with this one's settings and no fitted state."""
+        return type(self)(**self.config())
+
     @property
     def is_fitted(self) -> bool:
         return self.fitted_on is not None

@@ -10,13 +10,19 @@ Pre-training (``pretrain = true``): :mod:`bspm_jax.training` first trains a :cla
 early-stopped on the same validation, and starts NeuMF from :func:`neumf_from_parts`:
 their embeddings and tower, prediction weights ``[alpha h_GMF ; (1 - alpha) h_MLP]`` and
 bias ``alpha b_GMF + (1 - alpha) b_MLP`` (He's ``load_pretrain_model``, alpha = 0.5).
-The paper then trains the fused model with plain SGD; here it keeps the run's optimiser
-(Adam with ``train.lr``), like He's code when run with ``--learner adam``.
+The paper then trains the fused model with plain SGD: so does ``finetune_lr`` (its rate);
+unset, the run keeps its optimiser (Adam with ``train.lr``), like He's code when run with
+``--learner adam``. The fused model
+is validated before its first epoch (epoch 0), so early stopping keeps it when training
+only lowers the validation metric. ``part_epochs`` (GMF's, MLP's) are the parts' epoch
+counts when they train without validation (a refit); pre-training with validation sets
+them to the parts' best epochs, so the refit of a run trains each part for its own count.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import ClassVar
 
 import equinox as eqx
@@ -42,6 +48,8 @@ class NeuMF(AbstractNCF):
     layers: tuple[int, ...] = eqx.field(static=True, default=(64, 32, 16, 8), converter=widths)
     pretrain: bool = eqx.field(static=True, default=False)
     alpha: float = eqx.field(static=True, default=0.5)
+    part_epochs: tuple[int, int] | None = eqx.field(static=True, default=None, converter=widths)
+    finetune_lr: float | None = eqx.field(static=True, default=None)
     gmf_user_embedding: Float[Array, "n_users factors"] | None = None
     gmf_item_embedding: Float[Array, "n_items factors"] | None = None
     mlp_user_embedding: Float[Array, "n_users d"] | None = None
@@ -55,6 +63,12 @@ class NeuMF(AbstractNCF):
         if not isinstance(self.pretrain, bool):
             raise ConfigError(f"pretrain must be true or false, got {self.pretrain!r}")
         check_number("alpha (the GMF share of the pre-trained prediction layer)", self.alpha, 0.0, 1.0)
+        if self.finetune_lr is not None:
+            check_number("finetune_lr (plain SGD's rate after pre-training)", self.finetune_lr, 0.0, strict_low=True)
+        epochs = self.part_epochs
+        if epochs is not None and not (isinstance(epochs, tuple) and len(epochs) == 2 and all(
+                isinstance(e, numbers.Integral) and not isinstance(e, bool) and e >= 1 for e in epochs)):
+            raise ConfigError(f"part_epochs must be two epoch counts >= 1 (GMF's, MLP's), got {epochs!r}")
 
     def init(self, key: jax.Array, train: sp.csr_matrix) -> NeuMF:
         """Fresh parameters (no pre-training): N(0, init_scale^2) embeddings, Glorot tower, LeCun prediction layer."""

@@ -2,7 +2,7 @@
 
 from .checkpoint import CHECKPOINT, TrainState, checkpoint_info, load_checkpoint, save_checkpoint
 from .curves import CURVE, plot_curves, write_curves
-from .loop import TrainResult, TrainSettings, Validate, fingerprint, train
+from .loop import TrainResult, TrainSettings, Validate, fingerprint, initial_run, train
 from .losses import AbstractLoss, BPRLoss, DenoisingLoss, bpr_loss, padded_items
 from .objective import Objective, objective
 from .sampling import (PAIR_SAMPLERS, AbstractPairSampler, AbstractSampler, PairSampler, UserPairSampler, UserSampler,
@@ -34,6 +34,7 @@ __all__ = [
     "epoch_key",
     "fingerprint",
     "init_optimizer",
+    "initial_run",
     "load_checkpoint",
     "plot_curves",
     "save_checkpoint",

@@ -53,8 +53,8 @@ def plot_curves(history: Sequence[Mapping[str, Any]], stem: str | Path, title: s
         fig = Figure(figsize=(10.0 if metrics else 5.5, 4.0), layout="constrained")
         fig.suptitle(title, fontweight="bold")
         axes = fig.subplots(1, 2 if metrics else 1, squeeze=False)[0]
-        epochs = [row["epoch"] for row in history]
-        axes[0].plot(epochs, [row["loss"] for row in history], color="#1f77b4")
+        trained = [row for row in history if "loss" in row]  # epoch 0 (a pre-trained start) has no loss
+        axes[0].plot([row["epoch"] for row in trained], [row["loss"] for row in trained], color="#1f77b4")
         axes[0].set(xlabel="epoch", ylabel="training loss")
         axes[0].grid(alpha=0.3)
         if metrics:

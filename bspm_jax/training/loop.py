@@ -11,7 +11,6 @@ therefore continues with exactly the batches, and so the parameters, of the unin
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import numbers
 import time
@@ -34,7 +33,8 @@ from ..data.dataset import matrix_digest
 from .checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
 from .curves import CURVE, write_curves
 from .objective import Objective, objective
-from .pretrain import initial_model
+from .optimizer import run_optimizer
+from .pretrain import initial_model, starts_trained
 from .sampling import epoch_key, stacked_batches
 from .step import init_optimizer, train_step, train_steps
 
@@ -112,10 +112,9 @@ class TrainResult:
     interrupted: bool = False
 
 
-@functools.lru_cache(maxsize=16)
-def adam(lr: float) -> optax.GradientTransformation:
-    """optax.adam(lr), one object per rate, so that runs of equal rates share their compiled steps."""
-    return optax.adam(lr)
+def init_key(settings: TrainSettings) -> jax.Array:
+    """The key a run's initial parameters are drawn from: fold_in(key(seed), 0)."""
+    return jax.random.fold_in(jax.random.key(settings.seed), 0)
 
 
 def fingerprint(model: AbstractTrainedRecommender, train: sp.csr_matrix, settings: TrainSettings) -> dict[str, Any]:
@@ -163,15 +162,21 @@ def train(
         out_dir.mkdir(parents=True, exist_ok=True)
         for ext in ("csv", "json"):
             check_writable(out_dir / f"{CURVE}.{ext}")
-    optimizer = adam(float(settings.lr))
     seed_key = jax.random.key(settings.seed)
-    model = initial_model(model, jax.random.fold_in(seed_key, 0), train_csr, settings, validate,
+    model = initial_model(model, init_key(settings), train_csr, settings, validate,
                           None if checkpoint_path is None else checkpoint_path.parent, resume=resume,
                           progress=progress).with_train(train_csr)
+    optimizer = run_optimizer(model, settings)
     state = TrainState(model, init_optimizer(optimizer, model), seed_key, best_model=model)
     stamp = fingerprint(model, train_csr, settings)
     if checkpoint_path is not None and checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path.parent, state, stamp)
+    if validate is not None and not state.history and starts_trained(state.model):
+        state = _validated_start(state, settings, validate)
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path.parent, state, stamp)
+        if out_dir is not None:
+            write_curves(state.history, out_dir, {"fingerprint": stamp, "best_epoch": state.best_epoch})
     resumed_from = state.epoch
     if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
         raise ConfigError(f"time_limit must be a number of seconds > 0, got {time_limit!r}")
@@ -206,6 +211,25 @@ def train(
         resumed_from=resumed_from,
         interrupted=interrupted,
     )
+
+
+def initial_run(
+    model: AbstractTrainedRecommender,
+    train_matrix: sp.spmatrix,
+    settings: TrainSettings,
+    checkpoint_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """A run of no epochs and no validation: the model :func:`train` starts from (e.g. a NeuMF fused from its parts,
+    which train, and checkpoint in ``checkpoint_dir``, for their ``part_epochs``); a refit whose best epoch was 0."""
+    t0 = time.perf_counter()
+    train_csr = sp.csr_matrix(train_matrix, dtype=np.float32)
+    start = initial_model(model, init_key(settings), train_csr, settings, None, checkpoint_dir, resume=resume,
+                          progress=progress).with_train(train_csr)
+    return TrainResult(model=start, epochs_run=0, best_epoch=0, best_metric=None, seconds=time.perf_counter() - t0,
+                       history=[], stopped_early=False)
 
 
 def _checkpoint_path(folder: str | Path | None, resume: bool) -> Path | None:
@@ -257,22 +281,34 @@ def _epoch(
             f"lower train.lr (now {settings.lr:g}) or check the model's parameters"
         )
     row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses, dtype=np.float64)), "step_seconds": step_seconds}
-    best_model, best_metric, best_epoch, bad_evals = state.best_model, state.best_metric, state.best_epoch, state.bad_evals
-    stop = epoch >= settings.epochs
+    state = dataclasses.replace(state, model=model, opt_state=opt_state, epoch=epoch,
+                                finished=epoch >= settings.epochs)
     if validate is None:
-        best_model, best_epoch = model, epoch
-    elif epoch % settings.eval_every == 0 or stop:
-        metrics = {name: float(value) for name, value in dict(validate(model)).items()}
-        if settings.metric not in metrics:
-            raise ConfigError(f"validate returned no {settings.metric!r} (train.metric); it returned {', '.join(metrics) or 'nothing'}")
-        row.update(metrics)
-        value = metrics[settings.metric]
-        if math.isfinite(value) and (best_metric is None or value > best_metric):
-            best_model, best_metric, best_epoch, bad_evals = model, value, epoch, 0
-        else:
-            bad_evals += 1
-        stop = stop or bad_evals >= settings.patience
+        state = dataclasses.replace(state, best_model=model, best_epoch=epoch)
+    elif epoch % settings.eval_every == 0 or state.finished:
+        state = _validated(state, row, settings, validate)
     seconds = state.seconds + time.perf_counter() - t0
     row["seconds"] = seconds
-    return TrainState(model, opt_state, state.key, epoch, best_model, best_metric, best_epoch, bad_evals,
-                      (*state.history, row), seconds, stop)
+    return dataclasses.replace(state, history=(*state.history, row), seconds=seconds)
+
+
+def _validated(state: TrainState, row: dict[str, Any], settings: TrainSettings, validate: Validate) -> TrainState:
+    """``state`` after validating its model: the metrics added to ``row``, the best model and patience updated."""
+    metrics = {name: float(value) for name, value in dict(validate(state.model)).items()}
+    if settings.metric not in metrics:
+        raise ConfigError(f"validate returned no {settings.metric!r} (train.metric); it returned {', '.join(metrics) or 'nothing'}")
+    row.update(metrics)
+    value = metrics[settings.metric]
+    if math.isfinite(value) and (state.best_metric is None or value > state.best_metric):
+        return dataclasses.replace(state, best_model=state.model, best_metric=value, best_epoch=state.epoch, bad_evals=0)
+    bad = state.bad_evals + 1
+    return dataclasses.replace(state, bad_evals=bad, finished=state.finished or bad >= settings.patience)
+
+
+def _validated_start(state: TrainState, settings: TrainSettings, validate: Validate) -> TrainState:
+    """``state`` (epoch 0) after validating the initial model: a history row for epoch 0, without a loss."""
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {"epoch": 0}
+    state = _validated(state, row, settings, validate)
+    row["seconds"] = state.seconds + time.perf_counter() - t0
+    return dataclasses.replace(state, history=(row,), seconds=row["seconds"])

@@ -14,8 +14,13 @@ drawn from the run's initialisation key (``seed = bits(fold_in(key, n)) >> 1``, 
 GMF, 2 for MLP), so the whole run is a function of ``train.seed``. With a checkpoint
 folder they checkpoint (and write their learning curves) in its sub-folders ``gmf/`` and
 ``mlp/``; a resumed run resumes or reloads them there instead of training them again.
-Without validation (e.g. the refit on train + validation) they train for the run's
-``train.epochs``. The parts' records are not in the NeuMF run's history or seconds.
+Without validation (e.g. the refit on train + validation) they train for NeuMF's
+``part_epochs``, or the run's ``train.epochs`` when it is unset; the fused model records
+the epochs its parts trained for (their best epochs under validation) in ``part_epochs``.
+The parts' records are not in the NeuMF run's history or seconds.
+
+:func:`starts_trained` tells the loop which initial models are worth validating before
+the first epoch (epoch 0): those built from trained parts.
 """
 
 from __future__ import annotations
@@ -58,6 +63,17 @@ def initial_model(
     return model.init(key, train)
 
 
+@functools.singledispatch
+def starts_trained(model: AbstractTrainedRecommender) -> bool:
+    """Whether a run of ``model`` starts from trained parameters (then validated at epoch 0): by default not."""
+    return False
+
+
+@starts_trained.register(NeuMF)
+def _neumf_starts_trained(model: NeuMF) -> bool:
+    return model.pretrain
+
+
 def part_seed(key: jax.Array, n: int) -> int:
     """A train.seed for the n-th pre-training run, drawn from the run's key: bits(fold_in(key, n)) >> 1."""
     return int(jax.random.bits(jax.random.fold_in(key, n), dtype=jnp.uint32)) >> 1
@@ -83,11 +99,14 @@ def _neumf(
     common = {"loss": model.loss, "sampling": model.sampling, "negatives": model.negatives, "reg": model.reg,
               "init_scale": model.init_scale}
     parts = (GMF(factors=model.factors, **common), MLP(layers=model.layers, **common))
-    trained = []
+    fixed = validate is None and model.part_epochs is not None
+    trained, epochs = [], []
     for n, (name, part) in enumerate(zip(PARTS, parts), start=1):
         folder = None if checkpoint_dir is None else Path(checkpoint_dir) / name
-        part_settings = dataclasses.replace(settings, seed=part_seed(key, n))
+        part_settings = dataclasses.replace(settings, seed=part_seed(key, n),
+                                            epochs=model.part_epochs[n - 1] if fixed else settings.epochs)
         result = run(part, train, part_settings, validate, checkpoint_dir=folder, resume=resume, out_dir=folder,
                      progress=progress)
         trained.append(result.model)
-    return neumf_from_parts(model, *trained, alpha=model.alpha)
+        epochs.append(result.best_epoch)
+    return dataclasses.replace(neumf_from_parts(model, *trained, alpha=model.alpha), part_epochs=tuple(epochs))
