@@ -52,7 +52,8 @@ def _int(name: str, value: Any, low: int) -> None:
 class TrainSettings:
     """Settings of a training run (the ``[train]`` table); impossible values are refused on creation.
 
-    Adam with learning rate ``lr``; ``epochs`` at most; validation after every
+    Adam with learning rate ``lr`` (unless the model asks for another optimiser:
+    :func:`~bspm_jax.training.optimizer.run_optimizer`); ``epochs`` at most; validation after every
     ``eval_every`` epochs (and after the last); stop after ``patience`` validations
     without improvement of ``metric``; a checkpoint every ``checkpoint_every`` epochs.
     """
@@ -141,7 +142,9 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on its objective (BPR, denoising) on the binary ``train_matrix`` (users x items); returns the best model.
 
-    ``validate(model)`` is called after every ``eval_every`` epochs and after the last;
+    ``validate(model)`` is called after every ``eval_every`` epochs and after the last, and
+    before the first (epoch 0, a history row without loss) when the model starts from trained
+    parts (a pre-trained NeuMF), so that early stopping can keep that start;
     training stops after ``settings.patience`` validations without a higher
     ``settings.metric``. With ``checkpoint_dir`` a checkpoint is written there every
     ``checkpoint_every`` epochs and when the run ends; ``resume=True`` continues from it
