@@ -16,8 +16,8 @@ and a rerun with the same ``--out`` and ``--work`` resumes it from its checkpoin
 runs are skipped. ``--bspm`` times that preset's fit (the pre-processing of Table 5) and
 scoring on the full train split. Results: ``--out`` (default
 ``benchmarks/results/trained-<host>-<date>.json``), rewritten after every run, and each run's
-curve in the folder ``curves/`` beside it (so a run written elsewhere leaves the repository's
-curves alone).
+curve (and its pre-trained parts' curves, ``-gmf-``, ``-mlp-``) in the folder ``curves/`` beside
+it (so a run written elsewhere leaves the repository's curves alone).
 """
 
 from __future__ import annotations
@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
             result["runs"][name] = run
             curves = path.parent / "curves"
             curves.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(folder / "learning_curve.csv", curves / f"{preset}{tag.replace('=', '-')}-seed{seed}.csv")
+            stem = f"{preset}{tag.replace('=', '-')}"
+            shutil.copyfile(folder / "learning_curve.csv", curves / f"{stem}-seed{seed}.csv")
+            for part in sorted(folder.glob("*/learning_curve.csv")):  # pre-trained parts (NeuMF's gmf/, mlp/)
+                shutil.copyfile(part, curves / f"{stem}-{part.parent.name}-seed{seed}.csv")
             t = run["test"]
             state = "interrupted (resumable)" if run["interrupted"] else "finished"
             to_best = "-" if run["training_to_best_s"] is None else f"{run['training_to_best_s']:.0f} s"
