@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -262,7 +263,7 @@ def refit_trained(
     NeuMF include its parts' best epochs (``part_epochs``). Epoch 0 (the validation run kept its
     pre-trained start) refits the start alone: the parts, fused.
     """
-    if not (isinstance(epochs, int) and epochs >= 0):
+    if not (isinstance(epochs, numbers.Integral) and not isinstance(epochs, bool) and epochs >= 0):
         raise ConfigError(f"refitting on train + validation needs an epoch count >= 0, got {epochs!r}")
     model = model.unfitted()
     if epochs == 0:

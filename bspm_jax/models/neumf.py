@@ -12,11 +12,12 @@ their embeddings and tower, prediction weights ``[alpha h_GMF ; (1 - alpha) h_ML
 bias ``alpha b_GMF + (1 - alpha) b_MLP`` (He's ``load_pretrain_model``, alpha = 0.5).
 The paper then trains the fused model with plain SGD: so does ``finetune_lr`` (its rate);
 unset, the run keeps its optimiser (Adam with ``train.lr``), like He's code when run with
-``--learner adam``. The fused model
-is validated before its first epoch (epoch 0), so early stopping keeps it when training
-only lowers the validation metric. ``part_epochs`` (GMF's, MLP's) are the parts' epoch
-counts when they train without validation (a refit); pre-training with validation sets
-them to the parts' best epochs, so the refit of a run trains each part for its own count.
+``--learner adam``. The fused model is validated before its first epoch (epoch 0), so
+early stopping keeps it when training only lowers the validation metric.
+
+``part_epochs`` (GMF's, MLP's) are the parts' epoch counts when they train without
+validation (a refit); pre-training with validation sets them to the parts' best epochs,
+so the refit of a run trains each part for its own count.
 """
 
 from __future__ import annotations
