@@ -15,7 +15,7 @@ from .evaluation import Evaluation, evaluate
 from .experiment import run_experiment
 from .filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
 from .graph import ItemGraph, build_graph
-from .models import (BSPM, GMF, ChebyCF, Ensemble, AbstractSpectralFilter, LGCNIDE, MFBPR, MLP, LightGCN, MODELS, MultDAE, MultVAE, NeuMF, AbstractBPR, AbstractPairwise,
+from .models import (BSPM, GMF, ChebyCF, GiffCF, Ensemble, AbstractSpectralFilter, LGCNIDE, MFBPR, MLP, LightGCN, MODELS, MultDAE, MultVAE, NeuMF, AbstractBPR, AbstractPairwise,
                      AbstractRecommender, AbstractTrainedRecommender, AbstractTrainingFree, FitCache, Popularity, SDiff,
                      TrainInfo, TurboCF, load_model, make_model)
 from .ranking import Ranking, rank_rows, recommend, recommend_for
@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SDiff",
+    "GiffCF",
     "BSPM",
     "ChebyCF",
     "Ensemble",

@@ -33,6 +33,22 @@ class Evaluation:
 SPLITS = ("valid", "test")
 HISTORIES = ("train", "train+valid")
 
+PROTOCOLS: dict[str, str] = {
+    "A": "fitted on train, chosen on validation; validation and test scored from the train history, test ranked "
+         "with train and validation items excluded (DiffRec's and GiffCF's code)",
+    "refit": "chosen on validation, then fitted on train + validation; test scored from that history, ranked with "
+             "train and validation items excluded (an easier task: never in one table with protocol A)",
+    "holdout": "fitted on train, no validation split; test scored from the train history, ranked with train items "
+               "excluded (LightGCN's and BSPM's code)",
+}
+"""The evaluation protocols a run's figures come from, by name (:func:`protocol_of`)."""
+
+
+def protocol_of(dataset: Dataset, refit_with_valid: bool = False) -> dict[str, str]:
+    """The protocol of a run on ``dataset``: its name (a key of :data:`PROTOCOLS`) and description."""
+    name = "refit" if refit_with_valid else "holdout" if dataset.valid is None else "A"
+    return {"name": name, "description": PROTOCOLS[name]}
+
 
 def evaluate(
     model: AbstractRecommender,

@@ -19,7 +19,7 @@ from .data import Dataset, load_dataset
 from .data.dataset import matrix_digest
 from .environment import environment_info, memory_info
 from .errors import ConfigError
-from .evaluation import evaluate
+from .evaluation import evaluate, protocol_of
 from . import training
 from .metrics import check_metric
 from .models import AbstractRecommender, AbstractTrainedRecommender, AbstractTrainingFree, load_model, make_model
@@ -362,8 +362,9 @@ def run_experiment(
     and the result also has ``validation_metrics``; ``refit_with_valid`` fits on train +
     validation and scores test from that history (``fitting``: :class:`FitOptions`, which
     also trains trained models). The result has the keys model, config (the effective
-    settings, as config-file tables), dataset, metrics, solver_stats, timings_s, memory and
-    environment, and ``training`` (epochs, best epoch, seconds) for a trained model.
+    settings, as config-file tables), protocol (:func:`bspm_jax.evaluation.protocol_of`), dataset,
+    metrics, solver_stats, timings_s, memory and environment, and ``training`` (epochs, best epoch,
+    seconds) for a trained model.
     """
     fitting = fitting or FitOptions(batch_size=batch_size, progress=progress)
     refit_with_valid = fitting.refit_with_valid
@@ -392,6 +393,7 @@ def run_experiment(
         extra["training"] = record
     return {
         "model": name or model.name,
+        "protocol": protocol_of(dataset, refit_with_valid),
         "config": effective(Config({"model": {"name": name or model.name}, **tables}), model.config()),
         "dataset": {**dataset.summary(), "n_users_evaluated": result.n_users, **dataset.stats},
         "metrics": result.metrics,

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from bspm_jax import Dataset, evaluate  # noqa: E402
-from bspm_jax.models import GMF, MFBPR, LightGCN, MultDAE, MultVAE, NeuMF  # noqa: E402
+from bspm_jax.models import GMF, MFBPR, GiffCF, LightGCN, MultDAE, MultVAE, NeuMF  # noqa: E402
 from bspm_jax.training import TrainSettings, train  # noqa: E402
 from bspm_jax.training.pretrain import starts_trained  # noqa: E402
 
@@ -29,6 +29,7 @@ MODELS = {
     "mult-vae": lambda: MultVAE(hidden=(16,), latent=8, anneal_steps=10),
     "mult-dae": lambda: MultDAE(latent=8),
     "gmf": lambda: GMF(factors=4),
+    "giffcf": lambda: GiffCF(embed_dim=8, time_dim=4),
     "neumf": lambda: NeuMF(factors=4, layers=(16, 8), pretrain=True),  # GMF and MLP pre-trained in sub-folders
 }
 

@@ -384,7 +384,7 @@ def test_cli_plots_the_s_diff_figures_and_runs_the_preset(small_split, tmp_path,
 
     preset = get_preset("ml1m-s-diff")
     assert preset.model_name == "s-diff" and make_model("s-diff", **preset.model_settings).rank == 400
-    assert preset["evaluation"]["refit_with_valid"] is True
+    assert "refit_with_valid" not in preset["evaluation"]  # protocol A: scored from the train history
     folder = tmp_path / "data"
     folder.mkdir()
     for name, m in (("train", small_split.train), ("valid", small_split.valid), ("test", small_split.test)):
@@ -400,7 +400,7 @@ def test_cli_plots_the_s_diff_figures_and_runs_the_preset(small_split, tmp_path,
     assert main(["run", *common, "--json", str(tmp_path / "r.json")]) == 0
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["model"] == "s-diff" and result["training"]["epochs_run"] == 2
-    assert result["training"]["refit_with_valid"]["epochs"] == result["training"]["best_epoch"]  # the preset refits
+    assert "refit_with_valid" not in result["training"] and result["protocol"]["name"] == "A"
     assert 0 <= result["metrics"]["recall@20"] <= 1
 
 

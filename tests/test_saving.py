@@ -30,6 +30,7 @@ TINY = {  # small networks: the round trip does not depend on their width, their
     "mult-vae": {"hidden": [16], "latent": 8},
     "mult-dae": {"latent": 8},
     "s-diff": {"hidden": [16]},
+    "giffcf": {"embed_dim": 8},
     "chebycf": {"eta": 12},
     "ensemble": {"members": [{"name": "chebycf", "eta": 12}, {"name": "gf-cf", "rank": 12}], "weights": [0.6, 0.4]},
 }

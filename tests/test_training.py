@@ -460,7 +460,7 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
 
 
-@pytest.mark.parametrize("name", ["mf-bpr", "lightgcn", "mult-vae", "mult-dae", "neumf"])
+@pytest.mark.parametrize("name", ["mf-bpr", "lightgcn", "mult-vae", "mult-dae", "neumf", "giffcf"])
 def test_sigkill_and_resume_gives_bit_identical_parameters(tmp_path, name):
     """Each trained model (NeuMF with its GMF and MLP pre-training) killed after epoch 2, resumed: same as one run."""
     script = HERE / "_train_run.py"

@@ -17,6 +17,7 @@ from .base import AbstractLayoutFilter, AbstractRecommender, AbstractSpectralFil
 from .bspm import BSPM
 from .chebycf import ChebyCF
 from .ensemble import Ensemble
+from .giffcf import GiffCF
 from .gmf import GMF
 from .lgcn_ide import LGCNIDE
 from .lightgcn import LightGCN
@@ -46,6 +47,7 @@ MODELS: dict[str, tuple[type[AbstractRecommender], dict[str, Any]]] = {
     "blur-gfcf": (BSPM, {"blur": "gfcf", **_NO_SHARPEN}),
     "mf-bpr": (MFBPR, {}),
     "s-diff": (SDiff, {}),
+    "giffcf": (GiffCF, {}),
     "lightgcn": (LightGCN, {}),
     "gmf": (GMF, {}),
     "mlp": (MLP, {}),
@@ -113,6 +115,7 @@ __all__ = [
     "ChebyCF",
     "Ensemble",
     "GMF",
+    "GiffCF",
     "LGCNIDE",
     "LightGCN",
     "MFBPR",

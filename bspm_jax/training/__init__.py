@@ -3,7 +3,7 @@
 from .checkpoint import CHECKPOINT, TrainState, checkpoint_info, load_checkpoint, save_checkpoint
 from .curves import CURVE, plot_curves, write_curves
 from .loop import TrainResult, TrainSettings, Validate, fingerprint, initial_run, train
-from .losses import AbstractLoss, BPRLoss, DenoisingLoss, bpr_loss, padded_items
+from .losses import AbstractLoss, BPRLoss, DenoisingLoss, GraphDiffusionLoss, bpr_loss, padded_items
 from .objective import Objective, objective
 from .sampling import (PAIR_SAMPLERS, AbstractPairSampler, AbstractSampler, PairSampler, UserPairSampler, UserSampler,
                        epoch_key, stacked_batches)
@@ -14,6 +14,7 @@ __all__ = [
     "AbstractSampler",
     "BPRLoss",
     "DenoisingLoss",
+    "GraphDiffusionLoss",
     "Objective",
     "UserSampler",
     "objective",

@@ -1,5 +1,5 @@
 """Training losses: BPR for pairwise models, binary cross-entropy for NCF models, the denoising MSE of
-spectral diffusion (S-Diff, Algorithm 1), the multinomial likelihood of history autoencoders
+spectral diffusion (S-Diff, Algorithm 1) and of graph-signal diffusion (GiffCF), the multinomial likelihood of history autoencoders
 (Mult-VAE, Mult-DAE).
 
 A loss is a module called as ``loss(model, batch, key)``; arrays it needs from the data
@@ -19,6 +19,7 @@ from jaxtyping import Array, Float, Int
 
 from ..data.dataset import canonical_csr
 from ..models.autoencoder import AbstractAutoencoder
+from ..models.giffcf import GiffCF
 from ..models.ncf import AbstractNCF
 from ..models.s_diff import SDiff
 from ..models.trained import AbstractPairwise, AbstractTrainedRecommender
@@ -83,6 +84,13 @@ def padded_items(train: sp.spmatrix) -> np.ndarray:
     return table
 
 
+def dense_rows(items: Int[Array, "b width"], n_items: int,
+               values: Float[Array, "b width"] | float = 1.0) -> Float[Array, "b n_items"]:
+    """Dense (b, n_items) rows holding ``values`` at the padded item lists' entries (the pad n_items is dropped)."""
+    rows = jnp.broadcast_to(jnp.arange(items.shape[0])[:, None], items.shape)
+    return jnp.zeros((items.shape[0], n_items), jnp.float32).at[rows, items].set(values, mode="drop")
+
+
 class DenoisingLoss(AbstractLoss):
     """S-Diff's ||v_0 - phi(v_t, e, t)||^2 (mean over users and frequencies) on a batch of user indices.
 
@@ -102,15 +110,29 @@ class DenoisingLoss(AbstractLoss):
         items = self.items[users]
         b, n_items = users.shape[0], model.basis.shape[0]
         k_mask, k_uncond, k_time, k_noise = jax.random.split(key, 4)
-        rows = jnp.broadcast_to(jnp.arange(b)[:, None], items.shape)
-        x0 = jnp.zeros((b, n_items), jnp.float32).at[rows, items].set(1.0, mode="drop")
+        x0 = dense_rows(items, n_items)
         keep = jax.random.bernoulli(k_mask, 1.0 - model.mask_ratio, items.shape).astype(jnp.float32)
-        c = jnp.zeros((b, n_items), jnp.float32).at[rows, items].set(keep, mode="drop")
+        c = dense_rows(items, n_items, keep)
         v0, e = model.project(x0), model.project(c)
         e = jnp.where(jax.random.bernoulli(k_uncond, model.p_uncond, (b, 1)), 0.0, e)
         t = model.times()[jax.random.randint(k_time, (b,), 1, model.steps + 1)]
         v_t = model.noised(v0, t, jax.random.normal(k_noise, v0.shape))
         return jnp.mean((model.denoise(v_t, e, t) - v0) ** 2)
+
+
+class GraphDiffusionLoss(AbstractLoss):
+    """GiffCF's objective on a batch of user indices: mean_u sum_i (x_ui - phi(z_t, c, A c, t)_i)^2
+    (:meth:`bspm_jax.models.giffcf.GiffCF.training_error`), x_u the user's binary train row."""
+
+    items: Int[Array, "n_users width"]
+
+    @classmethod
+    def from_matrix(cls, train: sp.spmatrix) -> GraphDiffusionLoss:
+        return cls(jnp.asarray(padded_items(train)))
+
+    def __call__(self, model: GiffCF, batch: tuple[Array, ...], key: jax.Array, step: Int[Array, ""]) -> Float[Array, ""]:
+        (users,) = batch
+        return jnp.mean(model.training_error(dense_rows(self.items[users], model.graph.shape[1]), key))
 
 
 def multinomial_log_likelihood(logits: Float[Array, "b n_items"], rows: SparseRows) -> Float[Array, " b"]:

@@ -9,10 +9,11 @@ import scipy.sparse as sp
 
 from ..errors import ConfigError
 from ..models.autoencoder import AbstractAutoencoder
+from ..models.giffcf import GiffCF
 from ..models.ncf import AbstractNCF
 from ..models.s_diff import SDiff
 from ..models.trained import AbstractBPR, AbstractPairwise, AbstractTrainedRecommender
-from .losses import AbstractLoss, BCELoss, BPRLoss, DenoisingLoss, MultinomialLoss
+from .losses import AbstractLoss, BCELoss, BPRLoss, DenoisingLoss, GraphDiffusionLoss, MultinomialLoss
 from .sampling import PAIR_SAMPLERS, AbstractSampler, NegativeSampler, UserSampler
 
 
@@ -50,6 +51,11 @@ def _neural_cf(model: AbstractNCF, train: sp.csr_matrix) -> Objective:
 @objective.register(SDiff)
 def _spectral_diffusion(model: SDiff, train: sp.csr_matrix) -> Objective:
     return Objective(UserSampler.from_matrix(train), DenoisingLoss.from_matrix(train))
+
+
+@objective.register(GiffCF)
+def _graph_signal_diffusion(model: GiffCF, train: sp.csr_matrix) -> Objective:
+    return Objective(UserSampler.from_matrix(train), GraphDiffusionLoss.from_matrix(train))
 
 
 @objective.register(AbstractAutoencoder)
