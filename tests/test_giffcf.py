@@ -4,6 +4,8 @@ training error; determinism for a seed, resume after an interruption, refused se
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -261,6 +263,50 @@ def test_trained_giffcf_ranks_the_users_own_cluster_first():
     assert learned > popularity + 0.05
 
 
+# ---------------------------------------------------------------- heads (a deep ensemble)
+
+
+def head(model: GiffCF, h: int) -> GiffCF:
+    """A one-head model holding head ``h`` of ``model`` (0: the first)."""
+    d = model.denoiser if h == 0 else jax.tree.map(lambda a: a[h - 1], model.extra_heads)
+    return dataclasses.replace(model, heads=1, denoiser=d, extra_heads=None)
+
+
+def test_heads_average_the_heads_samples_and_sum_their_errors():
+    R = toy(10)
+    model = fitted(R, heads=3, steps=1, dropout=0.0)
+    one = fitted(R, steps=1, dropout=0.0)
+    for x, y in zip(jax.tree.leaves(model.denoiser), jax.tree.leaves(one.denoiser)):  # head 1 is a one-head model's
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    assert model.extra_heads.item_embedding.shape == (2, 30, 6)
+    assert not np.array_equal(np.asarray(model.extra_heads.item_embedding[0]), np.asarray(model.extra_heads.item_embedding[1]))
+    X = R[:5].toarray().astype(np.float64)
+    S = numpy_smoothing(R.toarray())
+    want = np.mean([numpy_sample(head(model, h), X, S) for h in range(3)], axis=0)
+    np.testing.assert_allclose(np.asarray(model.score(SparseRows.from_scipy(R[:5]))), want, rtol=1e-3, atol=1e-4)
+    z = X + model.alpha * (X @ S - X)  # T = 1, no dropout: every head's draw is the same
+    errors = [((X - numpy_phi(head(model, h), z, X, X @ S, 1)) ** 2).sum(-1) for h in range(3)]
+    np.testing.assert_allclose(np.asarray(model.training_error(jnp.asarray(X, jnp.float32), KEY)), np.sum(errors, 0),
+                               rtol=1e-4)
+
+
+def test_heads_are_trained_and_saved_like_one(tmp_path):
+    from bspm_jax import load_model
+
+    R = toy(11)
+    model = GiffCF(embed_dim=6, time_dim=4, kernel="jax", heads=2)
+    s = TrainSettings(epochs=2, lr=1e-2, batch_size=16, seed=1)
+    a, b = train(model, R, s).model, train(model, R, s).model
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+    start = model.init(jax.random.fold_in(jax.random.key(1), 0), R)
+    assert not np.array_equal(np.asarray(a.extra_heads.item_embedding), np.asarray(start.extra_heads.item_embedding))
+    a = a.with_train(R)
+    loaded = load_model(a.save(tmp_path / "two-heads"))
+    rows = SparseRows.from_scipy(R)
+    assert np.asarray(loaded.score(rows)).tobytes() == np.asarray(a.score(rows)).tobytes()
+
+
 # ---------------------------------------------------------------- settings
 
 
@@ -268,7 +314,7 @@ def test_trained_giffcf_ranks_the_users_own_cluster_first():
     ({"embed_dim": 0}, "embed_dim"), ({"steps": 0}, "steps"), ({"alpha": -1.0}, "alpha"),
     ({"dropout": 1.0}, "dropout"), ({"dropout": -0.1}, "dropout"), ({"ideal_weight": -1.0}, "ideal_weight"),
     ({"noise_decay": float("nan")}, "noise_decay"), ({"activation": "gelu"}, "activation"),
-    ({"kernel": "fastest"}, "kernel"), ({"time_dim": 1}, "time_dim"),
+    ({"kernel": "fastest"}, "kernel"), ({"time_dim": 1}, "time_dim"), ({"heads": 0}, "heads"),
 ])
 def test_impossible_settings_are_refused(settings, message):
     with pytest.raises(ConfigError, match=message):

@@ -19,6 +19,11 @@ Sampling, from the history x as condition, deterministic: ``z = F(x, T)``; for t
 s = t - 1: ``x^ = phi(z, x, A x, t)``, ``z <- F(x^, s) + noise_decay^(t - s) (z - F(x^, t))``
 (with ``noise_decay = 0``: ``z <- F(x^, s)``); the scores are the last z. Every setting is
 GiffCF's ML-1M configuration by default.
+
+With ``heads = H > 1`` the model is a deep ensemble: H denoisers initialised independently,
+each trained on the same batches with its own draws of t, dropout and noise (the loss is
+the sum of theirs), and the scores are the mean of the H sampled x_0. The first head is
+drawn exactly as a one-head model's.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class GiffCF(AbstractTrainedRecommender):
     - ``noise_decay``: its decay per step back from T, and the sampler's carry of z - F(x^, t) (0.5);
     - ``time_dim``: width of the sinusoidal step embedding and its hidden layer (20);
     - ``mixer_hidden``: hidden units of the two per-coordinate mixers (2);
+    - ``heads``: denoisers trained side by side whose sampled scores are averaged (1);
     - ``activation``: of every hidden layer, ``silu`` (Keras's swish), ``tanh`` or ``relu``;
     - ``kernel``: the sparse products' path (:func:`bspm_jax.native.select`);
     - ``svd_solver``, ``svd_tol``: the decomposition giving lambda_1 and V (:func:`bspm_jax.spectral.truncated_svd`).
@@ -87,6 +93,7 @@ class GiffCF(AbstractTrainedRecommender):
     noise_decay: float = eqx.field(static=True, default=0.5)
     time_dim: int = eqx.field(static=True, default=20)
     mixer_hidden: int = eqx.field(static=True, default=2)
+    heads: int = eqx.field(static=True, default=1)
     activation: str = eqx.field(static=True, default="silu")
     kernel: str = eqx.field(static=True, default="auto")
     svd_solver: str = eqx.field(static=True, default="auto")
@@ -96,9 +103,11 @@ class GiffCF(AbstractTrainedRecommender):
     """R / sqrt(lambda_1), so that its Gram product is A's propagation term."""
     ideal_basis: Float[Array, "n_items cutoff"] | None = None
     denoiser: ItemDenoiser | None = None
+    extra_heads: ItemDenoiser | None = None
+    """Heads 2..H, their arrays stacked on a leading axis (None with one head)."""
 
     def __check_init__(self) -> None:
-        for name in ("embed_dim", "steps", "ideal_cutoff", "mixer_hidden"):
+        for name in ("embed_dim", "steps", "ideal_cutoff", "mixer_hidden", "heads"):
             check_integer(name, getattr(self, name), 1)
         check_integer("time_dim", self.time_dim, 2)
         check_number("alpha", self.alpha, 0.0)
@@ -130,9 +139,16 @@ class GiffCF(AbstractTrainedRecommender):
         if not s[0] > 0:
             raise ConfigError("GiffCF needs a train matrix with at least one interaction")
         basis = jnp.asarray(vt.T.astype(np.float32)) if self.ideal_weight > 0 else None
-        denoiser = ItemDenoiser.init(key, n_items, self.embed_dim, self.time_dim, self.mixer_hidden, self.activation)
+        def draw(k: jax.Array) -> ItemDenoiser:
+            return ItemDenoiser.init(k, n_items, self.embed_dim, self.time_dim, self.mixer_hidden, self.activation)
+
+        extra = None if self.heads == 1 else eqx.filter_vmap(draw)(self.extra_keys(key))
         return dataclasses.replace(self, graph=SparseMatrix.from_scipy(r / s[0], kernel=self.kernel),
-                                   ideal_basis=basis, denoiser=denoiser)
+                                   ideal_basis=basis, denoiser=draw(key), extra_heads=extra)
+
+    def extra_keys(self, key: jax.Array) -> jax.Array:
+        """The keys of heads 2..H, from the key of head 1."""
+        return jax.random.split(jax.random.fold_in(key, 1), self.heads - 1)
 
     # ------------------------------------------------------------------ the process
 
@@ -154,9 +170,9 @@ class GiffCF(AbstractTrainedRecommender):
         return self.noise_scale * jnp.power(jnp.float32(self.noise_decay), (self.steps - t).astype(jnp.float32))
 
     def denoise(self, z_t: Float[Array, "b n_items"], c: Float[Array, "b n_items"], ac: Float[Array, "b n_items"],
-                t: Int[Array, " b"]) -> Float[Array, "b n_items"]:
-        """phi(z_t, c, A c, t): the denoiser's estimate of x_0."""
-        return self.denoiser(z_t, c, ac, t)
+                t: Int[Array, " b"], denoiser: ItemDenoiser | None = None) -> Float[Array, "b n_items"]:
+        """phi(z_t, c, A c, t): ``denoiser``'s estimate of x_0 (by default the first head's)."""
+        return (self.denoiser if denoiser is None else denoiser)(z_t, c, ac, t)
 
     def corrupted(self, x: Float[Array, "b n_items"], key: jax.Array) -> tuple[Float[Array, "b n_items"],
                                                                               Float[Array, "b n_items"], Int[Array, " b"]]:
@@ -170,17 +186,36 @@ class GiffCF(AbstractTrainedRecommender):
         return z_t, jnp.where(keep, x / (1.0 - self.dropout), 0.0), t
 
     def training_error(self, x: Float[Array, "b n_items"], key: jax.Array) -> Float[Array, " b"]:
-        """sum_i (x_i - phi(z_t, c, A c, t)_i)^2 of each row, for the draw :meth:`corrupted` makes from ``key``."""
+        """sum_i (x_i - phi(z_t, c, A c, t)_i)^2 of each row for the draw :meth:`corrupted` makes from ``key``,
+        summed over the heads (head h > 1 draws from its own key, :meth:`extra_keys`)."""
+        error = self.head_error(self.denoiser, x, key)
+        if self.extra_heads is None:
+            return error
+        extra = eqx.filter_vmap(self.head_error, in_axes=(eqx.if_array(0), None, 0))(self.extra_heads, x,
+                                                                                     self.extra_keys(key))
+        return error + jnp.sum(extra, axis=0)
+
+    def head_error(self, denoiser: ItemDenoiser, x: Float[Array, "b n_items"], key: jax.Array) -> Float[Array, " b"]:
+        """One head's training error (see :meth:`training_error`)."""
         z_t, c, t = self.corrupted(x, key)
-        return jnp.sum((x - self.denoise(z_t, c, self.smooth(c), t)) ** 2, axis=-1)
+        return jnp.sum((x - self.denoise(z_t, c, self.smooth(c), t, denoiser)) ** 2, axis=-1)
 
     def sample(self, x: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
-        """The reverse process from the history ``x`` (see the module): the scores of every item."""
-        b = x.shape[0]
+        """The reverse process from the history ``x`` (see the module), averaged over the heads: the scores."""
         ax = self.smooth(x)
+        scores = self.head_sample(self.denoiser, x, ax)
+        if self.extra_heads is None:
+            return scores
+        extra = eqx.filter_vmap(self.head_sample, in_axes=(eqx.if_array(0), None, None))(self.extra_heads, x, ax)
+        return (scores + jnp.sum(extra, axis=0)) / self.heads
+
+    def head_sample(self, denoiser: ItemDenoiser, x: Float[Array, "b n_items"],
+                    ax: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
+        """One head's reverse process from the history ``x`` and its smoothing ``ax``."""
+        b = x.shape[0]
         z = self.filtered(x, ax, self.steps)
         for t in range(self.steps, 0, -1):
-            x_hat = self.denoise(z, x, ax, jnp.full((b,), t, jnp.int32))
+            x_hat = self.denoise(z, x, ax, jnp.full((b,), t, jnp.int32), denoiser)
             ax_hat = self.smooth(x_hat)
             z_s = self.filtered(x_hat, ax_hat, t - 1)
             z = z_s + self.noise_decay * (z - self.filtered(x_hat, ax_hat, t)) if self.noise_decay > 0 else z_s
@@ -198,4 +233,4 @@ class GiffCF(AbstractTrainedRecommender):
         return self.score(rows), {}
 
     def scoring_bytes_per_user(self, n_items: int) -> int:
-        return 24 * n_items * 4 + 4 * self.embed_dim * 4
+        return (24 * n_items + 4 * self.embed_dim) * 4 * self.heads
