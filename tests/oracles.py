@@ -45,3 +45,33 @@ def same(a: object, b: object) -> bool:
     """Whether two pytrees hold bit-identical arrays of the same dtypes."""
     la, lb = leaves(a), leaves(b)
     return len(la) == len(lb) and all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(la, lb))
+
+
+class Interrupt(Exception):
+    """Raised by :func:`resume_matches_whole`'s validator to stop a run mid-way (e.g. Ctrl-C during a validation)."""
+
+
+def resume_matches_whole(model, train_matrix, settings, probe, folder, stop_at: int = 5, resumed_from: int = 4):
+    """Train once whole; again with checkpoints in ``folder``, interrupted at the ``stop_at``-th validation; then
+    resume from ``folder``. Asserts the resumed run's parameters are bit-identical to the whole run's and its
+    loss history equal; returns (whole, resumed). ``probe(model)`` is the validation metric (deterministic)."""
+    import pytest
+    from bspm_jax.training import train
+
+    def validator(stop=None):
+        calls = []
+
+        def validate(m):
+            calls.append(1)
+            if len(calls) == stop:
+                raise Interrupt
+            return {"recall@20": float(probe(m))}
+        return validate
+
+    whole = train(model, train_matrix, settings, validator())
+    with pytest.raises(Interrupt):
+        train(model, train_matrix, settings, validator(stop_at), checkpoint_dir=folder)
+    resumed = train(model, train_matrix, settings, validator(), checkpoint_dir=folder, resume=True)
+    assert resumed.resumed_from == resumed_from and same(resumed.model, whole.model)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+    return whole, resumed

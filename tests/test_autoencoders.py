@@ -24,19 +24,13 @@ from bspm_jax.models.mult_vae import kl_divergence
 from bspm_jax.rows import SparseRows
 from bspm_jax.training import TrainSettings, UserSampler, objective, train
 from bspm_jax.training.losses import MultinomialLoss, multinomial_log_likelihood
+from oracles import resume_matches_whole, toy
 
 KERNELS = ["jax", *(["auto"] if native.available() else [])]
 SETTINGS = TrainSettings(epochs=3, batch_size=10, lr=1e-2, seed=2)  # 30 users: 3 full batches, one compiled scan
 SMALL_VAE = {"hidden": (6,), "latent": 3, "reg": 0.01, "anneal_steps": 100}
 SMALL_DAE = {"latent": 4, "reg": 0.01}
 # Tests share these settings and the matrix toy() so that they share compiled functions.
-
-
-def toy(seed: int = 0, n_users: int = 30, n_items: int = 20, p: float = 0.25) -> sp.csr_matrix:
-    rng = np.random.default_rng(seed)
-    dense = rng.random((n_users, n_items)) < p
-    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = True  # every user has an item
-    return sp.csr_matrix(dense.astype(np.float32))
 
 
 def vae(R: sp.csr_matrix | None = None, **settings) -> MultVAE:
@@ -314,33 +308,10 @@ def test_training_is_bit_identical_for_a_seed_and_changes_the_parameters(cls, tr
     assert a.history[-1]["loss"] < a.history[0]["loss"]
 
 
-class Interrupt(Exception):
-    pass
-
-
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
-    R = toy()
     model = MultVAE(**SMALL_VAE)  # 3 steps an epoch: beta still rises (to 0.17) when interrupted and after
     s = dataclasses.replace(SETTINGS, epochs=6, checkpoint_every=2, seed=4)
-
-    def validator(stop_at=None):
-        calls = []
-
-        def validate(m):
-            calls.append(1)
-            if len(calls) == stop_at:
-                raise Interrupt
-            return {"recall@20": float(np.sum(np.asarray(m.decoder[-1].bias)))}
-        return validate
-
-    whole = train(model, R, s, validator())
-    with pytest.raises(Interrupt):
-        train(model, R, s, validator(5), checkpoint_dir=tmp_path)
-    resumed = train(model, R, s, validator(), checkpoint_dir=tmp_path, resume=True)
-    assert resumed.resumed_from == 4
-    for x, y in zip(jax.tree.leaves(resumed.model), jax.tree.leaves(whole.model)):
-        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
-    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+    resume_matches_whole(model, toy(), s, lambda m: np.sum(np.asarray(m.decoder[-1].bias)), tmp_path)
 
 
 # ---------------------------------------------------------------- saving

@@ -19,15 +19,14 @@ from bspm_jax.evaluation import evaluate
 from bspm_jax.models.giffcf import giffcf_graph
 from bspm_jax.rows import SparseRows
 from bspm_jax.training import GraphDiffusionLoss, TrainSettings, train
+from oracles import resume_matches_whole
+from oracles import toy as _toy
 
 KEY = jax.random.key(0)
 
 
 def toy(seed: int = 0, n_users: int = 40, n_items: int = 30, p: float = 0.2) -> sp.csr_matrix:
-    rng = np.random.default_rng(seed)
-    dense = rng.random((n_users, n_items)) < p
-    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
-    return sp.csr_matrix(dense.astype(np.float32))
+    return _toy(seed, n_users, n_items, p)
 
 
 def fitted(R: sp.csr_matrix | None = None, **settings) -> GiffCF:
@@ -213,33 +212,10 @@ def test_training_is_deterministic_for_a_seed_and_keeps_the_graph_frozen():
     assert a.denoiser.item_embedding.shape == (30, 6)
 
 
-class Interrupt(Exception):
-    pass
-
-
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
-    R = toy(9)
-    model = GiffCF(embed_dim=6, time_dim=4, kernel="jax")
     s = TrainSettings(epochs=6, lr=1e-2, batch_size=8, checkpoint_every=2, seed=4)
-
-    def validator(stop_at=None):
-        calls = []
-
-        def validate(m):
-            calls.append(1)
-            if len(calls) == stop_at:
-                raise Interrupt
-            return {"recall@20": float(np.sum(np.asarray(m.denoiser.score_mixer.out.bias)))}
-        return validate
-
-    whole = train(model, R, s, validator())
-    with pytest.raises(Interrupt):
-        train(model, R, s, validator(5), checkpoint_dir=tmp_path)
-    resumed = train(model, R, s, validator(), checkpoint_dir=tmp_path, resume=True)
-    assert resumed.resumed_from == 4
-    for x, y in zip(jax.tree.leaves(resumed.model), jax.tree.leaves(whole.model)):
-        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
-    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+    resume_matches_whole(GiffCF(embed_dim=6, time_dim=4, kernel="jax"), toy(9), s,
+                         lambda m: np.sum(np.asarray(m.denoiser.score_mixer.out.bias)), tmp_path)
 
 
 def clustered(seed: int, n_users: int = 120, n_items: int = 40) -> sp.csr_matrix:

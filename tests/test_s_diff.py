@@ -22,16 +22,15 @@ from bspm_jax.diffusion import SCHEDULES, ConcatDenoiser, FiLMDenoiser, log_snr,
 from bspm_jax.errors import ConfigError
 from bspm_jax.evaluation import evaluate
 from bspm_jax.rows import SparseRows
+from oracles import resume_matches_whole
+from oracles import toy as _toy
 from bspm_jax.training import DenoisingLoss, TrainSettings, UserSampler, padded_items, train
 
 KEY = jax.random.key(0)
 
 
 def toy(seed: int = 0, n_users: int = 40, n_items: int = 30, p: float = 0.2) -> sp.csr_matrix:
-    rng = np.random.default_rng(seed)
-    dense = rng.random((n_users, n_items)) < p
-    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
-    return sp.csr_matrix(dense.astype(np.float32))
+    return _toy(seed, n_users, n_items, p)
 
 
 def fitted(R: sp.csr_matrix | None = None, **settings) -> SDiff:
@@ -308,33 +307,10 @@ def test_a_rank_above_the_item_count_is_refused():
 # ---------------------------------------------------------------- resume, figures, CLI
 
 
-class Interrupt(Exception):
-    pass
-
-
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
-    R = toy(7)
-    model = SDiff(rank=6, hidden=(12,), time_dim=4)
     s = TrainSettings(epochs=6, lr=1e-3, batch_size=8, checkpoint_every=2, seed=4)
-
-    def validator(stop_at=None):
-        calls = []
-
-        def validate(m):
-            calls.append(1)
-            if len(calls) == stop_at:
-                raise Interrupt
-            return {"recall@20": float(np.sum(np.asarray(m.denoiser.layers[-1].bias)))}
-        return validate
-
-    whole = train(model, R, s, validator())
-    with pytest.raises(Interrupt):
-        train(model, R, s, validator(5), checkpoint_dir=tmp_path)
-    resumed = train(model, R, s, validator(), checkpoint_dir=tmp_path, resume=True)
-    assert resumed.resumed_from == 4
-    for x, y in zip(jax.tree.leaves(resumed.model), jax.tree.leaves(whole.model)):
-        assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
-    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+    resume_matches_whole(SDiff(rank=6, hidden=(12,), time_dim=4), toy(7), s,
+                         lambda m: np.sum(np.asarray(m.denoiser.layers[-1].bias)), tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ from bspm_jax.training import (
     write_curves,
 )
 
-from oracles import leaves, same, toy
+from oracles import leaves, resume_matches_whole, same, toy
 
 HERE = Path(__file__).resolve().parent
 
@@ -432,32 +432,11 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_only_with_its_defaul
     assert resumed.resumed_from == 1 and same(resumed.model, whole.model)
 
 
-class Interrupt(Exception):
-    pass
-
-
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
-    R = toy()
     settings = TrainSettings(epochs=6, lr=0.05, batch_size=16, checkpoint_every=2, seed=1)
-
-    def validator(stop_at: int | None = None):
-        calls = []
-
-        def validate(model: MFBPR) -> dict[str, float]:
-            calls.append(1)
-            if len(calls) == stop_at:
-                raise Interrupt  # e.g. Ctrl-C during the validation of epoch 5
-            return {"recall@20": float(np.sum(np.asarray(model.user_embedding)[:3]))}  # deterministic in the model
-        return validate
-
-    whole = train(MFBPR(dim=4), R, settings, validator())
-    with pytest.raises(Interrupt):
-        train(MFBPR(dim=4), R, settings, validator(5), checkpoint_dir=tmp_path)
-    assert checkpoint_info(tmp_path)["epoch"] == 4
-    resumed = train(MFBPR(dim=4), R, settings, validator(), checkpoint_dir=tmp_path, resume=True)
-    assert resumed.resumed_from == 4 and same(resumed.model, whole.model)
+    probe = lambda model: np.sum(np.asarray(model.user_embedding)[:3])  # noqa: E731 (deterministic in the model)
+    whole, resumed = resume_matches_whole(MFBPR(dim=4), toy(), settings, probe, tmp_path)  # from epoch 4's checkpoint
     assert (resumed.best_epoch, resumed.best_metric) == (whole.best_epoch, whole.best_metric)
-    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
 
 
 @pytest.mark.parametrize("name", ["mf-bpr", "lightgcn", "mult-vae", "mult-dae", "neumf", "giffcf"])

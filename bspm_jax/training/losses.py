@@ -91,19 +91,23 @@ def dense_rows(items: Int[Array, "b width"], n_items: int,
     return jnp.zeros((items.shape[0], n_items), jnp.float32).at[rows, items].set(values, mode="drop")
 
 
-class DenoisingLoss(AbstractLoss):
+class AbstractHistoryLoss(AbstractLoss):
+    """A loss on a batch of user indices that needs the users' train items (padded lists, on the device)."""
+
+    items: Int[Array, "n_users width"]
+
+    @classmethod
+    def from_matrix(cls, train: sp.spmatrix) -> AbstractHistoryLoss:
+        return cls(jnp.asarray(padded_items(train)))
+
+
+class DenoisingLoss(AbstractHistoryLoss):
     """S-Diff's ||v_0 - phi(v_t, e, t)||^2 (mean over users and frequencies) on a batch of user indices.
 
     v_0 = U^T x_0; the condition keeps each item with probability 1 - mask_ratio and is
     emptied (e = 0) with probability p_uncond; t = t_k with k uniform in 1..T;
     v_t = alpha_t v_0 + sigma_t eps.
     """
-
-    items: Int[Array, "n_users width"]
-
-    @classmethod
-    def from_matrix(cls, train: sp.spmatrix) -> DenoisingLoss:
-        return cls(jnp.asarray(padded_items(train)))
 
     def __call__(self, model: SDiff, batch: tuple[Array, ...], key: jax.Array, step: Int[Array, ""]) -> Float[Array, ""]:
         (users,) = batch
@@ -120,15 +124,9 @@ class DenoisingLoss(AbstractLoss):
         return jnp.mean((model.denoise(v_t, e, t) - v0) ** 2)
 
 
-class GraphDiffusionLoss(AbstractLoss):
+class GraphDiffusionLoss(AbstractHistoryLoss):
     """GiffCF's objective on a batch of user indices: mean_u sum_i (x_ui - phi(z_t, c, A c, t)_i)^2
     (:meth:`bspm_jax.models.giffcf.GiffCF.training_error`), x_u the user's binary train row."""
-
-    items: Int[Array, "n_users width"]
-
-    @classmethod
-    def from_matrix(cls, train: sp.spmatrix) -> GraphDiffusionLoss:
-        return cls(jnp.asarray(padded_items(train)))
 
     def __call__(self, model: GiffCF, batch: tuple[Array, ...], key: jax.Array, step: Int[Array, ""]) -> Float[Array, ""]:
         (users,) = batch
