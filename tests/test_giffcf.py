@@ -270,7 +270,7 @@ def test_heads_are_trained_and_saved_like_one(tmp_path):
     from bspm_jax import load_model
 
     R = toy(11)
-    model = GiffCF(embed_dim=6, time_dim=4, kernel="jax", heads=2)
+    model = GiffCF(embed_dim=6, time_dim=4, heads=2)  # the default kernel: the native one where it is built
     s = TrainSettings(epochs=2, lr=1e-2, batch_size=16, seed=1)
     a, b = train(model, R, s).model, train(model, R, s).model
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):

@@ -29,6 +29,7 @@ drawn exactly as a one-head model's.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -159,11 +160,11 @@ class GiffCF(AbstractTrainedRecommender):
             return ax
         return (ax + self.ideal_weight * ((x @ self.ideal_basis) @ self.ideal_basis.T)) / (1.0 + self.ideal_weight)
 
-    def filtered(self, x: Float[Array, "b n_items"], ax: Float[Array, "b n_items"],
-                 t: Int[Array, " b"] | int) -> Float[Array, "b n_items"]:
+    def filtered(self, x: Float[Array, "*h b n_items"], ax: Float[Array, "*h b n_items"],
+                 t: Int[Array, " b"] | int) -> Float[Array, "*h b n_items"]:
         """F(x, t) = x + alpha (t / T) (A x - x), given A x."""
         w = self.alpha * jnp.asarray(t, jnp.float32) / self.steps
-        return x + jnp.reshape(w, (-1, 1)) * (ax - x)
+        return x + jnp.expand_dims(w, -1) * (ax - x)
 
     def noise_std(self, t: Int[Array, " b"]) -> Float[Array, " b"]:
         """noise_scale * noise_decay^(T - t): the training noise at step t."""
@@ -174,12 +175,18 @@ class GiffCF(AbstractTrainedRecommender):
         """phi(z_t, c, A c, t): ``denoiser``'s estimate of x_0 (by default the first head's)."""
         return (self.denoiser if denoiser is None else denoiser)(z_t, c, ac, t)
 
-    def corrupted(self, x: Float[Array, "b n_items"], key: jax.Array) -> tuple[Float[Array, "b n_items"],
-                                                                              Float[Array, "b n_items"], Int[Array, " b"]]:
-        """A training draw (z_t, c, t): t uniform in 1..T, z_t = F(x, t) (+ noise), c = x dropped out and rescaled."""
+    def smooth_rows(self, y: Float[Array, "*h b n_items"]) -> Float[Array, "*h b n_items"]:
+        """:meth:`smooth` of rows stacked on leading axes (one sparse product for all; it is not vmapped)."""
+        return self.smooth(y.reshape(-1, y.shape[-1])).reshape(y.shape)
+
+    def corrupted(self, x: Float[Array, "b n_items"], key: jax.Array,
+                  ax: Float[Array, "b n_items"] | None = None) -> tuple[Float[Array, "b n_items"],
+                                                                          Float[Array, "b n_items"], Int[Array, " b"]]:
+        """A training draw (z_t, c, t): t uniform in 1..T, z_t = F(x, t) (+ noise), c = x dropped out and rescaled
+        (``ax``: A x when known)."""
         k_time, k_drop, k_noise = jax.random.split(key, 3)
         t = jax.random.randint(k_time, (x.shape[0],), 1, self.steps + 1)
-        z_t = self.filtered(x, self.smooth(x), t)
+        z_t = self.filtered(x, self.smooth(x) if ax is None else ax, t)
         if self.noise_scale > 0:
             z_t = z_t + self.noise_std(t)[:, None] * jax.random.normal(k_noise, x.shape)
         keep = jax.random.bernoulli(k_drop, 1.0 - self.dropout, x.shape)
@@ -188,35 +195,34 @@ class GiffCF(AbstractTrainedRecommender):
     def training_error(self, x: Float[Array, "b n_items"], key: jax.Array) -> Float[Array, " b"]:
         """sum_i (x_i - phi(z_t, c, A c, t)_i)^2 of each row for the draw :meth:`corrupted` makes from ``key``,
         summed over the heads (head h > 1 draws from its own key, :meth:`extra_keys`)."""
-        error = self.head_error(self.denoiser, x, key)
+        z_t, c, t = self.corrupted(x, key)
+        error = jnp.sum((x - self.denoise(z_t, c, self.smooth(c), t)) ** 2, axis=-1)
         if self.extra_heads is None:
             return error
-        extra = eqx.filter_vmap(self.head_error, in_axes=(eqx.if_array(0), None, 0))(self.extra_heads, x,
-                                                                                     self.extra_keys(key))
-        return error + jnp.sum(extra, axis=0)
-
-    def head_error(self, denoiser: ItemDenoiser, x: Float[Array, "b n_items"], key: jax.Array) -> Float[Array, " b"]:
-        """One head's training error (see :meth:`training_error`)."""
-        z_t, c, t = self.corrupted(x, key)
-        return jnp.sum((x - self.denoise(z_t, c, self.smooth(c), t, denoiser)) ** 2, axis=-1)
+        ax = self.smooth(x)
+        z_t, c, t = jax.vmap(lambda k: self.corrupted(x, k, ax))(self.extra_keys(key))
+        pred = eqx.filter_vmap(lambda d, *a: d(*a))(self.extra_heads, z_t, c, self.smooth_rows(c), t)
+        return error + jnp.sum((x - pred) ** 2, axis=(0, 2))
 
     def sample(self, x: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
         """The reverse process from the history ``x`` (see the module), averaged over the heads: the scores."""
+        b = x.shape[0]
         ax = self.smooth(x)
-        scores = self.head_sample(self.denoiser, x, ax)
+        z = self.filtered(x, ax, self.steps)
+        scores = self.reverse(lambda zt, t: self.denoise(zt, x, ax, jnp.full((b,), t, jnp.int32)), z)
         if self.extra_heads is None:
             return scores
-        extra = eqx.filter_vmap(self.head_sample, in_axes=(eqx.if_array(0), None, None))(self.extra_heads, x, ax)
+        heads = eqx.filter_vmap(lambda d, zt, t: d(zt, x, ax, jnp.full((b,), t, jnp.int32)),
+                                in_axes=(eqx.if_array(0), 0, None))
+        extra = self.reverse(lambda zt, t: heads(self.extra_heads, zt, t), jnp.broadcast_to(z, (self.heads - 1, *z.shape)))
         return (scores + jnp.sum(extra, axis=0)) / self.heads
 
-    def head_sample(self, denoiser: ItemDenoiser, x: Float[Array, "b n_items"],
-                    ax: Float[Array, "b n_items"]) -> Float[Array, "b n_items"]:
-        """One head's reverse process from the history ``x`` and its smoothing ``ax``."""
-        b = x.shape[0]
-        z = self.filtered(x, ax, self.steps)
+    def reverse(self, denoise: Callable[[Array, int], Array], z: Float[Array, "*h b n_items"]) -> Float[Array, "*h b n_items"]:
+        """The reverse steps t = T..1 from z_T = ``z``, with ``denoise(z_t, t)`` the estimate of x_0 (rows may be
+        stacked on leading axes, one stack per head)."""
         for t in range(self.steps, 0, -1):
-            x_hat = self.denoise(z, x, ax, jnp.full((b,), t, jnp.int32), denoiser)
-            ax_hat = self.smooth(x_hat)
+            x_hat = denoise(z, t)
+            ax_hat = self.smooth_rows(x_hat)
             z_s = self.filtered(x_hat, ax_hat, t - 1)
             z = z_s + self.noise_decay * (z - self.filtered(x_hat, ax_hat, t)) if self.noise_decay > 0 else z_s
         return z
