@@ -302,13 +302,13 @@ def test_an_ideal_cutoff_above_the_item_count_is_refused():
         GiffCF(ideal_weight=0.5, ideal_cutoff=500).init(KEY, toy())
 
 
-def test_the_preset_holds_the_published_ml1m_settings():
+def test_the_preset_holds_the_published_ml1m_settings_but_the_mixer_width():
     from bspm_jax.config import get_preset
 
     preset = get_preset("ml1m-giffcf")
     model = make_model("giffcf", **preset.model_settings)
     assert (model.embed_dim, model.steps, model.alpha, model.ideal_weight, model.noise_scale, model.noise_decay,
-            model.dropout) == (200, 3, 1.5, 0.0, 0.0, 0.5, 0.5)
+            model.dropout, model.mixer_hidden) == (200, 3, 1.5, 0.0, 0.0, 0.5, 0.5, 8)  # the width chosen on validation
     assert preset["train"]["batch_size"] == 100 and preset["train"]["lr"] == 1e-3
     assert preset["train"]["eval_every"] * preset["train"]["patience"] == 200
     assert not preset["evaluation"].get("refit_with_valid", False)
