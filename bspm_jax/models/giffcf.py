@@ -140,6 +140,7 @@ class GiffCF(AbstractTrainedRecommender):
         if not s[0] > 0:
             raise ConfigError("GiffCF needs a train matrix with at least one interaction")
         basis = jnp.asarray(vt.T.astype(np.float32)) if self.ideal_weight > 0 else None
+
         def draw(k: jax.Array) -> ItemDenoiser:
             return ItemDenoiser.init(k, n_items, self.embed_dim, self.time_dim, self.mixer_hidden, self.activation)
 
@@ -171,9 +172,9 @@ class GiffCF(AbstractTrainedRecommender):
         return self.noise_scale * jnp.power(jnp.float32(self.noise_decay), (self.steps - t).astype(jnp.float32))
 
     def denoise(self, z_t: Float[Array, "b n_items"], c: Float[Array, "b n_items"], ac: Float[Array, "b n_items"],
-                t: Int[Array, " b"], denoiser: ItemDenoiser | None = None) -> Float[Array, "b n_items"]:
-        """phi(z_t, c, A c, t): ``denoiser``'s estimate of x_0 (by default the first head's)."""
-        return (self.denoiser if denoiser is None else denoiser)(z_t, c, ac, t)
+                t: Int[Array, " b"]) -> Float[Array, "b n_items"]:
+        """phi(z_t, c, A c, t): the first head's estimate of x_0."""
+        return self.denoiser(z_t, c, ac, t)
 
     def smooth_rows(self, y: Float[Array, "*h b n_items"]) -> Float[Array, "*h b n_items"]:
         """:meth:`smooth` of rows stacked on leading axes (one sparse product for all; it is not vmapped)."""
