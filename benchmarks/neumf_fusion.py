@@ -27,7 +27,7 @@ from bspm_jax.config import get_preset
 from bspm_jax.evaluation import evaluate
 from bspm_jax.experiment import dataset_from_config, model_from_config, train_settings
 from bspm_jax.models import NeuMF
-from bspm_jax.training.loop import init_key
+from bspm_jax.training.loop import init_key, train
 from bspm_jax.training.pretrain import initial_model
 
 from . import machine, save_results
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(args.work) / f"{args.preset}{tag}" / f"seed{seed}"
         for alpha in alphas:
             fused = initial_model(dataclasses.replace(model, alpha=alpha), init_key(settings), dataset.train, settings,
-                                  validate, folder, resume=True).with_train(dataset.train)
+                                  validate, folder, resume=True, run=train).with_train(dataset.train)
             valid, test = validate(fused), evaluate(fused, dataset, ks=(20,), batch_size="auto").metrics
             run = {"seed": seed, "alpha": alpha, "part_epochs": list(fused.part_epochs),
                    "validation": {m: valid[m] for m in METRICS}, "test": {m: test[m] for m in METRICS}}

@@ -99,7 +99,7 @@ def protocol_matrices(
         raise ConfigError(f"history must be one of {', '.join(HISTORIES)}, got {history!r}")
     if split == "valid":
         if dataset.valid is None:
-            raise ConfigError(f"{dataset.name} has no validation split (carve one with Dataset.with_validation)")
+            raise ConfigError(f"{dataset.name} has no validation split (carve one with bspm_jax.data.carve_validation)")
         if history != "train":
             raise ConfigError("validation is scored from the train history only (history='train')")
         return dataset.train, None, dataset.valid

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from . import serial
 from .config import DEFAULTS, Config, config_from_dict, effective
-from .data import Dataset, load_dataset
+from .data import Dataset, carve_validation, load_dataset
 from .data.dataset import matrix_digest
 from .environment import environment_info, memory_info
 from .errors import ConfigError
@@ -47,7 +47,7 @@ def dataset_from_config(config: Config) -> Dataset:
     """The dataset named by ``[data]`` (the shipped sample when it has no path).
 
     With ``data.validation`` (a share of each user's train items), a validation split is
-    carved from train (:meth:`Dataset.with_validation`, seeded by ``data.validation_seed``,
+    carved from train (:func:`bspm_jax.data.carve_validation`, seeded by ``data.validation_seed``,
     default 0) when the data has none; data that has one keeps it.
     """
     path, options = data_source(config)
@@ -57,7 +57,7 @@ def dataset_from_config(config: Config) -> Dataset:
         seed = data.get("validation_seed", 0)
         if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
             raise ConfigError(f"data.validation_seed must be an integer >= 0, got {seed!r}")
-        dataset = dataset.with_validation(data["validation"], seed)
+        dataset = carve_validation(dataset, data["validation"], seed)
     return dataset
 
 
@@ -210,7 +210,7 @@ def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOpti
     settings = options.train
     if dataset.valid is None:
         raise ConfigError(f"training the {model.name} model is early-stopped on a validation split, and {dataset.name} "
-                          "has none: give a split with one (valid.txt, valid_list.npy) or carve one (Dataset.with_validation)")
+                          "has none: give a split with one (valid.txt, valid_list.npy) or carve one (bspm_jax.data.carve_validation)")
     _, k = check_metric(settings.metric)
     ks = check_cutoffs(sorted({k, *(c for c in (10, 20) if c <= dataset.n_items)}), dataset.n_items)
 

@@ -778,7 +778,7 @@ def test_property_carve_validation(m: sp.csr_matrix, fraction: float, seed: int)
     assert carved.test is test and carved.name == "d"
     kept, held = holdout_split(m, fraction, seed)
     assert _pairs(carved.train) == _pairs(kept) and _pairs(carved.valid) == _pairs(held)
-    again = ds.with_validation(fraction, seed)
+    again = carve_validation(ds, fraction, seed)
     assert _pairs(again.train) == _pairs(carved.train) and _pairs(again.valid) == _pairs(carved.valid)
     users, items = _cold_brute(_pairs(carved.train), _pairs(carved.valid))
     assert carved.stats == {"duplicates_train": 3, "validation": "carved", "validation_fraction": fraction,
@@ -791,15 +791,15 @@ def test_carve_validation_seed_refusals_and_tuning_split() -> None:
     from bspm_jax.tuning import validation_split
 
     ds = load_sample()
-    a, b = ds.with_validation(0.2, 0), ds.with_validation(0.2, 1)
+    a, b = carve_validation(ds, 0.2, 0), carve_validation(ds, 0.2, 1)
     assert _pairs(a.valid) != _pairs(b.valid) and a.n_train + a.n_valid == ds.n_train
     tuned = validation_split(ds, 0.2, 0)
     assert _pairs(tuned.train) == _pairs(a.train) and _pairs(tuned.valid) == _pairs(a.valid)
     assert validation_split(a, 0.5, 3) is a  # a dataset's own validation split is used as is
     with pytest.raises(DataError, match="already has a validation split"):
-        a.with_validation(0.2, 0)
+        carve_validation(a, 0.2, 0)
     with pytest.raises(DataError, match=r"\(0, 1\)"):
-        ds.with_validation(1.0, 0)
+        carve_validation(ds, 1.0, 0)
 
 
 def test_dataset_valid_shape_is_checked() -> None:

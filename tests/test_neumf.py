@@ -296,15 +296,15 @@ def test_pretraining_starts_neumf_from_the_parts_trained_alone(objective_setting
     R = toy()
     key = jax.random.fold_in(jax.random.key(SETTINGS.seed), 0)
     validate = scored()
-    start = initial_model(NeuMF(pretrain=True, **PRE, **objective_settings), key, R, SETTINGS, validate)
+    start = initial_model(NeuMF(pretrain=True, **PRE, **objective_settings), key, R, SETTINGS, validate, run=train)
     assert validate.calls == ["GMF"] * 3 + ["MLP"] * 3
     common = {"negatives": 2, **objective_settings}
     gmf = train(GMF(factors=4, **common), R, dataclasses.replace(SETTINGS, seed=part_seed(key, 1)), scored()).model
     mlp = train(MLP(layers=(8, 4), **common), R, dataclasses.replace(SETTINGS, seed=part_seed(key, 2)), scored()).model
     assert same(start, neumf_from_parts(NeuMF(pretrain=True, **PRE, **objective_settings), gmf, mlp))
     assert part_seed(key, 1) != part_seed(key, 2) and 0 <= part_seed(key, 1) < 2**31
-    assert same(initial_model(NeuMF(**PRE), key, R, SETTINGS), NeuMF(**PRE).init(key, R))  # no pre-training
-    assert same(initial_model(GMF(), key, R, SETTINGS), GMF().init(key, R))  # the default
+    assert same(initial_model(NeuMF(**PRE), key, R, SETTINGS, run=train), NeuMF(**PRE).init(key, R))  # no pre-training
+    assert same(initial_model(GMF(), key, R, SETTINGS, run=train), GMF().init(key, R))  # the default
 
 
 # ---------------------------------------------------------------- the loop: determinism, resume
@@ -375,7 +375,7 @@ def test_a_pretrained_start_is_validated_at_epoch_0_and_kept_when_training_only_
     R = toy()
     model = NeuMF(pretrain=True, **PRE)
     key = jax.random.fold_in(jax.random.key(SETTINGS.seed), 0)
-    start = initial_model(model, key, R, SETTINGS, scored())  # parts validated by the mean score of three users
+    start = initial_model(model, key, R, SETTINGS, scored(), run=train)  # parts validated by the mean score of three users
     assert start.part_epochs == tuple(
         train(part, R, dataclasses.replace(SETTINGS, seed=part_seed(key, n)), scored()).best_epoch
         for n, part in enumerate((GMF(factors=4, negatives=2), MLP(layers=(8, 4), negatives=2)), start=1))

@@ -60,7 +60,7 @@ def matrix_digest(matrix: sp.spmatrix) -> str:
 class Dataset:
     """Train/test (and optional validation) interactions as binary CSR matrices of shape (n_users, n_items).
 
-    ``valid`` is the validation split (None when the data has none; see :meth:`with_validation`).
+    ``valid`` is the validation split (None when the data has none; see :func:`bspm_jax.data.carve_validation`).
     ``user_ids[u]`` / ``item_ids[i]`` give the original id of index ``u`` / ``i`` when
     the loader remapped ids (pairs files); they are ``None`` when ids were used as is.
     ``stats`` counts what loading cleaned up (e.g. ``duplicates_train``) and, for loaders of
@@ -126,12 +126,6 @@ class Dataset:
         if self.valid is not None:
             out["n_valid"] = self.n_valid
         return out
-
-    def with_validation(self, fraction: float, seed: int) -> Dataset:
-        """A copy whose train is split per user into train and a held-out ``valid`` (see carve_validation)."""
-        from .split import carve_validation
-
-        return carve_validation(self, fraction, seed)
 
     def user_index(self, original_id: Any) -> int:
         """Index of a user given in the user's own id."""

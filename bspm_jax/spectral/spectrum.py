@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING
-
 import numpy as np
 import scipy.sparse as sp
 
 from ..data.dataset import matrix_digest
+from .decomposition import Spectrum
 from .normalize import normalize
+from .store import SpectrumStore
 from .svd import DEFAULT_TOL, truncated_svd
-
-if TYPE_CHECKING:
-    from .store import SpectrumStore
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Spectrum:
-    """Top-``rank`` singular values ``s`` and right vectors ``Vbar`` of ``R~``, with the degrees of ``R``.
-
-    The rows of ``vectors`` are the top eigenvectors of ``P~ = R~^T R~`` (eigenvalues ``s^2``):
-    BSPM's ideal low-pass filter and spectral models work in this basis.
-    """
-
-    values: np.ndarray
-    """(rank,) float64, descending."""
-    vectors: np.ndarray
-    """(rank, n_items) float64; each row's entry of largest magnitude is positive."""
-    user_degree: np.ndarray
-    """(n_users,) float64."""
-    item_degree: np.ndarray
-    """(n_items,) float64."""
-
-    @property
-    def rank(self) -> int:
-        return int(self.values.shape[0])
 
 
 class SpectrumCache:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import array_sha256, atomic_files
-from .spectrum import Spectrum
+from .decomposition import Spectrum
 
 FORMAT = "bspm_jax-spectrum"
 FORMAT_VERSION = 1

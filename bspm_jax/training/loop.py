@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 import time
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +21,8 @@ import numpy as np
 import optax
 import scipy.sparse as sp
 
-from ..config import DEFAULTS
 from ..errors import ConfigError, TrainingError
 from ..io import check_writable
-from ..metrics import check_metric
 from ..ranking.progress import Progress
 from ..models.trained import AbstractTrainedRecommender
 from ..data.dataset import matrix_digest
@@ -36,61 +32,8 @@ from .objective import Objective, objective
 from .optimizer import run_optimizer
 from .pretrain import initial_model, starts_trained
 from .sampling import epoch_key, stacked_batches
+from .settings import TrainSettings, Validate
 from .step import init_optimizer, train_step, train_steps
-
-_D = DEFAULTS["train"]
-Validate = Callable[[AbstractTrainedRecommender], Mapping[str, float]]
-"""Validation metrics of a model, flat ``name@K`` keys (e.g. full-ranking recall@20)."""
-
-
-def _int(name: str, value: Any, low: int) -> None:
-    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low):
-        raise ConfigError(f"train.{name} must be an integer >= {low}, got {value!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainSettings:
-    """Settings of a training run (the ``[train]`` table); impossible values are refused on creation.
-
-    Adam with learning rate ``lr`` (unless the model asks for another optimiser:
-    :func:`~bspm_jax.training.optimizer.run_optimizer`); ``epochs`` at most; validation after every
-    ``eval_every`` epochs (and after the last); stop after ``patience`` validations
-    without improvement of ``metric``; a checkpoint every ``checkpoint_every`` epochs.
-    """
-
-    epochs: int = _D["epochs"]
-    lr: float = _D["lr"]
-    batch_size: int = _D["batch_size"]
-    eval_every: int = _D["eval_every"]
-    patience: int = _D["patience"]
-    metric: str = _D["metric"]
-    seed: int = _D["seed"]
-    checkpoint_every: int = _D["checkpoint_every"]
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_every", "patience", "checkpoint_every"):
-            _int(name, getattr(self, name), 1)
-        _int("seed", self.seed, 0)
-        lr = self.lr
-        if not (isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
-            raise ConfigError(f"train.lr must be a finite number > 0, got {lr!r}")
-        try:
-            check_metric(self.metric)
-        except ConfigError as err:
-            raise ConfigError(f"train.{err}") from None
-
-    @classmethod
-    def from_table(cls, table: Mapping[str, Any]) -> TrainSettings:
-        """Settings from a ``[train]`` table (missing keys take the defaults)."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(table) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown key {', '.join(unknown)} in [train]; keys: {', '.join(known)}")
-        return cls(**dict(table))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
@@ -168,7 +111,7 @@ def train(
     seed_key = jax.random.key(settings.seed)
     model = initial_model(model, init_key(settings), train_csr, settings, validate,
                           None if checkpoint_path is None else checkpoint_path.parent, resume=resume,
-                          progress=progress).with_train(train_csr)
+                          progress=progress, run=train).with_train(train_csr)
     optimizer = run_optimizer(model, settings)
     state = TrainState(model, init_optimizer(optimizer, model), seed_key, best_model=model)
     stamp = fingerprint(model, train_csr, settings)
@@ -230,7 +173,7 @@ def initial_run(
     t0 = time.perf_counter()
     train_csr = sp.csr_matrix(train_matrix, dtype=np.float32)
     start = initial_model(model, init_key(settings), train_csr, settings, None, checkpoint_dir, resume=resume,
-                          progress=progress).with_train(train_csr)
+                          progress=progress, run=train).with_train(train_csr)
     return TrainResult(model=start, epochs_run=0, best_epoch=0, best_metric=None, seconds=time.perf_counter() - t0,
                        history=[], stopped_early=False)
 

@@ -10,15 +10,12 @@ Recall@20 fell from 0.1468 at the fusion to 0.1362 three epochs later).
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
 
 import optax
 
 from ..models.neumf import NeuMF
 from ..models.trained import AbstractTrainedRecommender
-
-if TYPE_CHECKING:
-    from .loop import TrainSettings
+from .settings import TrainSettings
 
 
 @functools.lru_cache(maxsize=16)

@@ -28,7 +28,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -40,8 +41,7 @@ from ..models.neumf import NeuMF, neumf_from_parts
 from ..models.trained import AbstractTrainedRecommender
 from ..ranking.progress import Progress
 
-if TYPE_CHECKING:
-    from .loop import TrainSettings, Validate
+from .settings import TrainSettings, Validate
 
 PARTS = ("gmf", "mlp")
 """The sub-folders of the checkpoint folder where NeuMF's pre-training runs checkpoint."""
@@ -58,8 +58,12 @@ def initial_model(
     *,
     resume: bool = False,
     progress: Progress | None = None,
+    run: Callable[..., Any],
 ) -> AbstractTrainedRecommender:
-    """The model a run on ``train`` starts from, its parameters drawn from ``key``: by default ``model.init(key, train)``."""
+    """The model a run on ``train`` starts from, its parameters drawn from ``key``: by default ``model.init(key, train)``.
+
+    ``run`` is the training function (:func:`bspm_jax.training.train`, passed by the loop) that trains
+    a model's pre-trained parts."""
     return model.init(key, train)
 
 
@@ -90,12 +94,11 @@ def _neumf(
     *,
     resume: bool = False,
     progress: Progress | None = None,
+    run: Callable[..., Any],
 ) -> NeuMF:
     """Fresh parameters, or with ``model.pretrain`` the fusion of a GMF and an MLP trained first (see the module)."""
     if not model.pretrain:
         return model.init(key, train)
-    from .loop import train as run  # the loop calls this module: import it when pre-training
-
     common = {"loss": model.loss, "sampling": model.sampling, "negatives": model.negatives, "reg": model.reg,
               "init_scale": model.init_scale}
     parts = (GMF(factors=model.factors, **common), MLP(layers=model.layers, **common))
