@@ -19,7 +19,7 @@ def machine() -> dict[str, object]:
 
 def save_results(kind: str, out: str | None, result: object) -> Path:
     """Write ``result`` as JSON (atomically) to :func:`results_path`; returns the path."""
-    from bspm_jax.io import write_json_atomic
+    from bspm_jax.runtime.io import write_json_atomic
 
     path = results_path(kind, out)
     write_json_atomic(path, result)

@@ -21,7 +21,7 @@ from scipy.sparse.linalg import svds
 
 from bspm_jax.data import Dataset
 from bspm_jax.spectral import inv_sqrt, normalize
-from bspm_jax.metrics import MetricAccumulator, item_self_information
+from bspm_jax.ranking.metrics import MetricAccumulator, item_self_information
 
 Apply = Callable[[np.ndarray], np.ndarray]
 

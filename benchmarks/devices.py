@@ -1,6 +1,6 @@
 """Scoring speed-up across local devices, and the equality of every device count's top-K with one device's.
 
-    python -m benchmarks.devices --data ../shared/data/gowalla [--preset gowalla-em] [--counts 1 2 4]
+    python -m benchmarks.devices --data ../shared/data/gowalla [--preset gowalla-bspm-em] [--counts 1 2 4]
     python -m benchmarks.devices --cpu-devices 2        # split the host CPU into 2 XLA devices
 
 Fits once, then ranks every test user's row (top 20) with the user batches split across 1, 2,
@@ -32,7 +32,7 @@ def measure(data_path: str | None, preset: str, counts: list[int] | None, batch_
     import jax
 
     from bspm_jax import get_preset, load_dataset, load_sample, make_model
-    from bspm_jax.environment import environment_info, memory_info
+    from bspm_jax.runtime.environment import environment_info, memory_info
     from bspm_jax.ranking import rank_rows
 
     data = load_sample() if data_path is None else load_dataset(data_path)
@@ -65,7 +65,7 @@ def measure(data_path: str | None, preset: str, counts: list[int] | None, batch_
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="a dataset folder (default: the shipped sample)")
-    parser.add_argument("--preset", default="gowalla-em")
+    parser.add_argument("--preset", default="gowalla-bspm-em")
     parser.add_argument("--counts", type=int, nargs="+", help="device counts (default: 1, 2, 4, ... and all)")
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from bspm_jax import GiffCF, evaluate, load_dataset, load_model
-from bspm_jax.environment import environment_info
+from bspm_jax.runtime.environment import environment_info
 
 
 def compose(models: list[GiffCF]) -> GiffCF:

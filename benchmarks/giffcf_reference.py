@@ -26,7 +26,7 @@ import numpy as np
 
 from bspm_jax import GiffCF, evaluate, load_dataset
 from bspm_jax.diffusion.denoiser import Affine
-from bspm_jax.environment import environment_info
+from bspm_jax.runtime.environment import environment_info
 
 LAYERS = {  # our field -> the Keras layer holding it, and whether its input is the step embedding
     "time_latent.hidden": ("time_embed/dense", True),

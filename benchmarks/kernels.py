@@ -2,7 +2,7 @@
 
     python -m benchmarks.kernels --data ../shared/data/gowalla [--rank 448] [--users 2048] [--runs 3]
 
-For every path this CPU runs (``bspm_jax.native.isa_paths()``) and for XLA: the dense
+For every path this CPU runs (``bspm_jax.runtime.native.isa_paths()``) and for XLA: the dense
 product of the ideal term, ``(R_u L) R`` as ``R^T (R_u L)^T`` on column chunks of 64 and of
 16 users (a random (n_items, rank) matrix: the timing does not depend on its values), and
 one ``P~`` pass through ``R~`` on chunks of 64 (the dataset's normalised interactions).
@@ -37,8 +37,10 @@ def measure(data_path: str | None, rank: int, users: int, runs: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from bspm_jax import load_dataset, load_sample, native
-    from bspm_jax.environment import environment_info
+    from bspm_jax import load_dataset, load_sample
+
+    from bspm_jax.runtime import native
+    from bspm_jax.runtime.environment import environment_info
     from bspm_jax.spectral import normalize
 
     data = load_sample() if data_path is None else load_dataset(data_path)

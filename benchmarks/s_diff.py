@@ -26,7 +26,8 @@ from typing import Any
 from bspm_jax.config import get_preset
 from bspm_jax.data import Dataset, load_dataset
 from bspm_jax.evaluation import evaluate
-from bspm_jax.experiment import FitOptions, fit_matrix, fit_model, model_from_config, refit_trained, train_settings
+from bspm_jax.evaluation.fit import FitOptions, fit_matrix, fit_model, refit_trained
+from bspm_jax.experiment import model_from_config, train_settings
 
 from . import machine, results_path, save_results
 

@@ -1,6 +1,6 @@
 """A saved model against a refit: ``bspm recommend --load`` versus ``bspm recommend`` fitting again.
 
-    python -m benchmarks.saved --data ../shared/data/gowalla [--preset gowalla-em] [--users 10]
+    python -m benchmarks.saved --data ../shared/data/gowalla [--preset gowalla-bspm-em] [--users 10]
 
 Times, each as one fresh ``bspm`` process (wall clock, so start-up, data loading and
 compilation count as a user sees them): ``bspm fit --save`` (fit and write), ``bspm
@@ -54,7 +54,7 @@ def measure(data: str, preset: str, users: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
-    parser.add_argument("--preset", default="gowalla-em")
+    parser.add_argument("--preset", default="gowalla-bspm-em")
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--out", help="JSON file (default: benchmarks/results/saved-<host>-<date>.json)")
     args = parser.parse_args(argv)

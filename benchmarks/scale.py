@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from bspm_jax.io import write_json_atomic
+from bspm_jax.runtime.io import write_json_atomic
 
 from . import results_path
 
@@ -55,13 +55,13 @@ def worker(size: str, rank: int, seed: int, score_users: int | None = None) -> d
     """Generate, fit and evaluate one size in this process (scoring a sample of ``score_users`` test users)."""
     from bspm_jax import evaluate, get_preset, make_model
     from bspm_jax.data.synthetic import synthetic_dataset
-    from bspm_jax.environment import environment_info, memory_info
+    from bspm_jax.runtime.environment import environment_info, memory_info
 
     n_users, n_items, n_interactions = (int(v) for v in size.split("x"))
     t0 = time.perf_counter()
     data = synthetic_dataset(n_users, n_items, n_interactions, seed=seed)
     t1 = time.perf_counter()
-    model = make_model("bspm", **{**get_preset("gowalla-em").model_settings, "rank": rank}).fit(data.train)
+    model = make_model("bspm", **{**get_preset("gowalla-bspm-em").model_settings, "rank": rank}).fit(data.train)
     t2 = time.perf_counter()
     n_test_users = len(data.test_users)
     result = evaluate(model, sample_test_users(data, score_users, seed), ks=(20,), batch_size="auto")

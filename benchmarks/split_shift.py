@@ -1,7 +1,7 @@
 """Does a validation split carved from train stand for the test split? Popularity of each split's items,
 and per-user Recall@K differences between models on both splits, with paired standard errors.
 
-    python -m benchmarks.split_shift --data ../shared/data/gowalla --models gowalla-chebycf gowalla-best gowalla-em
+    python -m benchmarks.split_shift --data ../shared/data/gowalla --models gowalla-chebycf gowalla-ensemble-best gowalla-bspm-em
 
 The first model is the reference. A difference of the same sign on both splits is what selection on
 validation needs; a significant reversal means that validation selects for another target than test.
@@ -37,7 +37,8 @@ def popularity(data: Any, val: Any) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bspm_jax import SpectrumCache, evaluate, load_dataset
+    from bspm_jax import evaluate, load_dataset
+    from bspm_jax.spectral import SpectrumCache
     from bspm_jax.config import get_preset
     from bspm_jax.data import carve_validation
     from bspm_jax.models import make_model

@@ -1,6 +1,6 @@
 """The truncated SVD of R~: the block Krylov solver against PROPACK (and ARPACK), accuracy and time, and BSPM's metrics.
 
-    python -m benchmarks.svd --data ../shared/data/gowalla [--rank 448] [--solvers block,propack] [--preset gowalla-em]
+    python -m benchmarks.svd --data ../shared/data/gowalla [--rank 448] [--solvers block,propack] [--preset gowalla-bspm-em]
     python -m benchmarks.svd --synthetic 52643x91599x2984108 --solvers block      # Amazon-book size
 
 For each solver (``svd_solver`` of :func:`bspm_jax.spectral.truncated_svd`, its default
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dataset = None
     if args.data:
-        config = get_preset(args.preset or "gowalla-em").with_values({"data.path": args.data})
+        config = get_preset(args.preset or "gowalla-bspm-em").with_values({"data.path": args.data})
         dataset = dataset_from_config(config)
         train = dataset.train
     else:

@@ -21,14 +21,14 @@ from . import results_path
 
 # name: (model, preset or None, setting overrides, paper Recall@20, paper NDCG@20)
 CONFIGS: dict[str, tuple[str | None, str | None, dict, float | None, float | None]] = {
-    "bspm-em": (None, "gowalla-em", {}, 0.1920, 0.1597),
-    "bspm-lm": (None, "gowalla-lm", {}, 0.1901, 0.1570),
+    "bspm-em": (None, "gowalla-bspm-em", {}, 0.1920, 0.1597),
+    "bspm-lm": (None, "gowalla-bspm-lm", {}, 0.1901, 0.1570),
     "gf-cf": ("gf-cf", None, {}, 0.1849, 0.1518),
     "blur-heat": ("blur-heat", None, {}, 0.1682, 0.1331),
     "blur-ideal": ("blur-ideal", None, {"rank": 448}, 0.1776, 0.1489),
     "blur-gfcf": ("blur-gfcf", None, {"rank": 448, "gfcf_beta": 0.2}, 0.1854, 0.1518),
     "lgcn-ide": (None, "gowalla-lgcn-ide", {}, None, None),
-    "bspm-em-dopri5": (None, "gowalla-em", {"sharpen_solver": "dopri5", "rtol": 1e-6, "atol": 1e-8}, None, None),
+    "bspm-em-dopri5": (None, "gowalla-bspm-em", {"sharpen_solver": "dopri5", "rtol": 1e-6, "atol": 1e-8}, None, None),
 }
 
 

@@ -22,17 +22,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bspm_jax.io import write_json_atomic
+from bspm_jax.runtime.io import write_json_atomic
 
 from . import results_path
 
 # name: (preset, overrides, paper Table 6 inference seconds on Gowalla)
 CONFIGS: dict[str, tuple[str, dict, float]] = {
     "gf-cf": ("gf-cf", {}, 9.8),
-    "bspm-em-euler": ("gowalla-em", {"sharpen_solver": "euler"}, 10.5),
-    "bspm-em-rk4": ("gowalla-em", {}, 17.9),
-    "bspm-lm-euler": ("gowalla-lm", {"sharpen_solver": "euler"}, 10.6),
-    "bspm-lm-rk4": ("gowalla-lm", {}, 17.6),
+    "bspm-em-euler": ("gowalla-bspm-em", {"sharpen_solver": "euler"}, 10.5),
+    "bspm-em-rk4": ("gowalla-bspm-em", {}, 17.9),
+    "bspm-lm-euler": ("gowalla-bspm-lm", {"sharpen_solver": "euler"}, 10.6),
+    "bspm-lm-rk4": ("gowalla-bspm-lm", {}, 17.6),
 }
 PAPER_PREPROCESS_S = 35.4  # Table 5, Gowalla
 OFFICIAL_CODE_S = 812.0  # the official implementation end to end on Gowalla, CPU, 2-core VM (issue 4)
@@ -47,7 +47,7 @@ def baseline_worker(args: argparse.Namespace) -> dict:
     """Measure a NumPy baseline of BSPM-EM RK4 in this process (one run)."""
     from benchmarks import baselines
     from bspm_jax import load_dataset
-    from bspm_jax.environment import environment_info, memory_info
+    from bspm_jax.runtime.environment import environment_info, memory_info
 
     t0 = time.perf_counter()
     data = load_dataset(args.data)
@@ -74,7 +74,7 @@ def baseline_worker(args: argparse.Namespace) -> dict:
 def worker(args: argparse.Namespace) -> dict:
     """Measure one configuration in this process."""
     from bspm_jax import evaluate, load_dataset, make_model
-    from bspm_jax.environment import environment_info, memory_info
+    from bspm_jax.runtime.environment import environment_info, memory_info
     from bspm_jax.config import get_preset
 
     preset, overrides, _ = CONFIGS[args.worker]
@@ -123,7 +123,7 @@ def _top_k_alone(model, data, batch_size: int, runs: int) -> float:
     import numpy as np
 
     from bspm_jax.ranking import layout_top_k
-    from bspm_jax.rows import SparseRows
+    from bspm_jax.filtering.rows import SparseRows
 
     users = data.test_users
     batch_size = min(batch_size, len(users))

@@ -1,7 +1,7 @@
 """The trained models of the field (LightGCN, Mult-VAE/DAE, NeuMF, MF-BPR) on one split, beside BSPM.
 
     python -m benchmarks.trained --data ../shared/data/gowalla --presets gowalla-lightgcn[,...]
-        [--seeds 0] [--set KEY=VALUE ...] [--hours 2.5] [--refit] [--bspm gowalla-em] [--work DIR] [--out FILE]
+        [--seeds 0] [--set KEY=VALUE ...] [--hours 2.5] [--refit] [--bspm gowalla-bspm-em] [--work DIR] [--out FILE]
 
 Each (preset, seed) run trains with the preset's settings (``data.validation`` carves the
 validation split from train when the data has none), early-stopped on validation, with
@@ -34,8 +34,8 @@ from typing import Any
 from bspm_jax.config import get_preset
 from bspm_jax.data import Dataset
 from bspm_jax.evaluation import evaluate
-from bspm_jax.experiment import (FitOptions, dataset_from_config, fit_matrix, fit_model, model_from_config,
-                                 refit_trained, train_settings)
+from bspm_jax.evaluation.fit import FitOptions, fit_matrix, fit_model, refit_trained
+from bspm_jax.experiment import dataset_from_config, model_from_config, train_settings
 
 from . import machine, results_path, save_results
 

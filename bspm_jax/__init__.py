@@ -1,107 +1,44 @@
 """bspm_jax: graph-filter and diffusion collaborative filtering in JAX, and the trained models it is measured against.
 
-Fit a model on a binary user-item matrix and score user rows::
+Fit a model on interactions and recommend::
 
-    from bspm_jax import BSPM, load_sample
-    data = load_sample()
+    from bspm_jax import BSPM, load_sample, recommend
+    data = load_sample()                      # or load_pairs("interactions.csv"), load_dataset(folder)
     model = BSPM(rank=256).fit(data.train)
     items, scores = recommend(model, data.train, users=[0, 1, 2], k=20)
     model.save("bspm-sample")                 # and later: load_model("bspm-sample")
+
+What a user calls is here; the building blocks stay in their packages: :mod:`bspm_jax.filtering`
+(operators, ODE solvers, filters), :mod:`bspm_jax.spectral` (normalisation, truncated SVD),
+:mod:`bspm_jax.ranking`, :mod:`bspm_jax.training`, :mod:`bspm_jax.evaluation`, :mod:`bspm_jax.tuning`,
+:mod:`bspm_jax.figures`.
 """
 
-from .data import Dataset, holdout_split, load_dataset, load_lightgcn, load_pairs, load_sample
-from .errors import BSPMError, ConfigError, DataError, ResourceError
+from ._version import __version__
+from .config import get_preset, load_config, preset_names, presets
+from .data import Dataset, carve_validation, holdout_split, load_dataset, load_lightgcn, load_pairs, load_sample
+from .errors import BSPMError, ConfigError, DataError, ResourceError, TrainingError
 from .evaluation import Evaluation, evaluate
 from .experiment import run_experiment
-from .filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
-from .graph import ItemGraph, build_graph
-from .models import (BSPM, GMF, ChebyCF, GiffCF, Ensemble, AbstractSpectralFilter, LGCNIDE, MFBPR, MLP, LightGCN, MODELS, MultDAE, MultVAE, NeuMF, AbstractBPR, AbstractPairwise,
-                     AbstractRecommender, AbstractTrainedRecommender, AbstractTrainingFree, FitCache, Popularity, SDiff,
-                     TrainInfo, TurboCF, load_model, make_model)
-from .ranking import Ranking, rank_rows, recommend, recommend_for
+from .models import (BSPM, GMF, LGCNIDE, MFBPR, MLP, MODELS, AbstractRecommender, ChebyCF, Ensemble, GiffCF, LightGCN,
+                     MultDAE, MultVAE, NeuMF, Popularity, SDiff, TurboCF, load_model, make_model)
+from .ranking import recommend, recommend_for
 from .serial import ModelFileError
-from .spectral import Spectrum, SpectrumCache, normalize, spectrum, truncated_svd
 from .training import TrainResult, TrainSettings, train
-from .operators import AbstractOperator, Dense, Gram, Identity, LowRank, SparseMatrix
-from .config import Config, get_preset, load_config, preset_names
-from .solvers import RK4, AbstractIntegrator, ClassicRK4, Dopri5, Euler, make_integrator
-
-__version__ = "0.1.0"
+from .tuning import tune
 
 __all__ = [
-    "SDiff",
-    "GiffCF",
-    "BSPM",
-    "ChebyCF",
-    "Ensemble",
-    "TurboCF",
-    "AbstractSpectralFilter",
-    "GMF",
-    "LGCNIDE",
-    "LightGCN",
-    "MFBPR",
-    "MLP",
-    "MODELS",
-    "MultDAE",
-    "MultVAE",
-    "NeuMF",
-    "RK4",
-    "AbstractFilter",
-    "AbstractIntegrator",
-    "AbstractOperator",
-    "AbstractBPR",
-    "AbstractPairwise",
-    "AbstractRecommender",
-    "AbstractTrainedRecommender",
-    "AbstractTrainingFree",
-    "BSPMError",
-    "Config",
-    "ClassicRK4",
-    "ConfigError",
-    "DataError",
-    "Dataset",
-    "Dense",
-    "Dopri5",
-    "Euler",
-    "FitCache",
-    "Evaluation",
-    "Gram",
-    "HeatBlur",
-    "IdealBlur",
-    "Identity",
-    "ItemGraph",
-    "LowRank",
-    "MixedBlur",
-    "ModelFileError",
-    "Popularity",
-    "Ranking",
-    "ResourceError",
-    "Sharpen",
-    "SparseMatrix",
-    "Spectrum",
-    "SpectrumCache",
-    "TrainInfo",
-    "TrainResult",
-    "TrainSettings",
-    "build_graph",
-    "evaluate",
-    "get_preset",
-    "holdout_split",
-    "load_config",
-    "load_dataset",
-    "load_lightgcn",
-    "load_model",
-    "load_pairs",
-    "load_sample",
-    "make_integrator",
-    "make_model",
-    "normalize",
-    "preset_names",
-    "rank_rows",
-    "recommend",
-    "recommend_for",
+    # models
+    "BSPM", "ChebyCF", "TurboCF", "Ensemble", "LGCNIDE", "GiffCF", "SDiff", "LightGCN", "MultVAE", "MultDAE",
+    "NeuMF", "GMF", "MLP", "MFBPR", "Popularity", "AbstractRecommender", "MODELS", "make_model", "load_model",
+    # data
+    "Dataset", "load_dataset", "load_lightgcn", "load_pairs", "load_sample", "holdout_split", "carve_validation",
+    # recommend, evaluate, train, tune, run
+    "recommend", "recommend_for", "evaluate", "Evaluation", "train", "TrainSettings", "TrainResult", "tune",
     "run_experiment",
-    "spectrum",
-    "train",
-    "truncated_svd",
+    # configs and presets
+    "get_preset", "load_config", "preset_names", "presets",
+    # errors
+    "BSPMError", "ConfigError", "DataError", "ResourceError", "TrainingError", "ModelFileError",
+    "__version__",
 ]

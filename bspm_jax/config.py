@@ -170,18 +170,57 @@ def load_config(path: str | Path) -> Config:
     return config_from_dict(raw, path.resolve().parent, str(path))
 
 
+PRESET_ALIASES: dict[str, str] = {
+    "amazon-book-lm": "amazon-book-bspm-lm",
+    "gf-cf": "gowalla-gf-cf",
+    "gowalla-best": "gowalla-ensemble-best",
+    "gowalla-em": "gowalla-bspm-em",
+    "gowalla-lm": "gowalla-bspm-lm",
+    "gowalla-tune": "gowalla-bspm-tune",
+    "gowalla-tuned-chebycf": "gowalla-chebycf-tuned",
+    "ml1m-best": "ml1m-chebycf-best",
+    "yelp2018-em": "yelp2018-bspm-em",
+}
+"""Earlier names of presets (``<dataset>-<model>[-<variant>]`` now), kept working for scripts that use them."""
+
+
 def preset_names() -> list[str]:
-    """Names of the configurations shipped with the package (``bspm_jax/configs/*.toml``)."""
+    """Names of the configurations shipped with the package (``bspm_jax/configs/*.toml``): ``<dataset>-<model>[-<variant>]``."""
     folder = resources.files("bspm_jax") / "configs"
     return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
+def preset_name(name: str) -> str:
+    """The preset's name, an earlier name (:data:`PRESET_ALIASES`) resolved; unknown names are refused."""
+    names = preset_names()
+    canonical = PRESET_ALIASES.get(name, name)
+    if canonical not in names:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(names)}")
+    return canonical
+
+
+def preset_text(name: str) -> str:
+    """The TOML text of the shipped configuration ``name`` (or an earlier name of it)."""
+    return (resources.files("bspm_jax") / "configs" / f"{preset_name(name)}.toml").read_text(encoding="utf-8")
+
+
 def get_preset(name: str) -> Config:
-    """The shipped configuration ``name`` (e.g. ``gowalla-em``)."""
-    if name not in preset_names():
-        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(preset_names())}")
-    text = (resources.files("bspm_jax") / "configs" / f"{name}.toml").read_text(encoding="utf-8")
-    return config_from_dict(tomllib.loads(text), None, f"preset {name}")
+    """The shipped configuration ``name`` (e.g. ``gowalla-bspm-em``, or its earlier name ``gowalla-bspm-em``)."""
+    return config_from_dict(tomllib.loads(preset_text(name)), None, f"preset {preset_name(name)}")
+
+
+def presets() -> list[dict[str, Any]]:
+    """Every shipped preset: its name, the model it builds, its earlier names and its description."""
+    out = []
+    for name in preset_names():
+        raw = tomllib.loads(preset_text(name))
+        out.append({
+            "name": name,
+            "model": raw.get("model", {}).get("name", DEFAULTS["model"]["name"]),
+            "aliases": sorted(old for old, new in PRESET_ALIASES.items() if new == name),
+            "description": raw.get("description", ""),
+        })
+    return out
 
 
 def resolve(

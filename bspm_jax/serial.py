@@ -27,8 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import sparse as jsparse
 
+from ._version import __version__
 from .errors import ConfigError
-from .io import array_sha256
+from .runtime.io import array_sha256
 
 FORMAT = "bspm_jax-model"
 FORMAT_VERSION = 2
@@ -44,8 +45,6 @@ class ModelFileError(ConfigError):
 
 
 def library_version() -> str:
-    from . import __version__
-
     return __version__
 
 

@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from bspm_jax import MODELS, MultDAE, MultVAE, load_model, make_model, native
+from bspm_jax import MODELS, MultDAE, MultVAE, load_model, make_model
+
+from bspm_jax.runtime import native
 from bspm_jax.data import Dataset
 from bspm_jax.errors import ConfigError
 from bspm_jax.evaluation import evaluate
 from bspm_jax.models.autoencoder import AbstractAutoencoder
 from bspm_jax.models.mult_vae import kl_divergence
-from bspm_jax.rows import SparseRows
+from bspm_jax.filtering.rows import SparseRows
 from bspm_jax.training import TrainSettings, UserSampler, objective, train
 from bspm_jax.training.losses import MultinomialLoss, multinomial_log_likelihood
 from oracles import resume_matches_whole, toy

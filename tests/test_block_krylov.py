@@ -6,7 +6,9 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bspm_jax import memory, spectral
+from bspm_jax import spectral
+
+from bspm_jax.runtime import memory
 from bspm_jax.errors import ConfigError, ResourceError
 from bspm_jax.spectral import block_krylov, svd
 from bspm_jax.spectral.gram import DeviceProducts, ScipyProducts

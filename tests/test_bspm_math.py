@@ -26,13 +26,13 @@ from hypothesis import strategies as st
 
 from oracles import euler_states, rk4_states
 from bspm_jax.errors import BSPMError, ConfigError
-from bspm_jax.filters import HeatBlur, IdealBlur, MixedBlur, Sharpen
-from bspm_jax.graph import build_graph
+from bspm_jax.filtering.filters import HeatBlur, IdealBlur, MixedBlur, Sharpen
+from bspm_jax.filtering.graph import build_graph
 from bspm_jax.spectral import normalize, truncated_svd
 from bspm_jax.models import make_model
 from bspm_jax.models import BSPM, LGCNIDE
 from bspm_jax.ranking import recommend
-from bspm_jax.operators import dense_array
+from bspm_jax.filtering.operators import dense_array
 
 # No shrinking: a failing example is printed in full (matrices are drawn dense), and
 # shrinking would refit and recompile the model for every candidate (minutes).

@@ -12,9 +12,10 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bspm_jax import ChebyCF, SpectrumCache
+from bspm_jax import ChebyCF
+from bspm_jax.spectral import SpectrumCache
 from bspm_jax.data import canonical_csr
-from bspm_jax.operators import SparseMatrix
+from bspm_jax.filtering.operators import SparseMatrix
 from bspm_jax.spectral import normalize
 from bspm_jax.spectral.gram import DeviceProducts, ScipyProducts
 

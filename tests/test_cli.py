@@ -261,7 +261,7 @@ def test_gradient_tune_checkpoints_are_true_validation_metrics_and_best_toml_rep
     users; the best is the highest; best.toml run on test gives the reported test figure."""
     from bspm_jax import evaluate, make_model
     from bspm_jax.config import load_config
-    from bspm_jax.gradient_tuning import _sample_valid
+    from bspm_jax.tuning.gradient import _sample_valid
     from bspm_jax.tuning import validation_split
 
     out = tmp_path / "grad"
@@ -333,3 +333,32 @@ def test_tune_gradient_freezes_the_named_parameters_and_refuses_unknown_ones(tmp
                 "--quiet")
     assert proc.returncode == 2 and "chebycf model has no parameter weights to freeze" in proc.stderr
     assert not (tmp_path / "g").exists()
+
+
+def test_version_and_presets_commands():
+    import tomllib
+
+    import bspm_jax
+    from bspm_jax.config import preset_names
+
+    proc = bspm("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"bspm {bspm_jax.__version__}"
+    assert bspm_jax.__version__ == tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+    proc = bspm("presets")
+    assert proc.returncode == 0, proc.stderr
+    headers = [line for line in proc.stdout.splitlines() if not line.startswith(" ")]
+    assert [h.split(" ")[0] for h in headers] == preset_names()  # every preset, once, in order
+    em = next(h for h in headers if h.startswith("gowalla-bspm-em "))
+    assert em == "gowalla-bspm-em (model bspm; earlier name gowalla-em)"
+    body = " ".join(proc.stdout.split())
+    assert " ".join(get_preset("ml1m-giffcf").to_dict()["description"].split()) in body
+
+
+def test_earlier_preset_name_runs_as_the_new_one(tmp_path):
+    outs = []
+    for name in ("gowalla-em", "gowalla-bspm-em"):
+        out = tmp_path / f"{name}.json"
+        proc = bspm("run", "--preset", name, "--set", "rank=64", "--json", str(out), "--quiet", "--no-cache")
+        assert proc.returncode == 0, proc.stderr
+        outs.append(json.loads(out.read_text()))
+    assert outs[0]["metrics"] == outs[1]["metrics"] and outs[0]["config"]["model"] == outs[1]["config"]["model"]

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bspm_jax.config import Config, config_from_dict, dumps, get_preset, load_config, parse_grid, parse_override, preset_names
+from bspm_jax.config import (PRESET_ALIASES, Config, config_from_dict, dumps, get_preset, load_config, parse_grid,
+                             parse_override, preset_names, presets)
 from bspm_jax.errors import ConfigError
 from bspm_jax.models import make_model
 
@@ -40,11 +41,28 @@ def test_presets_hold_the_paper_settings_and_build():
     assert em.model_settings == {"blur": "heat", "T_b": 1.0, "K_b": 1, "beta": 0.2, "rank": 448,
                                  "sharpen_solver": "rk4", "T_s": 2.5, "K_s": 1, "merge": "early"}
     assert get_preset("gowalla-lm").model_settings == {**em.model_settings, "merge": "late"}
-    assert {"gowalla-em", "gowalla-lm", "yelp2018-em", "amazon-book-lm", "gf-cf", "gowalla-tune"} <= set(preset_names())
+    assert {"gowalla-bspm-em", "gowalla-bspm-lm", "yelp2018-bspm-em", "amazon-book-bspm-lm", "gowalla-gf-cf",
+            "gowalla-bspm-tune"} <= set(preset_names())
     for name in preset_names():
         preset = get_preset(name)
         assert preset.description
         make_model(preset.model_name, **preset.model_settings)  # every preset is a valid model
+
+
+def test_preset_names_follow_one_pattern_and_earlier_names_still_resolve():
+    datasets = ("gowalla", "ml1m", "yelp2018", "amazon-book")
+    for entry in presets():  # <dataset>-<model>[-<variant>], the model being the one the preset builds
+        name, model = entry["name"], entry["model"]
+        dataset = next(d for d in datasets if name.startswith(d + "-"))
+        rest = name[len(dataset) + 1:]
+        model_part = {"blur-heat": "gf-cf"}.get(model, model)  # GF-CF without its ideal part is still GF-CF
+        assert rest == model_part or rest.startswith(model_part + "-"), entry
+        assert entry["description"] and entry["aliases"] == sorted(a for a, n in PRESET_ALIASES.items() if n == name)
+    assert set(PRESET_ALIASES.values()) <= set(preset_names()) and not set(PRESET_ALIASES) & set(preset_names())
+    for old, new in PRESET_ALIASES.items():  # every earlier name gives the same configuration
+        assert get_preset(old).to_dict() == get_preset(new).to_dict()
+    with pytest.raises(ConfigError, match="unknown preset 'gowalla-nope'.*gowalla-bspm-em"):
+        get_preset("gowalla-nope")
 
 
 @pytest.mark.parametrize(

@@ -14,14 +14,17 @@ import sys
 import numpy as np
 import pytest
 
-from bspm_jax import load_sample, make_model, native
+from bspm_jax import load_sample, make_model
+
+from bspm_jax.runtime import native
 from bspm_jax.ranking import rank_rows
 
 from guarantee import CROSS_RTOL, assert_bit_identical, assert_top_k_within
 
 SCRIPT = r"""
 import json, sys
-from bspm_jax import evaluate, get_preset, load_sample, make_model, native
+from bspm_jax import evaluate, get_preset, load_sample, make_model
+from bspm_jax.runtime import native
 from bspm_jax.ranking import rank_rows
 data = load_sample()
 out = {}

@@ -14,7 +14,7 @@ import pytest
 
 from bspm_jax import ConfigError, evaluate, load_sample, make_model
 from bspm_jax.cli import main
-from bspm_jax.distributed import check_address
+from bspm_jax.runtime.distributed import check_address
 from bspm_jax.ranking import rank_rows
 
 from guarantee import assert_bit_identical
@@ -25,7 +25,7 @@ SETTINGS = {"rank": 48}
 SCRIPT = r"""
 import json, sys
 import numpy as np
-from bspm_jax import distributed
+from bspm_jax.runtime import distributed
 distributed.initialize(sys.argv[1], 2, int(sys.argv[2]), timeout_s=120)
 import jax
 from bspm_jax import load_sample, make_model

@@ -17,7 +17,7 @@ from bspm_jax.data import Dataset
 from bspm_jax.errors import ConfigError
 from bspm_jax.evaluation import evaluate
 from bspm_jax.models.giffcf import giffcf_graph
-from bspm_jax.rows import SparseRows
+from bspm_jax.filtering.rows import SparseRows
 from bspm_jax.training import GraphDiffusionLoss, TrainSettings, train
 from oracles import resume_matches_whole
 from oracles import toy as _toy

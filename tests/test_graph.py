@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import bspm_jax.memory
-from bspm_jax import BSPM, ResourceError, build_graph
-from bspm_jax.operators import Dense, Gram, dense_array
+import bspm_jax.runtime.memory
+from bspm_jax import BSPM, ResourceError
+from bspm_jax.filtering.graph import build_graph
+from bspm_jax.filtering.operators import Dense, Gram, dense_array
 
 
 def test_dense_filter_refuses_when_memory_is_short(monkeypatch):
-    monkeypatch.setattr(bspm_jax.memory, "available_bytes", lambda device=None: 10_000)
+    monkeypatch.setattr(bspm_jax.runtime.memory, "available_bytes", lambda device=None: 10_000)
     r = sp.csr_matrix(np.eye(60, 80, dtype=np.float32))
     with pytest.raises(ResourceError) as err:
         BSPM(rank=4, dense=True).fit(r)

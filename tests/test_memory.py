@@ -11,8 +11,9 @@ import scipy.sparse as sp
 import bspm_jax.spectral as spectral
 import bspm_jax.spectral.svd as svd
 from bspm_jax import ranking
-import bspm_jax.memory as memory
-from bspm_jax import ResourceError, build_graph, load_sample, make_model
+import bspm_jax.runtime.memory as memory
+from bspm_jax import ResourceError, load_sample, make_model
+from bspm_jax.filtering.graph import build_graph
 from bspm_jax.ranking import rank_rows
 
 

@@ -9,10 +9,10 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bspm_jax import native
+from bspm_jax.runtime import native
 from bspm_jax.errors import ConfigError
-from bspm_jax.graph import build_graph
-from bspm_jax.operators import Gram, SparseMatrix
+from bspm_jax.filtering.graph import build_graph
+from bspm_jax.filtering.operators import Gram, SparseMatrix
 
 
 PATHS = native.isa_paths()
@@ -181,7 +181,7 @@ def test_products_do_not_depend_on_the_chunk_width():
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("n_addends", [0, 1, 2, 3])
 def test_affine_on_chunks_equals_numpy(kernel, n_addends):
-    from bspm_jax.operators import Identity, LowRank, OnChunks
+    from bspm_jax.filtering.operators import Identity, LowRank, OnChunks
 
     rng = np.random.default_rng(n_addends)
     m = sp.random(30, 25, density=0.2, random_state=1, format="csr", dtype=np.float32)
@@ -264,8 +264,8 @@ def ranking_problems(draw):
 @settings(max_examples=80, deadline=None)
 def test_top_k_on_chunks_equals_lax_top_k_on_masked_rows(problem):
     from bspm_jax.ranking import masked_top_k
-    from bspm_jax.operators import ChunkLayout
-    from bspm_jax.rows import SparseRows
+    from bspm_jax.filtering.operators import ChunkLayout
+    from bspm_jax.filtering.rows import SparseRows
 
     scores, seen, k = problem
     batch = scores.shape[0]

@@ -396,7 +396,7 @@ def test_a_pretrained_start_is_validated_at_epoch_0_and_kept_when_training_only_
 @pytest.mark.parametrize("epochs", [0, 2])
 def test_the_refit_of_a_pretrained_neumf_trains_each_part_for_its_own_best_epoch_count(tmp_path, epochs):
     from bspm_jax.data import Dataset
-    from bspm_jax.experiment import fit_matrix, refit_trained
+    from bspm_jax.evaluation.fit import fit_matrix, refit_trained
 
     R, V = toy(), toy(5)
     V = sp.csr_matrix(V - V.multiply(R))

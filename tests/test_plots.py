@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bspm_jax import FitCache, evaluate, load_sample, make_model
+from bspm_jax import evaluate, load_sample, make_model
+from bspm_jax.models import FitCache
 from bspm_jax.errors import ConfigError
-from bspm_jax.plots import (
+from bspm_jax.figures.bspm import (
     BLUR_ONLY,
     BLUR_SHARPEN,
     FIGURES,

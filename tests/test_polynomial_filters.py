@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from oracles import toy
 from bspm_jax import ChebyCF, TurboCF, make_model, get_preset
-from bspm_jax.chebyshev import (chebyshev_extrema, chebyshev_nodes, chebyshev_series, interpolation_coefficients,
+from bspm_jax.filtering.chebyshev import (chebyshev_extrema, chebyshev_nodes, chebyshev_series, interpolation_coefficients,
                                 plateau, plateau_coefficients)
 from bspm_jax.errors import ConfigError, ResourceError
 from bspm_jax.models import AbstractSpectralFilter
-from bspm_jax.operators import Dense
+from bspm_jax.filtering.operators import Dense
 
 HYP = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                phases=[Phase.explicit, Phase.reuse, Phase.generate])
@@ -159,7 +159,7 @@ def test_turbo_cf_scores_equal_the_dense_formula(a, s, f, kernel):
 
 
 def test_turbo_cf_refuses_before_building_a_matrix_that_does_not_fit(monkeypatch):
-    import bspm_jax.memory as memory
+    import bspm_jax.runtime.memory as memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1000)
     with pytest.raises(ResourceError, match="Turbo-CF's item-item matrix P"):
@@ -247,8 +247,8 @@ def test_responses_of_the_closed_forms():
 
 
 def test_chebyshev_moments_with_unit_probes_are_the_exact_traces():
-    from bspm_jax.chebyshev import chebyshev_moments
-    from bspm_jax.operators import Identity
+    from bspm_jax.filtering.chebyshev import chebyshev_moments
+    from bspm_jax.filtering.operators import Identity
 
     model = make_model("lgcn-ide").fit(R)
     lam = np.linalg.eigvalsh(dense_graph(R)["P"])
@@ -258,7 +258,7 @@ def test_chebyshev_moments_with_unit_probes_are_the_exact_traces():
 
 
 def test_jackson_density_of_exact_moments_integrates_to_one_and_peaks_at_the_eigenvalues():
-    from bspm_jax.chebyshev import jackson_density
+    from bspm_jax.filtering.chebyshev import jackson_density
 
     lam = np.array([-0.5, -0.5, 0.2, 0.6])  # a known spectrum: its moments mean(T_k(lam))
     moments = np.array([np.mean(npc.chebval(lam, np.eye(129)[k])) for k in range(129)])
@@ -275,7 +275,7 @@ def test_jackson_density_of_exact_moments_integrates_to_one_and_peaks_at_the_eig
 def test_surrogate_gradient_matches_finite_differences():
     import jax
 
-    from bspm_jax.gradient_tuning import Surrogate, initial_params, surrogate_loss
+    from bspm_jax.tuning.gradient import Surrogate, initial_params, surrogate_loss
     from bspm_jax.spectral import item_degrees
 
     train = toy(seed=11, n_users=40, n_items=30, p=0.25)
@@ -316,7 +316,7 @@ def test_surrogate_gradient_matches_finite_differences():
 
 
 def test_surrogate_scores_are_the_chebycf_scores():
-    from bspm_jax.gradient_tuning import Surrogate, initial_params
+    from bspm_jax.tuning.gradient import Surrogate, initial_params
     from bspm_jax.spectral import item_degrees
 
     model = ChebyCF(eta=6, band_gains=[1.5, 0.5]).fit(R)
@@ -369,9 +369,9 @@ def test_gowalla_best_is_the_best_validation_figure_of_the_recorded_tunings():
 
 
 def test_gradient_tuning_refuses_a_batch_that_does_not_fit(monkeypatch):
-    import bspm_jax.memory as memory
+    import bspm_jax.runtime.memory as memory
     from bspm_jax import load_sample
-    from bspm_jax.gradient_tuning import GradientSettings, tune_gradient
+    from bspm_jax.tuning.gradient import GradientSettings, tune_gradient
 
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 10 ** 9)
     with pytest.raises(ResourceError, match="gradient step on 100,000 users.*lower batch_users"):
@@ -429,7 +429,7 @@ def test_ensemble_refuses_bad_settings(bad, match):
 def test_ensemble_surrogate_is_its_scores_and_its_weight_gradient_the_closed_form():
     import jax
 
-    from bspm_jax.gradient_tuning import EnsembleSurrogate, EnsembleTuning, surrogate_loss
+    from bspm_jax.tuning.gradient import EnsembleSurrogate, EnsembleTuning, surrogate_loss
 
     model = make_model("ensemble", **ENSEMBLE).fit(R)
     tuning = EnsembleTuning(model)

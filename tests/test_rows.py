@@ -7,8 +7,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bspm_jax import native
-from bspm_jax.rows import SparseRows, as_dense
+from bspm_jax.runtime import native
+from bspm_jax.filtering.rows import SparseRows, as_dense
 
 
 @st.composite

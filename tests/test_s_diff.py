@@ -16,12 +16,13 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bspm_jax import SDiff, make_model, rank_rows
+from bspm_jax import SDiff, make_model
+from bspm_jax.ranking import rank_rows
 from bspm_jax.data import Dataset
 from bspm_jax.diffusion import SCHEDULES, ConcatDenoiser, FiLMDenoiser, log_snr, time_embedding
 from bspm_jax.errors import ConfigError
 from bspm_jax.evaluation import evaluate
-from bspm_jax.rows import SparseRows
+from bspm_jax.filtering.rows import SparseRows
 from oracles import resume_matches_whole
 from oracles import toy as _toy
 from bspm_jax.training import DenoisingLoss, TrainSettings, UserSampler, padded_items, train
@@ -324,7 +325,7 @@ def small_split():
 
 
 def test_fig3_data_is_the_closed_form_log_snr(small_split):
-    from bspm_jax.sdiff_figures import fig3_data
+    from bspm_jax.figures.sdiff import fig3_data
 
     model = SDiff(rank=6, alpha_min=0.1, sigma_max=0.5)
     data = fig3_data(model, small_split, n_times=7)
@@ -337,8 +338,8 @@ def test_fig3_data_is_the_closed_form_log_snr(small_split):
 
 
 def test_fig7_and_fig8_points_equal_separately_trained_models(small_split):
-    from bspm_jax.experiment import FitOptions, fit_model
-    from bspm_jax.sdiff_figures import fig7_data, fig8_data
+    from bspm_jax.evaluation.fit import FitOptions, fit_model
+    from bspm_jax.figures.sdiff import fig7_data, fig8_data
 
     model = SDiff(rank=6, hidden=(16,), time_dim=4, sample_noise=False)
     s = TrainSettings(epochs=2, lr=3e-3, batch_size=32, eval_every=2, patience=2, seed=0)

@@ -13,10 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bspm_jax
-from bspm_jax import MODELS, ConfigError, ModelFileError, load_model, make_model, native, rank_rows
-from bspm_jax import AbstractTrainingFree, serial
+from bspm_jax import MODELS, ConfigError, ModelFileError, load_model, make_model
+from bspm_jax.ranking import rank_rows
+from bspm_jax.runtime import native
+from bspm_jax import serial
+from bspm_jax.models import AbstractTrainingFree
 from bspm_jax.training import TrainSettings, train
-from bspm_jax.data.dataset import matrix_digest
+from bspm_jax.data.sparse import matrix_digest
 from bspm_jax.data.synthetic import power_law_interactions
 
 TRAIN = sp.csr_matrix(power_law_interactions(120, 90, 900, seed=3), dtype=np.float32)

@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.linalg import expm
 
-import bspm_jax.operators
+import bspm_jax.filtering.operators
 from oracles import euler_states, rk4_states
 from bspm_jax.errors import ConfigError
-from bspm_jax.operators import Dense, Gram, SparseMatrix
-from bspm_jax.solvers import make_integrator
+from bspm_jax.filtering.operators import Dense, Gram, SparseMatrix
+from bspm_jax.filtering.solvers import make_integrator
 
 N, BATCH = 9, 4
 
@@ -218,10 +218,10 @@ def test_valid_settings_accepted():
         assert integrator.steps == 3 and integrator.T == 0.25
 
 
-class _Counting(bspm_jax.operators.AbstractOperator):
+class _Counting(bspm_jax.filtering.operators.AbstractOperator):
     """Wraps an operator and counts its applications at run time."""
 
-    inner: bspm_jax.operators.AbstractOperator
+    inner: bspm_jax.filtering.operators.AbstractOperator
 
     def __call__(self, x):
         jax.debug.callback(_COUNTER.append, 1)
@@ -234,7 +234,7 @@ _COUNTER: list[int] = []
 @pytest.mark.parametrize("name, steps", [("euler", 3), ("rk4", 2), ("dopri5", 1), ("dopri5", 4)])
 def test_reported_evaluations_equal_counted_applications(name, steps):
     p = np.diag(np.linspace(0.0, 1.0, 6))
-    op = _Counting(-bspm_jax.operators.Dense(jnp.asarray(p, jnp.float32)))
+    op = _Counting(-bspm_jax.filtering.operators.Dense(jnp.asarray(p, jnp.float32)))
     integrator = make_integrator(name, 2.5, steps, rtol=1e-6, atol=1e-8)
     _COUNTER.clear()
     _, stats = integrator.solve(op, jnp.ones((3, 6), jnp.float32))
@@ -243,7 +243,7 @@ def test_reported_evaluations_equal_counted_applications(name, steps):
 
 
 def test_rk4_step_polynomial_is_the_taylor_polynomial():
-    from bspm_jax.solvers import RK4, Euler
+    from bspm_jax.filtering.solvers import RK4, Euler
 
     np.testing.assert_allclose(RK4.coefficients, [1, 1, 1 / 2, 1 / 6, 1 / 24], rtol=1e-15)
     assert Euler.coefficients == (1.0, 1.0)
@@ -262,7 +262,7 @@ def test_polynomial_steps_equal_diffrax_steps(name, K):
 @pytest.mark.parametrize("name, steps", [("euler", 2), ("rk4", 3)])
 def test_diffrax_path_reports_the_same_evaluations(name, steps):
     p = np.diag(np.linspace(0.0, 1.0, 6))
-    op = _Counting(-bspm_jax.operators.Dense(jnp.asarray(p, jnp.float32)))
+    op = _Counting(-bspm_jax.filtering.operators.Dense(jnp.asarray(p, jnp.float32)))
     integrator = make_integrator(name, 2.5, steps, use_diffrax=True)
     _COUNTER.clear()
     _, stats = integrator.solve(op, jnp.ones((3, 6), jnp.float32))

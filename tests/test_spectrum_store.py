@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bspm_jax import spectral
-from bspm_jax.data.dataset import matrix_digest
+from bspm_jax.data.sparse import matrix_digest
 from bspm_jax.data.synthetic import power_law_interactions
 from bspm_jax.spectral import SpectrumCache, SpectrumStore, svd
 

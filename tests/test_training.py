@@ -24,6 +24,7 @@ from bspm_jax.config import Config, get_preset
 from bspm_jax.errors import BSPMError, ConfigError, TrainingError
 from bspm_jax.models import MFBPR, make_model
 from bspm_jax.ranking import rank_rows, recommend
+from bspm_jax.figures.curves import plot_curves
 from bspm_jax.training import (
     CHECKPOINT,
     BPRLoss,
@@ -37,7 +38,6 @@ from bspm_jax.training import (
     fingerprint,
     init_optimizer,
     load_checkpoint,
-    plot_curves,
     save_checkpoint,
     stacked_batches,
     train,
@@ -560,8 +560,8 @@ def test_cli_trains_early_stopped_on_validation_saves_and_loads(tmp_path, capsys
 
 def test_refit_with_valid_retrains_on_train_and_validation_for_the_best_epoch_count():
     from bspm_jax.data import Dataset
-    from bspm_jax.data.dataset import matrix_digest
-    from bspm_jax.experiment import FitOptions, fit_matrix, fit_model
+    from bspm_jax.data.sparse import matrix_digest
+    from bspm_jax.evaluation.fit import FitOptions, fit_matrix, fit_model
 
     R, V, T = toy(1), toy(2, p=0.05), toy(3, p=0.05)
     V = sp.csr_matrix(V - V.multiply(R))
@@ -579,7 +579,7 @@ def test_refit_with_valid_retrains_on_train_and_validation_for_the_best_epoch_co
 
 def test_refit_stopped_by_its_time_limit_resumes_to_the_uninterrupted_model(tmp_path):
     from bspm_jax.data import Dataset
-    from bspm_jax.experiment import fit_matrix, refit_trained
+    from bspm_jax.evaluation.fit import fit_matrix, refit_trained
 
     R, V, T = toy(1), toy(2, p=0.05), toy(3, p=0.05)
     V = sp.csr_matrix(V - V.multiply(R))

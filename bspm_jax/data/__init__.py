@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .dataset import Dataset, binary_csr, canonical_csr, cold_counts
+from .dataset import Dataset, cold_counts
+from .sparse import binary_csr, canonical_csr
 from .diffrec import load_diffrec
 from .fetch import DATASETS, cached_dataset, default_cache_dir, fetch_dataset
 from .lightgcn import load_lightgcn

@@ -32,7 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ConfigError, DataError
-from .dataset import Dataset, canonical_csr
+from .dataset import Dataset
+from .sparse import canonical_csr
 from .lightgcn import lightgcn_from_text
 
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/gusye1234/LightGCN-PyTorch/master/data"

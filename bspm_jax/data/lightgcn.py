@@ -11,7 +11,8 @@ import scipy.sparse as sp
 
 from ..errors import DataError
 from .checks import check_disjoint, clip
-from .dataset import Dataset, binary_csr, cold_counts, data_folder
+from .dataset import Dataset, cold_counts, data_folder
+from .sparse import binary_csr
 
 ID_LIMIT = 2**31 - 1
 SPARSE_SLACK = 1_000_000

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..errors import DataError
 from .checks import check_disjoint, clip
-from .dataset import Dataset, binary_csr
+from .dataset import Dataset
+from .sparse import binary_csr
 from .split import holdout_split
 
 _INT = re.compile(r"-?[0-9]{1,18}(?:\n-?[0-9]{1,18})*")

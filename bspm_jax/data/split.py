@@ -8,7 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import DataError
-from .dataset import Dataset, binary_csr, canonical_csr, cold_counts
+from .dataset import Dataset, cold_counts
+from .sparse import binary_csr, canonical_csr
 
 
 def holdout_split(

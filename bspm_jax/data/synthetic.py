@@ -6,7 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ConfigError
-from .dataset import Dataset, binary_csr
+from .dataset import Dataset
+from .sparse import binary_csr
 from .split import holdout_split
 
 

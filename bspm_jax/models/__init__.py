@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .. import serial
+from ..serial import HEADER, ModelFileError, decode_state, read_arrays, read_header
 from ..errors import ConfigError
 from .autoencoder import AbstractAutoencoder
 from .base import AbstractLayoutFilter, AbstractRecommender, AbstractSpectralFilter, AbstractTrainingFree, FitCache, LayoutScores, TrainInfo
@@ -86,27 +86,27 @@ def load_model(path: str | Path) -> AbstractRecommender:
     Refused: a missing, truncated or corrupted header or array file, another format
     version, an unknown model or setting, and arrays that differ from the header.
     """
-    header = serial.read_header(path)
-    where = str(Path(path) / serial.HEADER)
+    header = read_header(path)
+    where = str(Path(path) / HEADER)
     name = header["model"]
     if name not in MODELS:
-        raise serial.ModelFileError(f"{where} holds an unknown model {name!r}; available: {', '.join(MODELS)}")
+        raise ModelFileError(f"{where} holds an unknown model {name!r}; available: {', '.join(MODELS)}")
     try:
         model = make_model(name, **header["settings"])
     except ConfigError as err:
-        raise serial.ModelFileError(f"{where}: {err}") from None
+        raise ModelFileError(f"{where}: {err}") from None
     if f"{type(model).__module__}:{type(model).__qualname__}" != header.get("class"):
-        raise serial.ModelFileError(f"{where} was written for class {header.get('class')}, not {type(model).__qualname__}")
-    arrays = serial.read_arrays(path, header)
-    state = serial.decode_state(header, arrays, where)
+        raise ModelFileError(f"{where} was written for class {header.get('class')}, not {type(model).__qualname__}")
+    arrays = read_arrays(path, header)
+    state = decode_state(header, arrays, where)
     if set(state) != set(type(model).state_names()):
-        raise serial.ModelFileError(f"{where} is corrupted: its fitted state {sorted(state)} is not the {name} model's")
+        raise ModelFileError(f"{where} is corrupted: its fitted state {sorted(state)} is not the {name} model's")
     try:
         loaded = dataclasses.replace(model, **state)
     except (TypeError, ValueError, ConfigError) as err:
-        raise serial.ModelFileError(f"{where} is corrupted: {err}") from None
+        raise ModelFileError(f"{where} is corrupted: {err}") from None
     if not isinstance(loaded.fitted_on, TrainInfo) or dataclasses.asdict(loaded.fitted_on) != header["train"]:
-        raise serial.ModelFileError(f"{where} is corrupted: its train matrix record does not match")
+        raise ModelFileError(f"{where} is corrupted: its train matrix record does not match")
     return loaded
 
 

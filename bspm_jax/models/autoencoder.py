@@ -34,11 +34,11 @@ import jax.numpy as jnp
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
-from .. import native
-from ..checks import check_integer, check_number
+from ..runtime import native
+from ..runtime.checks import check_integer, check_number
 from ..diffusion.denoiser import Affine
 from ..errors import ConfigError
-from ..rows import SparseRows
+from ..filtering.rows import SparseRows
 from .base import Rows
 from .trained import AbstractTrainedRecommender
 
@@ -99,7 +99,7 @@ def _native_rows_product_bwd(residuals: None, grad: Array, perturbed: Any, weigh
 def sparse_input_product(rows: SparseRows, weight: Float[Array, "n d"], kernel: str = "auto") -> Float[Array, "b d"]:
     """``rows @ weight`` from the nonzeros only, differentiable in ``weight``.
 
-    The native CSR kernel's path chosen by ``kernel`` (:func:`bspm_jax.native.select`; its
+    The native CSR kernel's path chosen by ``kernel`` (:func:`bspm_jax.runtime.native.select`; its
     gradient ``rows^T G`` is a second CSR product), or pure JAX (a gather and a segment
     sum) where there is none.
     """
@@ -117,6 +117,14 @@ class AbstractAutoencoder(AbstractTrainedRecommender):
 
     Concrete models hold the settings and layers below as fields and define the code step
     (:meth:`code`, :meth:`sample_code`), its width and the weight of its divergence term.
+
+    Attributes:
+        hidden: tanh hidden layer widths, n_items -> hidden... -> code (mirrored in the decoder), list of integers >= 1.
+        latent: size of the code z the decoder reads, integer >= 1 (the paper's 200).
+        dropout: probability of dropping each input interaction in training (inverted), in [0, 1) (the paper's 0.5).
+        reg: weight of the L2 term reg * sum of squared layer weights (biases excluded), finite and >= 0 (Liang's lam).
+        bias_scale: initial biases' N(0, bias_scale^2) standard deviation (cut at 2 sd), finite and >= 0 (Liang's 0.001).
+        kernel: first-layer product path, 'auto', 'avx512', 'avx2', 'baseline' or 'jax'; a named path must run here.
     """
 
     scores_new_users: ClassVar[bool] = True

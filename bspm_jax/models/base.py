@@ -19,11 +19,11 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, ArrayLike, Float
 
-from ..data.dataset import matrix_digest
+from ..data.sparse import matrix_digest
 from ..errors import ConfigError
-from ..graph import ItemGraph
-from ..operators import AbstractLayout, Diagonal, LowRank, RowLayout
-from ..rows import SparseRows, as_dense
+from ..filtering.graph import ItemGraph
+from ..filtering.operators import AbstractLayout, Diagonal, LowRank, RowLayout
+from ..filtering.rows import SparseRows, as_dense
 from ..spectral import SpectrumCache
 
 Rows = Float[Array, "b n_items"] | SparseRows

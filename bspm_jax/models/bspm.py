@@ -31,12 +31,12 @@ import jax.numpy as jnp
 import scipy.sparse as sp
 from jaxtyping import Array, Float
 
-from .. import native as native_kernel
+from ..runtime import native as native_kernel
 from ..errors import ConfigError
-from ..filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
-from ..graph import ItemGraph, build_graph, intermediate_length
-from ..operators import AbstractOperator
-from ..solvers import AbstractIntegrator, make_integrator
+from ..filtering.filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, Sharpen
+from ..filtering.graph import ItemGraph, build_graph, intermediate_length
+from ..filtering.operators import AbstractOperator
+from ..filtering.solvers import AbstractIntegrator, make_integrator
 from ..spectral import DEFAULT_TOL, SpectrumCache, check_svd_settings
 from .base import AbstractLayoutFilter, AbstractSpectralFilter, LayoutScores, Rows, TrainInfo
 
@@ -56,7 +56,40 @@ def _finite(name: str, value: float, low: float = -math.inf, strict: bool = Fals
 
 
 class BSPM(AbstractSpectralFilter, AbstractLayoutFilter):
-    """Blurring-Sharpening Process Model (early/late merge, residual, t-point combination)."""
+    """Blurring-Sharpening Process Model (early/late merge, residual, t-point combination).
+
+    Choi et al., SIGIR 2023; the defaults are BSPM-EM's Gowalla settings (Table 4). The ODEs are in the
+    module docstring; "official" names a flag of the authors' code (jeongwhanchoi/BSPM). ``rank``
+    is used (and checked) when ``beta != 0`` or the blur is 'ideal' or 'gfcf'; a process's solver, T and K
+    are checked when it runs: blur always, ideal when ``beta != 0``, sharpening when ``sharpen``.
+
+    Attributes:
+        blur: blur ODE dB/dt, one of 'heat' (k B (P~ - I)), 'ideal' (B (M - I)), 'gfcf' (k B (P~ + gfcf_beta M - I)).
+        k: heat capacity of the 'heat' and 'gfcf' blurs, finite and > 0 (1: the official code's blur).
+        gfcf_beta: weight of the ideal low-pass M inside the 'gfcf' blur, any finite number (GF-CF's 0.3).
+        blur_solver: blur integrator, one of 'euler', 'rk4', 'dopri5' (official ``solver_blr``).
+        T_b: blurring time, finite and > 0 (the paper's T_b).
+        K_b: blur steps of T_b / K_b, integer >= 1; with 'dopri5' the number of output times (the paper's K_b).
+        beta: weight of the ideal low-pass term beta I(T_idl), finite and >= 0; 0: none (official ``idl_beta``).
+        idl_solver: ideal low-pass integrator, one of 'euler', 'rk4', 'dopri5' (official ``solver_idl``).
+        T_idl: ideal low-pass time, finite and > 0 (official ``T_idl``).
+        K_idl: ideal low-pass steps, integer >= 1 (official ``K_idl``).
+        rank: SVD rank of the ideal low-pass M, integer 1..min(n_users, n_items) - 1 (official ``factor_dim``).
+        svd_solver: truncated SVD solver, one of 'auto', 'block', 'propack', 'arpack'.
+        svd_tol: SVD stopping rule ||A v - s u|| <= svd_tol * s_1, in (0, 1).
+        sharpen: run the sharpening ODE dS/dt = -S P~, True or False (official ``sharpening_off`` negated).
+        sharpen_solver: sharpening integrator, one of 'euler', 'rk4', 'dopri5' (official ``solver_shr``).
+        T_s: sharpening time, finite and > 0 (the paper's T_s; 2.5 for BSPM-EM on Gowalla).
+        K_s: sharpening steps of T_s / K_s, integer >= 1; with 'dopri5' the number of output times (the paper's K_s).
+        merge: 'early' (BSPM-EM: sharpen B + beta I) or 'late' (BSPM-LM: add beta I last) (final_sharpening True/False).
+        residual: add the sharpening's start S(0) to the result, True or False; needs ``sharpen``.
+        t_point: average the blur and sharpening states at all output times, True or False (``t_point_combination``).
+        rtol: relative tolerance of 'dopri5', finite and > 0 (unused by 'euler' and 'rk4').
+        atol: absolute tolerance of 'dopri5', finite and > 0 (unused by 'euler' and 'rk4').
+        dense: materialise P~ as an (n_items, n_items) array instead of matrix-free products, True or False.
+        use_diffrax: run 'euler'/'rk4' through diffrax.diffeqsolve, not as their step polynomial, True or False.
+        kernel: product path, one of 'auto', 'avx512', 'avx2', 'baseline' (native CPU kernel) or 'jax' (pure JAX).
+    """
 
     name: ClassVar[str] = "bspm"
     blur: str = eqx.field(static=True, default="heat")

@@ -9,7 +9,7 @@ items without interactions):
   matrix-free; ``x T_k(L~)`` by the three-term recurrence, one Gram product per order;
 - ``c_k`` interpolate the "plateau" response ``h(x) = 0.5 + 0.5 |x|^phi`` (``x < 0``),
   ``0.5 - 0.5 x^phi`` (``x >= 0``): flat near the lowest frequencies, falling to 0 at the
-  highest (:func:`bspm_jax.chebyshev.plateau_coefficients`);
+  highest (:func:`bspm_jax.filtering.chebyshev.plateau_coefficients`);
 - ``V`` the top ``eta`` right singular vectors of ``R~`` (no add-on when ``eta`` or
   ``alpha`` is 0); the degree normalisation is off when ``beta`` is 0.
 
@@ -19,7 +19,7 @@ because the reported figures come from it: the plateau is read at the extrema of
 (``target_points = "extrema"``); ``"nodes"`` is the textbook interpolant. Its Gowalla
 settings: K 8, phi 1.5, eta 512, alpha 0.2, beta 0.4.
 
-Two settings go beyond the paper, for tuning by gradient (:mod:`bspm_jax.gradient_tuning`):
+Two settings go beyond the paper, for tuning by gradient (:mod:`bspm_jax.tuning.gradient`):
 ``coefficients`` (``c_0 .. c_K`` given directly, instead of the plateau's) and
 ``band_gains`` (the add-on's eigenvectors in equal consecutive bands, band ``b`` weighted
 ``alpha * band_gains[b]``).
@@ -36,13 +36,13 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float
 
-from .. import native as native_kernel
-from ..checks import check_integer, check_number
-from ..chebyshev import TARGET_POINTS, chebyshev_series, plateau_coefficients
+from ..runtime import native as native_kernel
+from ..runtime.checks import check_integer, check_number
+from ..filtering.chebyshev import TARGET_POINTS, chebyshev_series, plateau_coefficients
 from ..errors import ConfigError
-from ..graph import ItemGraph, build_graph, intermediate_length
-from ..operators import AbstractLayout, Diagonal, Identity, LowRank, RowLayout, kernel_for
-from ..rows import scale_columns
+from ..filtering.graph import ItemGraph, build_graph, intermediate_length
+from ..filtering.operators import AbstractLayout, Diagonal, Identity, LowRank, RowLayout, kernel_for
+from ..filtering.rows import scale_columns
 from ..spectral import DEFAULT_TOL, SpectrumCache, check_svd_settings, degree_power
 from .base import AbstractLayoutFilter, AbstractSpectralFilter, LayoutScores, Rows, TrainInfo
 
@@ -60,7 +60,24 @@ def band_of(n: int, bands: int) -> np.ndarray:
 
 
 class ChebyCF(AbstractSpectralFilter, AbstractLayoutFilter):
-    """ChebyCF: ``(sum_k c_k x T_k(L~) + alpha x V V^T) D^beta`` with ``x = r D^-beta``."""
+    """ChebyCF: ``(sum_k c_k x T_k(L~) + alpha x V V^T) D^beta`` with ``x = r D^-beta``.
+
+    Kim et al., SIGIR 2025; the defaults are its Gowalla settings; K, phi, eta, alpha and beta are the
+    names in the authors' published configs (chanwoo0806/ChebyCF) and the module docstring's formula.
+
+    Attributes:
+        K: order of the Chebyshev filter sum_{k=0..K} c_k T_k(L~), integer >= 1.
+        phi: flatness of the plateau response the c_k interpolate, finite and > 0.
+        eta: rank of the ideal low-pass add-on V V^T, integer >= 0 (< min(n_users, n_items) when used); 0: none.
+        alpha: weight of the ideal low-pass add-on, any finite number; 0: none.
+        beta: exponent of the degree normalisation x = r D^-beta, scores times D^beta, any finite number; 0: off.
+        target_points: where the plateau is read, 'extrema' (the authors' code) or 'nodes' (textbook Chebyshev nodes).
+        coefficients: c_0..c_K given directly instead of the plateau's, K + 1 finite numbers or None (beyond the paper).
+        band_gains: gains of the add-on's eigenvectors in equal bands, 1..eta finite numbers or None (beyond the paper).
+        svd_solver: truncated SVD solver for V, one of 'auto', 'block', 'propack', 'arpack'.
+        svd_tol: SVD stopping rule ||A v - s u|| <= svd_tol * s_1, in (0, 1).
+        kernel: product path, one of 'auto', 'avx512', 'avx2', 'baseline' (native CPU kernel) or 'jax' (pure JAX).
+    """
 
     name: ClassVar[str] = "chebycf"
     K: int = eqx.field(static=True, default=8)

@@ -5,7 +5,7 @@ scores of ``r`` over all items and ``||.||`` the Euclidean norm of each row, so 
 the weights compare members whose scores have different scales (ChebyCF's, BSPM's). Members
 are given as settings tables (``{name = "chebycf", K = 8, ...}``), fitted on the same
 train matrix (sharing SVDs through one :class:`SpectrumCache`) and saved with the model.
-The weights are what :mod:`bspm_jax.gradient_tuning` tunes for an ensemble.
+The weights are what :mod:`bspm_jax.tuning.gradient` tunes for an ensemble.
 """
 
 from __future__ import annotations
@@ -57,7 +57,12 @@ def _weights(values: object) -> object:
 
 
 class Ensemble(AbstractTrainingFree):
-    """``sum_m w_m s_m / ||s_m||``: training-free members' row-normalised scores, weighted."""
+    """``sum_m w_m s_m / ||s_m||``: training-free members' row-normalised scores, weighted.
+
+    Attributes:
+        members: the member models, a non-empty list of settings tables each with a ``name`` of a training-free model.
+        weights: w_m, one finite number per member (tuned by :mod:`bspm_jax.tuning.gradient`).
+    """
 
     name: ClassVar[str] = "ensemble"
     members: tuple[MemberSpec, ...] = eqx.field(static=True, default=(), converter=_members)

@@ -39,13 +39,13 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
-from .. import native as native_kernel
-from ..checks import check_integer, check_number
+from ..runtime import native as native_kernel
+from ..runtime.checks import check_integer, check_number
 from ..diffusion.denoiser import ACTIVATIONS
 from ..diffusion.item_denoiser import ItemDenoiser
 from ..errors import ConfigError
-from ..operators import SparseMatrix
-from ..rows import as_dense
+from ..filtering.operators import SparseMatrix
+from ..filtering.rows import as_dense
 from ..spectral import degree_power
 from ..spectral.svd import DEFAULT_TOL, check_rank, check_svd_settings, truncated_svd
 from .base import Rows
@@ -63,22 +63,24 @@ def giffcf_graph(train: sp.spmatrix) -> sp.csr_matrix:
 class GiffCF(AbstractTrainedRecommender):
     """GiffCF: a denoiser of item-space histories under a graph-filter forward process (see the module).
 
-    Settings:
+    Zhu et al., SIGIR 2024; the defaults are GiffCF's ML-1M configuration.
 
-    - ``embed_dim``: width d of the item embeddings (200);
-    - ``steps``: T, the number of diffusion steps (3);
-    - ``alpha``: strength of the forward filter, z_T = x + alpha (A x - x) (1.5);
-    - ``dropout``: share of the condition's interactions dropped in training (0.5);
-    - ``ideal_weight``: weight w of the ideal low-pass in the smoothing (0: none);
-    - ``ideal_cutoff``: eigenvectors in the ideal low-pass when ``ideal_weight > 0`` (200);
-    - ``noise_scale``: standard deviation of the training noise at t = T (0: none);
-    - ``noise_decay``: its decay per step back from T, and the sampler's carry of z - F(x^, t) (0.5);
-    - ``time_dim``: width of the sinusoidal step embedding and its hidden layer (20);
-    - ``mixer_hidden``: hidden units of the two per-coordinate mixers (2);
-    - ``heads``: denoisers trained side by side whose sampled scores are averaged (1);
-    - ``activation``: of every hidden layer, ``silu`` (Keras's swish), ``tanh`` or ``relu``;
-    - ``kernel``: the sparse products' path (:func:`bspm_jax.native.select`);
-    - ``svd_solver``, ``svd_tol``: the decomposition giving lambda_1 and V (:func:`bspm_jax.spectral.truncated_svd`).
+    Attributes:
+        embed_dim: width d of the item embeddings, integer >= 1.
+        steps: T, the number of diffusion steps, integer >= 1.
+        alpha: strength of the forward filter, z_T = x + alpha (A x - x), finite and >= 0.
+        dropout: share of the condition's interactions dropped in training (rest scaled up), in [0, 1).
+        ideal_weight: weight w of the ideal low-pass, smoothing (A x + w x V V^T) / (1 + w), finite and >= 0; 0: none.
+        ideal_cutoff: eigenvectors in the ideal low-pass V, integer >= 1, < min(n_users, n_items) when ideal_weight > 0.
+        noise_scale: standard deviation of the training noise at t = T, finite and >= 0; 0: none.
+        noise_decay: training noise's decay per step back from T, and the sampler's carry of z - F(x^, t), >= 0.
+        time_dim: width of the sinusoidal step embedding and its hidden layer, integer >= 2.
+        mixer_hidden: hidden units of the two per-coordinate mixers, integer >= 1.
+        heads: denoisers trained side by side whose sampled scores are averaged, integer >= 1 (1: one denoiser).
+        activation: of every hidden layer, one of 'silu' (Keras's swish), 'tanh', 'relu'.
+        kernel: product path, one of 'auto', 'avx512', 'avx2', 'baseline' (native CPU kernel) or 'jax' (pure JAX).
+        svd_solver: SVD giving lambda_1 and V, one of 'auto', 'block', 'propack', 'arpack'.
+        svd_tol: SVD stopping rule ||A v - s u|| <= svd_tol * s_1, in (0, 1).
     """
 
     name: ClassVar[str] = "giffcf"

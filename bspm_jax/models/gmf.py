@@ -13,14 +13,23 @@ import jax
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
-from ..checks import check_integer
+from ..runtime.checks import check_integer
 from ..diffusion.denoiser import Affine
 from .ncf import AbstractNCF, lecun_uniform
 from .trained import normal_table
 
 
 class GMF(AbstractNCF):
-    """GMF with ``factors``-dimensional embeddings; ``pair_scores`` is the logit h . (p_u * q_i) + b."""
+    """GMF with ``factors``-dimensional embeddings; ``pair_scores`` is the logit h . (p_u * q_i) + b.
+
+    Attributes:
+        sampling: epoch's (user, positive) pairs, 'pairs' (each train pair once) or 'users' (uniform users; needs 'bpr').
+        reg: L2 weight, reg/2 times the batch mean of the squared embedding rows touched, finite and >= 0 (He's code: 0).
+        loss: objective, 'bce' (He's log loss on sampled negatives) or 'bpr' (BPR triples, as NGCF's NCF baseline).
+        negatives: sampled unseen items per positive under 'bce', integer >= 1 (He's num_neg, 4); unused by 'bpr'.
+        init_scale: standard deviation of the N(0, init_scale^2) initial embeddings, finite and > 0 (He's 0.01).
+        factors: embedding size, the predictive factors of GMF, integer >= 1 (He's num_factors, 8).
+    """
 
     name: ClassVar[str] = "gmf"
     factors: int = eqx.field(static=True, default=8)

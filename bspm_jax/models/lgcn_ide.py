@@ -10,16 +10,23 @@ import jax.numpy as jnp
 import scipy.sparse as sp
 from jaxtyping import Array, Float
 
-from .. import native as native_kernel
+from ..runtime import native as native_kernel
 from ..errors import ConfigError
-from ..graph import ItemGraph, build_graph, intermediate_length
-from ..rows import as_dense
+from ..filtering.graph import ItemGraph, build_graph, intermediate_length
+from ..filtering.rows import as_dense
 from ..spectral import SpectrumCache
 from .base import AbstractSpectralFilter, Rows, TrainInfo
 
 
 class LGCNIDE(AbstractSpectralFilter):
-    """LightGCN with an ideal design (GF-CF paper): ``R~_u P~^layers`` with ``R~_u = d_u^-1/2 R_u V^-1/2``."""
+    """LightGCN with an ideal design (GF-CF paper): ``R~_u P~^layers`` with ``R~_u = d_u^-1/2 R_u V^-1/2``.
+
+    Shen et al., CIKM 2021 (LGCN-IDE); no training, no SVD.
+
+    Attributes:
+        layers: power of P~ = R~^T R~ applied to the normalised row (propagation layers), integer >= 1.
+        kernel: product path, one of 'auto', 'avx512', 'avx2', 'baseline' (native CPU kernel) or 'jax' (pure JAX).
+    """
 
     name: ClassVar[str] = "lgcn-ide"
     layers: int = eqx.field(static=True, default=1)

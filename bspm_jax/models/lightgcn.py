@@ -5,7 +5,7 @@ symmetrically: ``A~ = D^-1/2 [[0, R], [R^T, 0]] D^-1/2``, whose off-diagonal blo
 ``R~ = U^-1/2 R V^-1/2`` (the matrix BSPM filters). Layer ``k + 1`` is
 ``E_u <- R~ E_i``, ``E_i <- R~^T E_u``; the final embeddings are the mean of layers
 0..K (LightGCN's alpha_k = 1 / (K + 1)). The products run in the library's sparse
-kernel (:meth:`bspm_jax.operators.SparseMatrix.matmul`, the native CSR kernel on CPU),
+kernel (:meth:`bspm_jax.filtering.operators.SparseMatrix.matmul`, the native CSR kernel on CPU),
 differentiated by the transpose product, never as dense matrices.
 
 Training (in :mod:`bspm_jax.training`): BPR on one (user, positive, negative) triple per
@@ -30,16 +30,25 @@ import jax.numpy as jnp
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
-from .. import native as native_kernel
-from ..checks import check_integer, check_number
+from ..runtime import native as native_kernel
+from ..runtime.checks import check_integer, check_number
 from ..errors import ConfigError
-from ..operators import SparseMatrix
+from ..filtering.operators import SparseMatrix
 from ..spectral import normalize
 from .trained import AbstractBPR, normal_table
 
 
 class LightGCN(AbstractBPR):
-    """LightGCN with ``layers`` propagation layers of ``dim``-dimensional embeddings ~ N(0, init_scale^2)."""
+    """LightGCN with ``layers`` propagation layers of ``dim``-dimensional embeddings ~ N(0, init_scale^2).
+
+    Attributes:
+        sampling: epoch's (user, positive) pairs, 'pairs' (each train pair once) or 'users' (the reference sampler).
+        reg: L2 weight on the triple's layer-0 embeddings, finite and >= 0 (the paper's lambda, reference's 1e-4).
+        dim: embedding size, integer >= 1 (the paper's 64).
+        layers: propagation layers K, integer >= 0 (0: plain MF); final embeddings are the mean of layers 0..K.
+        init_scale: standard deviation of the N(0, init_scale^2) layer-0 embeddings, finite and > 0 (reference: 0.1).
+        kernel: product path, one of 'auto', 'avx512', 'avx2', 'baseline' (native CPU kernel) or 'jax' (pure JAX).
+    """
 
     name: ClassVar[str] = "lightgcn"
     frozen: ClassVar[tuple[str, ...]] = ("graph",)

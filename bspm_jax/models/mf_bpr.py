@@ -11,13 +11,20 @@ import jax.numpy as jnp
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
-from ..checks import check_integer, check_number
+from ..runtime.checks import check_integer, check_number
 from ..errors import ConfigError
 from .trained import AbstractBPR, normal_table
 
 
 class MFBPR(AbstractBPR):
-    """MF-BPR (Rendle et al., 2009): s(u, i) = p_u . q_i, embeddings ~ N(0, init_scale^2)."""
+    """MF-BPR (Rendle et al., 2009): s(u, i) = p_u . q_i, embeddings ~ N(0, init_scale^2).
+
+    Attributes:
+        sampling: epoch's (user, positive) pairs, 'pairs' (each train pair once) or 'users' (LightGCN's sampler).
+        reg: L2 weight, reg/2 times the batch mean of the triple's squared embeddings, finite and >= 0 (BPR-Opt's lambda).
+        dim: embedding size (latent factors), integer >= 1.
+        init_scale: standard deviation of the N(0, init_scale^2) initial embeddings, finite and > 0.
+    """
 
     name: ClassVar[str] = "mf-bpr"
     dim: int = eqx.field(static=True, default=64)

@@ -22,7 +22,16 @@ from .trained import normal_table
 
 
 class MLP(AbstractNCF):
-    """He's MLP with tower ``layers``; ``pair_scores`` is the logit h . tower([p_u; q_i]) + b."""
+    """He's MLP with tower ``layers``; ``pair_scores`` is the logit h . tower([p_u; q_i]) + b.
+
+    Attributes:
+        sampling: epoch's (user, positive) pairs, 'pairs' (each train pair once) or 'users' (uniform users; needs 'bpr').
+        reg: L2 weight, reg/2 times the batch mean of the squared embedding rows touched, finite and >= 0 (He's code: 0).
+        loss: objective, 'bce' (He's log loss on sampled negatives) or 'bpr' (BPR triples, as NGCF's NCF baseline).
+        negatives: sampled unseen items per positive under 'bce', integer >= 1 (He's num_neg, 4); unused by 'bpr'.
+        init_scale: standard deviation of the N(0, init_scale^2) initial embeddings, finite and > 0 (He's 0.01).
+        layers: tower widths, layers[0] (even) the concatenated embeddings, then one ReLU layer per width (He's layers).
+    """
 
     name: ClassVar[str] = "mlp"
     layers: tuple[int, ...] = eqx.field(static=True, default=(64, 32, 16, 8), converter=widths)

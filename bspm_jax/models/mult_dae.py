@@ -31,7 +31,18 @@ from .autoencoder import AbstractAutoencoder, layer_widths
 
 
 class MultDAE(AbstractAutoencoder):
-    """Mult-DAE: tanh MLP encoder to a ``latent``-wide code, tanh MLP decoder to item logits; no divergence term."""
+    """Mult-DAE: tanh MLP encoder to a ``latent``-wide code, tanh MLP decoder to item logits; no divergence term.
+
+    Liang et al., WWW 2018; the defaults are the paper's [n_items -> 200 -> n_items] and Liang's code (reg 2e-5).
+
+    Attributes:
+        hidden: tanh hidden layer widths, n_items -> hidden... -> code (mirrored in the decoder), list of integers >= 1.
+        latent: size of the code z the decoder reads, integer >= 1 (the paper's 200).
+        dropout: probability of dropping each input interaction in training (inverted), in [0, 1) (the paper's 0.5).
+        reg: weight of the L2 term reg * sum of squared layer weights (biases excluded), finite and >= 0 (Liang's lam).
+        bias_scale: initial biases' N(0, bias_scale^2) standard deviation (cut at 2 sd), finite and >= 0 (Liang's 0.001).
+        kernel: first-layer product path, 'auto', 'avx512', 'avx2', 'baseline' or 'jax'; a named path must run here.
+    """
 
     name: ClassVar[str] = "mult-dae"
 

@@ -34,13 +34,26 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from ..checks import check_integer, check_number
+from ..runtime.checks import check_integer, check_number
 from ..diffusion.denoiser import Affine
 from .autoencoder import AbstractAutoencoder, layer_widths
 
 
 class MultVAE(AbstractAutoencoder):
-    """Mult-VAE: encoder to (mu, logvar) of a ``latent``-dimensional Gaussian, tanh MLP decoder to item logits."""
+    """Mult-VAE: encoder to (mu, logvar) of a ``latent``-dimensional Gaussian, tanh MLP decoder to item logits.
+
+    Liang et al., WWW 2018; the defaults are the paper's [n_items -> 600 -> 200 -> 600 -> n_items] and Liang's code.
+
+    Attributes:
+        hidden: tanh hidden layer widths, n_items -> hidden... -> code (mirrored in the decoder), list of integers >= 1.
+        latent: size of the code z the decoder reads, integer >= 1 (the paper's 200).
+        dropout: probability of dropping each input interaction in training (inverted), in [0, 1) (the paper's 0.5).
+        anneal_cap: cap of the KL weight beta = min(anneal_cap, step / anneal_steps), finite and >= 0 (the paper's 0.2).
+        anneal_steps: updates over which beta rises to anneal_cap, integer >= 0; 0: beta = anneal_cap (Liang's 200,000).
+        reg: weight of the L2 term reg * sum of squared layer weights (biases excluded), finite and >= 0 (Liang's lam).
+        bias_scale: initial biases' N(0, bias_scale^2) standard deviation (cut at 2 sd), finite and >= 0 (Liang's 0.001).
+        kernel: first-layer product path, 'auto', 'avx512', 'avx2', 'baseline' or 'jax'; a named path must run here.
+    """
 
     name: ClassVar[str] = "mult-vae"
 

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from ..checks import check_integer, check_number
+from ..runtime.checks import check_integer, check_number
 from ..diffusion.denoiser import Affine
 from ..errors import ConfigError
 from .trained import AbstractPairwise
@@ -100,7 +100,15 @@ NCF_LOSSES = ("bce", "bpr")
 
 
 class AbstractNCF(AbstractPairwise):
-    """A neural CF model trained by binary cross-entropy with ``negatives`` sampled negatives per positive, or by BPR."""
+    """A neural CF model trained by binary cross-entropy with ``negatives`` sampled negatives per positive, or by BPR.
+
+    Attributes:
+        sampling: epoch's (user, positive) pairs, 'pairs' (each train pair once) or 'users' (uniform users; needs 'bpr').
+        reg: L2 weight, reg/2 times the batch mean of the squared embedding rows touched, finite and >= 0 (He's code: 0).
+        loss: objective, 'bce' (He's log loss on sampled negatives) or 'bpr' (BPR triples, as NGCF's NCF baseline).
+        negatives: sampled unseen items per positive under 'bce', integer >= 1 (He's num_neg, 4); unused by 'bpr'.
+        init_scale: standard deviation of the N(0, init_scale^2) initial embeddings, finite and > 0 (He's 0.01).
+    """
 
     loss: str = eqx.field(static=True, default="bce")
     negatives: int = eqx.field(static=True, default=4)

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
-from ..checks import check_integer, check_number
+from ..runtime.checks import check_integer, check_number
 from ..diffusion.denoiser import Affine
 from ..errors import ConfigError
 from .gmf import GMF
@@ -42,7 +42,21 @@ from .trained import normal_table
 
 
 class NeuMF(AbstractNCF):
-    """NeuMF with a ``factors``-dimensional GMF part and an MLP part of tower ``layers``; ``pair_scores`` is the logit."""
+    """NeuMF with a ``factors``-dimensional GMF part and an MLP part of tower ``layers``; ``pair_scores`` is the logit.
+
+    Attributes:
+        sampling: epoch's (user, positive) pairs, 'pairs' (each train pair once) or 'users' (uniform users; needs 'bpr').
+        reg: L2 weight, reg/2 times the batch mean of the squared embedding rows touched, finite and >= 0 (He's code: 0).
+        loss: objective, 'bce' (He's log loss on sampled negatives) or 'bpr' (BPR triples, as NGCF's NCF baseline).
+        negatives: sampled unseen items per positive under 'bce', integer >= 1 (He's num_neg, 4); unused by 'bpr'.
+        init_scale: standard deviation of the N(0, init_scale^2) initial embeddings, finite and > 0 (He's 0.01).
+        factors: embedding size of the GMF part, integer >= 1 (He's num_factors, 8).
+        layers: MLP tower widths, layers[0] (even) the concatenated embeddings, then a ReLU layer per width (He's layers).
+        pretrain: start from a trained GMF and MLP (He's pre-training), True or False.
+        alpha: GMF share of the pre-trained prediction layer, in [0, 1] (the paper's alpha, 0.5).
+        part_epochs: GMF's and MLP's epochs when pre-training without validation, two integers >= 1, or None (train.epochs).
+        finetune_lr: plain SGD rate after pre-training, finite and > 0, or None (keep the run's Adam at train.lr).
+    """
 
     name: ClassVar[str] = "neumf"
     factors: int = eqx.field(static=True, default=8)

@@ -16,7 +16,10 @@ from .base import AbstractTrainingFree, Rows, TrainInfo
 
 
 class Popularity(AbstractTrainingFree):
-    """score(u, i) = deg(i), the number of train interactions of item i."""
+    """score(u, i) = deg(i), the number of train interactions of item i.
+
+    It has no settings; its fitted state is ``degree``.
+    """
 
     name: ClassVar[str] = "popularity"
     degree: Float[Array, " n_items"] | None = None

@@ -55,9 +55,9 @@ from jaxtyping import Array, Float, Int
 
 from ..diffusion import DENOISERS, SCHEDULES, AbstractDenoiser, AbstractSchedule
 from ..diffusion.denoiser import ACTIVATIONS
-from ..checks import check_integer, check_number
+from ..runtime.checks import check_integer, check_number
 from ..errors import ConfigError
-from ..rows import SparseRows
+from ..filtering.rows import SparseRows
 from ..spectral import spectrum
 from ..spectral.svd import DEFAULT_TOL, check_rank, check_svd_settings
 from .base import Rows
@@ -67,7 +67,29 @@ _NEW_USER_OFFSET = 1 << 30  # new users' noise keys: fold_in(key, offset + posit
 
 
 class SDiff(AbstractTrainedRecommender):
-    """S-Diff: a denoiser of the spectrum ``U^T x`` conditioned on the history's spectrum (see the module)."""
+    """S-Diff: a denoiser of the spectrum ``U^T x`` conditioned on the history's spectrum (see the module).
+
+    Xia et al., WSDM 2025; K, T and tau as in the module docstring (Algorithms 1 and 2).
+
+    Attributes:
+        rank: K, the top right singular vectors of X~ kept as the basis U, integer >= 1, < min(n_users, n_items) at init.
+        steps: T, the diffusion steps at times t_k = tau k / T, integer >= 1.
+        tau: the last diffusion time t_T, finite and > 0.
+        alpha_min: floor of the signal coefficient alpha_t = (1 - alpha_min) lambda_t + alpha_min, in [0, 1].
+        sigma_max: cap of the noise standard deviation sigma_t, in [0, 1].
+        schedule: forward process, one of 'vp' (S-Diff-VP), 've', 'ddpm' (the paper's ablations).
+        fusion: how the condition enters the denoiser, 'film' (FiLM) or 'concat' ([v_t, e] into the MLP).
+        hidden: widths of the denoiser's hidden layers, list of integers >= 1.
+        time_dim: width of the sinusoidal step embedding, integer >= 2.
+        activation: of the denoiser's hidden layers, one of 'tanh', 'relu', 'silu'.
+        mask_ratio: probability of dropping each interaction of the training condition c, in [0, 1].
+        p_uncond: probability of training with the empty condition (for guidance), in [0, 1].
+        guidance: scale s of phi_u + s (phi_c - phi_u), any finite number (1: conditional, 0: unconditional).
+        sample_noise: draw fresh noise at each sampling step, True or False (False: deterministic sampling).
+        sample_seed: seed of the sampling noise, integer >= 0.
+        svd_solver: truncated SVD solver, one of 'auto', 'block', 'propack', 'arpack'.
+        svd_tol: SVD stopping rule ||A v - s u|| <= svd_tol * s_1, in (0, 1).
+    """
 
     name: ClassVar[str] = "s-diff"
     frozen: ClassVar[tuple[str, ...]] = ("basis", "frequencies")

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
 from ..errors import ConfigError
-from ..rows import SparseRows
+from ..filtering.rows import SparseRows
 from .base import AbstractRecommender, Rows, TrainInfo
 
 

@@ -22,11 +22,11 @@ import equinox as eqx
 import numpy as np
 import scipy.sparse as sp
 
-from .. import native as native_kernel
-from ..checks import check_number
+from ..runtime import native as native_kernel
+from ..runtime.checks import check_number
 from ..errors import ConfigError
-from ..memory import require_bytes
-from ..operators import Sparse, SparseMatrix, layout_for
+from ..runtime.memory import require_bytes
+from ..filtering.operators import Sparse, SparseMatrix, layout_for
 from ..spectral import SpectrumCache, degree_power, degrees
 from .base import AbstractLayoutFilter, LayoutScores, Rows, TrainInfo
 
@@ -38,7 +38,16 @@ BYTES_PER_ENTRY = 2 * (4 + 4) + 8 + 8
 
 
 class TurboCF(AbstractLayoutFilter):
-    """Turbo-CF: ``r f(P)`` with ``P = (R_a^T R_a)^{.s}``, ``R_a = D_U^-a R D_I^(a-1)``."""
+    """Turbo-CF: ``r f(P)`` with ``P = (R_a^T R_a)^{.s}``, ``R_a = D_U^-a R D_I^(a-1)``.
+
+    Park et al., SIGIR 2024; the defaults are its Gowalla settings (a 0.6, s 0.7, filter 1).
+
+    Attributes:
+        alpha: normalisation exponent a of R_a = D_U^-a R D_I^(a-1), any finite number (the paper's a, code's --alpha).
+        power: entrywise power s of P = (R_a^T R_a)^{.s}, finite and > 0 (the paper's s, code's --power).
+        filter: polynomial f(P), one of 1 (P), 2 (2P - P^2), 3 (P + 0.01 (-P^3 + 10 P^2 - 29 P)) (the paper's filters).
+        kernel: product path, one of 'auto', 'avx512', 'avx2', 'baseline' (native CPU kernel) or 'jax' (pure JAX).
+    """
 
     name: ClassVar[str] = "turbo-cf"
     alpha: float = eqx.field(static=True, default=0.6)

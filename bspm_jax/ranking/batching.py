@@ -7,9 +7,9 @@ from typing import Any
 import equinox as eqx
 import jax
 
-from .. import memory
+from ..runtime import memory
 from ..errors import ResourceError
-from ..memory import human_bytes
+from ..runtime.memory import human_bytes
 
 
 MAX_BATCH = 4096

@@ -14,7 +14,7 @@ from jaxtyping import Array, Float, Int
 
 from ..errors import ConfigError
 from ..models.base import AbstractRecommender
-from ..rows import SparseRows
+from ..filtering.rows import SparseRows
 from .progress import BatchTicker
 from .topk import layout_top_k
 

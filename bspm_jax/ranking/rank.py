@@ -13,10 +13,10 @@ import numpy as np
 import scipy.sparse as sp
 from jax.sharding import Mesh
 
-from .. import distributed
+from ..runtime import distributed
 from ..errors import ConfigError
 from ..models.base import AbstractRecommender
-from ..rows import SparseRows
+from ..filtering.rows import SparseRows
 from .batching import check_batch_size, plan_batch_size
 from .devices import batched_top_k, device_mesh, sharded_top_k
 from .progress import BatchTicker, Progress
@@ -59,7 +59,7 @@ def rank_rows(
     ``batches_per_call`` batches per device call (None: all in one call). ``progress`` (e.g. tqdm) wraps
     the batches of each call and advances as the device finishes each one. ``devices``
     (a number of local devices, or a list of devices) splits the batches across devices.
-    In a multi-process run (:mod:`bspm_jax.distributed`) every process passes the same
+    In a multi-process run (:mod:`bspm_jax.runtime.distributed`) every process passes the same
     ``rows``, scores its share of the batches on its local devices, and gets every share.
     """
     rows = sp.csr_matrix(rows, dtype=np.float32)

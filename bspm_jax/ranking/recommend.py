@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..data.dataset import Dataset, matrix_digest
+from ..data.dataset import Dataset
+from ..data.sparse import matrix_digest
 from ..errors import ConfigError
 from ..models.base import AbstractRecommender
 from .progress import Progress

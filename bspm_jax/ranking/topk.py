@@ -12,8 +12,8 @@ from jaxtyping import Array, Float, Int
 
 from ..errors import ConfigError
 from ..models.base import LayoutScores
-from ..operators import RowLayout
-from ..rows import SparseRows
+from ..filtering.operators import RowLayout
+from ..filtering.rows import SparseRows
 
 
 @functools.partial(jax.jit, static_argnums=2)

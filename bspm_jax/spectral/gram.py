@@ -5,7 +5,7 @@ Blocks are rows: X (b, m) -> X A A^T (:meth:`AbstractProducts.gram`), X (b, m) -
 float64 NumPy in and out (the Krylov solver keeps its basis in the products' precision).
 
 - :class:`DeviceProducts`: float32 on the JAX device: on the CPU the compiled CSR kernel
-  of :mod:`bspm_jax.native` on 64-column chunks (multi-threaded, vectorised), elsewhere
+  of :mod:`bspm_jax.runtime.native` on 64-column chunks (multi-threaded, vectorised), elsewhere
   (or with ``kernel="jax"``) ``jax.experimental.sparse`` BCSR. Each product rounds like
   any float32 product: a relative error ~1e-7 of ``||A||^2``.
 - :class:`ScipyProducts`: float64 SciPy (single-threaded), for tolerances below what
@@ -23,8 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 from jax.experimental import sparse as jsparse
 
-from .. import native
-from ..data.dataset import canonical_csr
+from ..runtime import native
+from ..data.sparse import canonical_csr
 
 
 class AbstractProducts(abc.ABC):

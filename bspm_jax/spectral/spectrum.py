@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..data.dataset import matrix_digest
+from ..data.sparse import matrix_digest
 from .decomposition import Spectrum
 from .normalize import normalize
 from .store import SpectrumStore

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import array_sha256, atomic_files
+from ..runtime.io import array_sha256, atomic_files
 from .decomposition import Spectrum
 
 FORMAT = "bspm_jax-spectrum"

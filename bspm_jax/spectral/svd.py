@@ -8,9 +8,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh, svds
 
-from .. import memory
+from ..runtime import memory
 from ..errors import ConfigError, ResourceError
-from ..memory import human_bytes
+from ..runtime.memory import human_bytes
 from .block_krylov import basis_bytes, block_krylov_svd, residuals
 
 

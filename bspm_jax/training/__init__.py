@@ -1,7 +1,7 @@
 """Training of models fitted by gradient descent (MF-BPR, S-Diff): sampling, losses, steps, loop, checkpoints, curves."""
 
 from .checkpoint import CHECKPOINT, TrainState, checkpoint_info, load_checkpoint, save_checkpoint
-from .curves import CURVE, plot_curves, write_curves
+from .curves import CURVE, write_curves
 from .loop import TrainResult, TrainSettings, Validate, fingerprint, initial_run, train
 from .losses import AbstractLoss, BPRLoss, DenoisingLoss, GraphDiffusionLoss, bpr_loss, padded_items
 from .objective import Objective, objective
@@ -37,7 +37,6 @@ __all__ = [
     "init_optimizer",
     "initial_run",
     "load_checkpoint",
-    "plot_curves",
     "save_checkpoint",
     "stacked_batches",
     "train",

@@ -21,7 +21,7 @@ import numpy as np
 from jaxtyping import PyTree
 
 from ..errors import ConfigError
-from ..io import atomic_files
+from ..runtime.io import atomic_files
 from ..models.trained import AbstractTrainedRecommender
 
 CHECKPOINT = "checkpoint.npz"

@@ -22,10 +22,10 @@ import optax
 import scipy.sparse as sp
 
 from ..errors import ConfigError, TrainingError
-from ..io import check_writable
+from ..runtime.io import check_writable
 from ..ranking.progress import Progress
 from ..models.trained import AbstractTrainedRecommender
-from ..data.dataset import matrix_digest
+from ..data.sparse import matrix_digest
 from .checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
 from .curves import CURVE, write_curves
 from .objective import Objective, objective

@@ -17,13 +17,13 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
-from ..data.dataset import canonical_csr
+from ..data.sparse import canonical_csr
 from ..models.autoencoder import AbstractAutoencoder
 from ..models.giffcf import GiffCF
 from ..models.ncf import AbstractNCF
 from ..models.s_diff import SDiff
 from ..models.trained import AbstractPairwise, AbstractTrainedRecommender
-from ..rows import SparseRows
+from ..filtering.rows import SparseRows
 
 
 def bpr_loss(

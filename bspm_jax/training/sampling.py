@@ -17,8 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Num
 
-from ..checks import check_integer
-from ..data.dataset import canonical_csr
+from ..runtime.checks import check_integer
+from ..data.sparse import canonical_csr
 from ..errors import ConfigError
 
 Triples = tuple[np.ndarray, np.ndarray, np.ndarray]

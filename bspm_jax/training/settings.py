@@ -10,7 +10,7 @@ from typing import Any
 
 from ..config import DEFAULTS
 from ..errors import ConfigError
-from ..metrics import check_metric
+from ..ranking.metrics import check_metric
 from ..models.trained import AbstractTrainedRecommender
 
 _D = DEFAULTS["train"]

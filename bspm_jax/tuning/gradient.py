@@ -10,7 +10,7 @@ and the surrogate is minus a smooth Recall@K (:func:`surrogate_loss`): each vali
 counts ``sigmoid((s_ui - theta_u) / w_u)``, ``theta_u`` between the user's K-th and
 (K+1)-th unseen scores. (A softmax cross-entropy over all unseen items was tried first: on
 the shipped sample it lowered validation Recall@20 while it fell.) Its gradient runs back through the polynomial path, each ``L~`` product reused as its own
-transpose (:class:`bspm_jax.operators.SelfAdjoint`); :func:`surrogate_loss` is checked against
+transpose (:class:`bspm_jax.filtering.operators.SelfAdjoint`); :func:`surrogate_loss` is checked against
 finite differences in the tests. Adam (optax) takes ``steps`` steps on seeded batches of
 validation users; every ``eval_every`` steps (and at the start) the true validation metric
 of the current settings is measured on a seeded sample of ``eval_users`` users, and the
@@ -42,20 +42,20 @@ import optax
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
-from .chebyshev import chebyshev_series
-from .config import Config, dumps
-from .data import Dataset
-from .errors import ConfigError
-from .evaluation import evaluate
-from .io import write_json_atomic, write_text_atomic
-from .memory import require_bytes
-from .metrics import check_metric
-from .models import AbstractTrainingFree, ChebyCF, Ensemble, FitCache
-from .models.chebycf import band_of
-from .operators import Identity, SelfAdjoint
-from .ranking import Progress, no_progress
-from .spectral import SpectrumCache, item_degrees
-from .tuning import validation_record, validation_split
+from ..filtering.chebyshev import chebyshev_series
+from ..config import Config, dumps
+from ..data import Dataset
+from ..errors import ConfigError
+from ..evaluation.protocol import evaluate
+from ..runtime.io import write_json_atomic, write_text_atomic
+from ..runtime.memory import require_bytes
+from ..ranking.metrics import check_metric
+from ..models import AbstractTrainingFree, ChebyCF, Ensemble, FitCache
+from ..models.chebycf import band_of
+from ..filtering.operators import Identity, SelfAdjoint
+from ..ranking import Progress, no_progress
+from ..spectral import SpectrumCache, item_degrees
+from .grid import validation_record, validation_split
 
 Params = dict[str, Array]
 PARAMETERS = ("coefficients", "beta", "gains", "weights")

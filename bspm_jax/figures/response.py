@@ -20,13 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .chebyshev import chebyshev_moments, jackson_density
-from .data import Dataset
-from .errors import ConfigError
-from .models import AbstractRecommender, AbstractSpectralFilter, FitCache
-from .operators import Identity
-from .plots import FORMATS, FigureData, _draw, _matplotlib
-from .spectral import SpectrumCache
+from ..filtering.chebyshev import chebyshev_moments, jackson_density
+from ..data import Dataset
+from ..errors import ConfigError
+from ..models import AbstractRecommender, AbstractSpectralFilter, FitCache
+from ..filtering.operators import Identity
+from .base import FORMATS, FigureData, draw, matplotlib_figure
+from ..spectral import SpectrumCache
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
@@ -71,7 +71,7 @@ def response_data(
 
 def plot_response(data: FigureData, stem: str | Path) -> list[Path]:
     """Normalised responses against ``s^2`` (top), the eigenvalue density on a log scale (bottom)."""
-    _, Figure = _matplotlib()
+    _, Figure = matplotlib_figure()
 
     def build() -> Any:
         fig = Figure(figsize=(7.5, 6.0), layout="constrained")
@@ -99,7 +99,7 @@ def plot_response(data: FigureData, stem: str | Path) -> list[Path]:
         bottom.set_xlim(0.0, 1.0)
         return fig
 
-    return _draw(stem, build)
+    return draw(stem, build)
 
 
 __all__ = ["FORMATS", "eigenvalue_density", "plot_response", "response_data"]

@@ -22,7 +22,7 @@ import numpy as np
 from diffrax import AbstractERK, ButcherTableau, ThirdOrderHermitePolynomialInterpolation
 from jaxtyping import Array, Float
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .operators import AbstractOperator
 
 States = Float[Array, "k *state"]

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SPMM_TARGET = "bspm_csr_spmm"
 DENSE_TARGET = "bspm_dense_spmm"
@@ -48,14 +48,14 @@ def _load() -> tuple[tuple[str, ...], str]:
     if jax.default_backend() != "cpu":
         return (), f"the native kernel runs on the CPU backend only (backend: {jax.default_backend()})"
     try:
-        from . import _native
+        from .._native import handlers, isa_paths
     except ImportError as err:
         return (), f"bspm_jax._native is not built ({err}); reinstall with a C++17 compiler for the native kernel"
     try:
-        for name, capsule in _native.handlers().items():
+        for name, capsule in handlers().items():
             jax.ffi.register_ffi_target(name, capsule, platform="cpu")
         with jax.ensure_compile_time_eval():  # run the check now even when the first call comes inside a trace
-            paths = tuple(p for p in _native.isa_paths() if p in _ISA_CODE and _self_check(p))
+            paths = tuple(p for p in isa_paths() if p in _ISA_CODE and _self_check(p))
     except Exception as err:  # a kernel that cannot run is no kernel: use the pure-JAX path
         return (), f"the native kernel failed its self-check ({type(err).__name__}: {err})"
     return paths, "" if paths else "no instruction-set path of the native kernel passed its self-check"

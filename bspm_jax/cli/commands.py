@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .errors import BSPMError, ConfigError, DataError
+from .._version import __version__
+from ..config import Config, presets
+from ..errors import BSPMError, ConfigError, DataError
 
 
 def _progress(quiet: bool):
@@ -89,7 +92,7 @@ def load_cli_config(args: argparse.Namespace, load: str | None = None) -> Config
 
     With ``load`` (a saved model) only the flags and ``--set`` are taken: the rest is the saved model's.
     """
-    from .config import resolve
+    from ..config import resolve
 
     if load is not None and (args.config or args.preset):
         raise ConfigError("--load uses the saved model's configuration: give --data and --set, not --config or --preset")
@@ -108,8 +111,8 @@ def load_cli_config(args: argparse.Namespace, load: str | None = None) -> Config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .experiment import run_config
-    from .io import check_writable, write_json_atomic
+    from ..experiment import run_config
+    from ..runtime.io import check_writable, write_json_atomic
 
     lead = _join_processes(args)
     if args.json and lead:
@@ -126,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .experiment import fit_config
+    from ..experiment import fit_config
 
     result = fit_config(load_cli_config(args), save=args.save, progress=_progress(args.quiet),
                         train_dir=args.train_dir, resume=args.resume)
@@ -147,7 +150,7 @@ def _join_processes(args: argparse.Namespace) -> bool:
         return True
     if not all(given):
         raise ConfigError("a multi-process run needs --coordinator, --num-processes and --process-id together")
-    from .distributed import initialize
+    from ..runtime.distributed import initialize
 
     initialize(args.coordinator, args.num_processes, args.process_id, timeout_s=args.join_timeout)
     return args.process_id == 0
@@ -189,8 +192,8 @@ def _histories(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from .experiment import recommend_config
-    from .io import check_writable, write_text_atomic
+    from ..experiment import recommend_config
+    from ..runtime.io import check_writable, write_text_atomic
 
     if not args.users and not args.history and not args.history_file:
         raise ConfigError("name the users: --users IDS|FILE, --history ITEMS or --history-file FILE")
@@ -210,7 +213,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from .data.fetch import DEFAULT_BASE_URL, fetch_dataset, verify_dataset
+    from ..data.fetch import DEFAULT_BASE_URL, fetch_dataset, verify_dataset
 
     bars: dict[str, Any] = {}
 
@@ -235,9 +238,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .config import DEFAULTS, parse_grid
-    from .experiment import dataset_from_config, evaluation_settings, spectrum_cache
-    from .tuning import PAPER_GRID, grid_points, tune, write_tune_results
+    from ..config import DEFAULTS, parse_grid
+    from ..experiment import dataset_from_config, evaluation_settings, spectrum_cache
+    from ..tuning.grid import PAPER_GRID, grid_points, tune, write_tune_results
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -281,8 +284,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _tune_gradient(args: argparse.Namespace, config: Any, opts: dict[str, Any], out: Path) -> int:
-    from .experiment import dataset_from_config, evaluation_settings, model_from_config, spectrum_cache
-    from .gradient_tuning import GradientSettings, tune_gradient, write_gradient_results
+    from ..experiment import dataset_from_config, evaluation_settings, model_from_config, spectrum_cache
+    from ..tuning.gradient import GradientSettings, tune_gradient, write_gradient_results
 
     fields = ("steps", "lr", "batch_users", "bands", "eval_every", "eval_users", "width")
     frozen = opts.get("frozen", [])
@@ -324,12 +327,12 @@ def _cell(value: Any, setting: bool) -> str:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .config import parse_grid
-    from .experiment import dataset_from_config, evaluation_settings, model_from_config, spectrum_cache
-    from .models import FitCache
-    from .experiment import train_settings
-    from .plots import FIGURES, make_figure
-    from .sdiff_figures import FIGURES as SDIFF_FIGURES
+    from ..config import parse_grid
+    from ..experiment import dataset_from_config, evaluation_settings, model_from_config, spectrum_cache
+    from ..models import FitCache
+    from ..experiment import train_settings
+    from ..figures.bspm import FIGURES, make_figure
+    from ..figures.sdiff import FIGURES as SDIFF_FIGURES
 
     figures = {**FIGURES, **SDIFF_FIGURES, "response": None}
     names = list(FIGURES) if "all" in args.figures else list(dict.fromkeys(args.figures))
@@ -372,14 +375,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def _plot_response(args: argparse.Namespace, config: Any, listed: list[str], out: Path) -> None:
     """``bspm plot response``: each ``--model`` (a model or a preset name; default the config's model) side by side."""
-    from .config import get_preset
-    from .experiment import dataset_from_config, model_from_config, spectrum_cache
-    from .models import make_model
-    from .plots import _matplotlib
-    from .io import check_writable, write_json_atomic
-    from .response_figure import plot_response, response_data
+    from ..config import get_preset
+    from ..experiment import dataset_from_config, model_from_config, spectrum_cache
+    from ..models import make_model
+    from ..figures.base import matplotlib_figure
+    from ..runtime.io import check_writable, write_json_atomic
+    from ..figures.response import plot_response, response_data
 
-    _matplotlib()
+    matplotlib_figure()
     stem = out / "response"
     out.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "svg", "json"):
@@ -426,6 +429,15 @@ def _figure_summary(data: dict[str, Any]) -> str:
                      for i, v in enumerate(data["variants"]))
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    """``bspm presets``: every shipped preset, its model, its earlier names and its description."""
+    for entry in presets():
+        was = f"; earlier name {', '.join(entry['aliases'])}" if entry["aliases"] else ""
+        print(f"{entry['name']} (model {entry['model']}{was})")
+        print(textwrap.fill(entry["description"], width=100, initial_indent="    ", subsequent_indent="    "))
+    return 0
+
+
 FLAG_KEYS = {
     "data": "data.path", "model": "model.name", "k": "evaluation.k", "batch_size": "evaluation.batch_size",
     "devices": "evaluation.devices", "refit_with_valid": "evaluation.refit_with_valid",
@@ -436,14 +448,14 @@ FLAG_KEYS = {
 
 
 def _model_names() -> list[str]:
-    from .models import MODELS
+    from ..models import MODELS
 
     return list(MODELS)
 
 
 def _add_config_options(p: argparse.ArgumentParser, k: bool = True, train: bool = False, models: bool = False) -> None:
     p.add_argument("--config", help="TOML config file ([model], [data], [evaluation], [tune] tables)")
-    p.add_argument("--preset", help="a shipped config, e.g. gowalla-em, gowalla-lm, yelp2018-em, gf-cf")
+    p.add_argument("--preset", help="a shipped config, e.g. gowalla-bspm-em, ml1m-giffcf (bspm presets lists them)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value: table.key=value (a bare key is a model setting)")
     p.add_argument("--data", help="LightGCN folder (train.txt, test.txt, optional valid.txt), DiffRec folder "
@@ -479,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bspm", description="Training-free graph-filter collaborative filtering (BSPM) in JAX."
     )
+    parser.add_argument("--version", action="version", version=f"bspm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="fit a model on the train split and evaluate it on the test split")
     _add_config_options(run, train=True)
@@ -557,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--out", default="tune-results", help="folder for results.csv, results.json, best.toml")
     tun.add_argument("--show", type=int, default=10, help="rows of the results table to print (default 10)")
     tun.set_defaults(func=cmd_tune)
+
+    pre = sub.add_parser("presets", help="list the shipped presets (--preset NAME) with their descriptions")
+    pre.set_defaults(func=cmd_presets)
     return parser
 
 
@@ -572,6 +588,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bspm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader (e.g. head) stopped reading: end quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def check_writable(path: str | Path) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import jax
 
-from .errors import ResourceError
+from ..errors import ResourceError
 
 
 def host_available_bytes() -> int:

@@ -11,11 +11,11 @@ import jax
 import numpy as np
 import scipy.sparse as sp
 
-from .data.dataset import Dataset
-from .errors import ConfigError
-from .metrics import MetricAccumulator, item_self_information
-from .models import AbstractRecommender
-from .ranking import Progress, Ranking, check_cutoffs, rank_rows
+from ..data.dataset import Dataset
+from ..errors import ConfigError
+from ..ranking.metrics import MetricAccumulator, item_self_information
+from ..models import AbstractRecommender
+from ..ranking import Progress, Ranking, check_cutoffs, rank_rows
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,37 +25,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
-from .data import Dataset
-from .errors import ConfigError
-from .evaluation import Evaluation, evaluate
-from .io import atomic_files, check_writable, write_json_atomic
-from .metrics import hit_matrix
-from .models import AbstractRecommender
-from .models import FitCache
-from .ranking import Progress, check_k, no_progress
-from .spectral import item_degrees as train_item_degrees
-
-FigureData = dict[str, Any]
-"""A figure's data: plain JSON (figure name, dataset, model config, K and the values drawn)."""
+from ..data import Dataset
+from ..errors import ConfigError
+from ..evaluation.protocol import Evaluation, evaluate
+from ..runtime.io import check_writable, write_json_atomic
+from ..ranking.metrics import hit_matrix
+from ..models import AbstractRecommender
+from ..models import FitCache
+from ..ranking import Progress, check_k, no_progress
+from ..spectral import item_degrees as train_item_degrees
+from .base import FORMATS, FigureData, draw, jsonable, matplotlib_figure, variant
 
 BLUR_ONLY = "blurring only"
 BLUR_SHARPEN = "blurring + sharpening"
-FORMATS = ("png", "svg")
-DPI = 150
 PAPER_T_S = (1.0, 2.0, 3.0, 4.0, 5.0)
 PAPER_K_S = (1, 2, 3, 4)
-STYLE = {
-    "font.size": 11,
-    "axes.titlesize": 12,
-    "axes.labelsize": 11,
-    "legend.fontsize": 10,
-    "xtick.labelsize": 10,
-    "ytick.labelsize": 10,
-    "figure.titlesize": 13,
-    "svg.hashsalt": "bspm-jax",
-}
 SYMBOLS = {"T_s": "$T_s$", "K_s": "$K_s$"}
 COLORS = {BLUR_ONLY: "#8c8c8c", BLUR_SHARPEN: "#1f77b4"}
 METRIC_LABELS = {
@@ -77,17 +62,6 @@ def _start_fits(model: AbstractRecommender, fits: FitCache | None) -> FitCache:
     if model.is_fitted:
         fits.add(model)
     return fits
-
-
-def variant(model: AbstractRecommender, figure: str, **changes: Any) -> AbstractRecommender:
-    """An unfitted copy of ``model`` with some settings changed (validated like ``make_model``)."""
-    missing = sorted(set(changes) - set(model.setting_names()))
-    if missing:
-        raise ConfigError(f"{figure} needs a BSPM model: model {model.name!r} has no setting {', '.join(missing)}")
-    try:
-        return type(model)(**{**model.config(), **changes})
-    except ConfigError as err:
-        raise ConfigError(f"{figure}: {', '.join(f'{k}={v!r}' for k, v in changes.items())}: {err}") from None
 
 
 def _check_sharpening(model: AbstractRecommender, figure: str) -> None:
@@ -112,13 +86,9 @@ def _header(figure: str, model: AbstractRecommender, dataset: Dataset, k: int, e
     return {
         "figure": figure,
         "dataset": {**dataset.summary(), "n_users_evaluated": ev.n_users},
-        "model": {"name": model.name, "config": _jsonable(model.config())},
+        "model": {"name": model.name, "config": jsonable(model.config())},
         "k": k,
     }
-
-
-def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.item() if isinstance(v, np.generic) else v for k, v in config.items()}
 
 
 def _sweep(
@@ -260,16 +230,6 @@ def fig10_data(
 # ---------------------------------------------------------------- drawing
 
 
-def _matplotlib() -> tuple[Any, Any]:
-    """The matplotlib module and its Figure class, imported on first use."""
-    try:
-        import matplotlib
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ConfigError("plots need matplotlib: pip install 'bspm-jax[plot]'") from None
-    return matplotlib, Figure
-
-
 def _num(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -298,29 +258,11 @@ def caption(data: FigureData, omit: Iterable[str] = ()) -> str:
 
 def _new_figure(data: FigureData, title: str, size: tuple[float, float], omit: Iterable[str] = ()) -> Any:
     """A constrained-layout Figure with a title and the caption line under it."""
-    _, Figure = _matplotlib()
+    _, Figure = matplotlib_figure()
     fig = Figure(figsize=size, layout="constrained")
     fig.suptitle(title, fontweight="bold")
     fig.supxlabel(textwrap.fill(caption(data, omit), width=int(size[0] * 13)), fontsize=9.5, color="0.25")
     return fig
-
-
-def save_figure(fig: Any, stem: str | Path) -> list[Path]:
-    """Write ``<stem>.png`` and ``<stem>.svg`` atomically (both replaced only if both render)."""
-    paths = [Path(f"{stem}.{fmt}") for fmt in FORMATS]
-    with atomic_files(*paths) as files:
-        for f, fmt in zip(files, FORMATS):
-            fig.savefig(f, format=fmt, dpi=DPI, metadata={"Date": None} if fmt == "svg" else {})
-    return paths
-
-
-def _draw(stem: str | Path, build: Callable[[], Any]) -> list[Path]:
-    """Build a figure with the module's style and save it (the folder is checked first)."""
-    matplotlib, _ = _matplotlib()
-    for fmt in FORMATS:
-        check_writable(f"{stem}.{fmt}")
-    with matplotlib.rc_context(STYLE):
-        return save_figure(build(), stem)
 
 
 def _label(metric: str) -> str:
@@ -357,7 +299,7 @@ def _plot_sweep(data: FigureData, stem: str | Path, title: str, xlabel: str) -> 
             ax.legend(loc="best")
         return fig
 
-    return _draw(stem, build)
+    return draw(stem, build)
 
 
 def plot_fig5(data: FigureData, stem: str | Path) -> list[Path]:
@@ -393,7 +335,7 @@ def plot_fig8(data: FigureData, stem: str | Path) -> list[Path]:
         axes[0].legend(axes[0].patches, variants, loc="upper left")
         return fig
 
-    return _draw(stem, build)
+    return draw(stem, build)
 
 
 def log_bins(low: int, high: int, n_bins: int = 24) -> np.ndarray:
@@ -434,7 +376,7 @@ def plot_fig10(data: FigureData, stem: str | Path) -> list[Path]:
                         (0.99, 0.01), xycoords="axes fraction", ha="right", va="bottom", fontsize=9)
         return fig
 
-    return _draw(stem, build)
+    return draw(stem, build)
 
 
 # ---------------------------------------------------------------- both
@@ -460,7 +402,7 @@ def make_figure(
         data_fn, plot_fn = figures[name]
     except KeyError:
         raise ConfigError(f"unknown figure {name!r}; available: {', '.join(figures)}") from None
-    _matplotlib()
+    matplotlib_figure()
     stem = Path(out_dir) / name
     for ext in (*FORMATS, "json"):
         check_writable(f"{stem}.{ext}")
@@ -485,6 +427,5 @@ __all__ = [
     "plot_fig6",
     "plot_fig8",
     "plot_fig10",
-    "save_figure",
     "variant",
 ]

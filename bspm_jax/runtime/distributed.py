@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 _ADDRESS = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$")
 

@@ -6,8 +6,8 @@
 - ``sdiff-fig8``: validation and test Recall@K over an alpha_min x sigma_max grid.
 
 Every point of Figs. 7 and 8 is a model trained and early-stopped on the validation split
-(:func:`bspm_jax.experiment.fit_model`), then scored on validation (train items excluded)
-and on test (train and validation items excluded). As in :mod:`bspm_jax.plots`,
+(:func:`bspm_jax.evaluation.fit.fit_model`), then scored on validation (train items excluded)
+and on test (train and validation items excluded). As in :mod:`bspm_jax.figures.bspm`,
 ``*_data`` computes plain JSON and ``plot_*`` draws it to ``<stem>.png`` / ``.svg``.
 """
 
@@ -21,16 +21,16 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from .data import Dataset
-from .diffusion import SCHEDULES, log_snr
-from .errors import ConfigError
-from .evaluation import evaluate
-from .experiment import FitOptions, fit_model
-from .models import AbstractRecommender, SDiff
-from .plots import FigureData, _draw, _jsonable, _matplotlib, variant
-from .ranking import Progress, check_k
-from .spectral import spectrum
-from .training import TrainSettings
+from ..data import Dataset
+from ..diffusion import SCHEDULES, log_snr
+from ..errors import ConfigError
+from ..evaluation.protocol import evaluate
+from ..evaluation.fit import FitOptions, fit_model
+from ..models import AbstractRecommender, SDiff
+from .base import FigureData, draw, jsonable, matplotlib_figure, variant
+from ..ranking import Progress, check_k
+from ..spectral import spectrum
+from ..training import TrainSettings
 
 PAPER_RANKS = (50, 100, 200, 300, 400)
 PAPER_ALPHA_MIN = (0.0, 0.1, 0.2)
@@ -53,7 +53,7 @@ def _values(figure: str, setting: str, values: Sequence[Any], kind: type) -> lis
 
 def _header(figure: str, model: SDiff, dataset: Dataset, k: int) -> FigureData:
     return {"figure": figure, "dataset": dataset.summary(), "k": k,
-            "model": {"name": model.name, "config": _jsonable(model.config())}}
+            "model": {"name": model.name, "config": jsonable(model.config())}}
 
 
 def _trained_point(model: SDiff, dataset: Dataset, k: int, train: TrainSettings, batch_size: int) -> dict[str, Any]:
@@ -135,7 +135,7 @@ def _caption(data: FigureData, omit: Sequence[str] = ()) -> str:
 
 
 def _figure(title: str, data: FigureData, size: tuple[float, float], omit: Sequence[str] = ()) -> Any:
-    _, Figure = _matplotlib()
+    _, Figure = matplotlib_figure()
     fig = Figure(figsize=size, layout="constrained")
     fig.suptitle(title, fontweight="bold")
     fig.supxlabel(_caption(data, omit), fontsize=9, color="0.25")
@@ -154,7 +154,7 @@ def plot_fig3(data: FigureData, stem: str | Path) -> list[Path]:
         ax.legend(fontsize=8)
         return fig
 
-    return _draw(stem, build)
+    return draw(stem, build)
 
 
 def plot_fig7(data: FigureData, stem: str | Path) -> list[Path]:
@@ -171,7 +171,7 @@ def plot_fig7(data: FigureData, stem: str | Path) -> list[Path]:
         ax.legend()
         return fig
 
-    return _draw(stem, build)
+    return draw(stem, build)
 
 
 def plot_fig8(data: FigureData, stem: str | Path) -> list[Path]:
@@ -194,7 +194,7 @@ def plot_fig8(data: FigureData, stem: str | Path) -> list[Path]:
             fig.colorbar(im, ax=ax)
         return fig
 
-    return _draw(stem, build)
+    return draw(stem, build)
 
 
 FIGURES: dict[str, tuple[Callable[..., FigureData], Callable[[FigureData, str | Path], list[Path]]]] = {

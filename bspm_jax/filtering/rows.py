@@ -11,8 +11,8 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float, Int
 
-from . import native
-from .data.dataset import canonical_csr
+from ..runtime import native
+from ..data.sparse import canonical_csr
 
 
 class SparseRows(eqx.Module):
@@ -66,7 +66,7 @@ class SparseRows(eqx.Module):
         return jnp.zeros(self.shape, jnp.float32).at[self.row, self.col].set(self.value, mode="drop")
 
     def chunks(self, width: int) -> Float[Array, "c n_cols width"]:
-        """The rows as column chunks (see :func:`bspm_jax.native.to_chunks`), built directly."""
+        """The rows as column chunks (see :func:`bspm_jax.runtime.native.to_chunks`), built directly."""
         c = -(-self.n_rows // width)
         out = jnp.zeros((c, self.n_cols, width), jnp.float32)
         valid = self.row < self.n_rows

@@ -18,9 +18,9 @@ import scipy.sparse as sp
 from jax.experimental import sparse as jsparse
 from jaxtyping import Array, ArrayLike, Float
 
-from . import native as native_kernel
-from .data.dataset import canonical_csr
-from .errors import ConfigError
+from ..runtime import native as native_kernel
+from ..data.sparse import canonical_csr
+from ..errors import ConfigError
 from .rows import SparseRows, as_dense
 
 Rows = Float[Array, "batch n_items"]
@@ -136,7 +136,7 @@ class Sum(AbstractOperator):
 
 
 def kernel_for(dtype: type, kernel: str = "auto") -> str | None:
-    """The native path for arrays of ``dtype`` (see :func:`bspm_jax.native.select`); None: pure JAX.
+    """The native path for arrays of ``dtype`` (see :func:`bspm_jax.runtime.native.select`); None: pure JAX.
 
     The kernel computes in float32: other dtypes use pure JAX, unless a path is named.
     """
@@ -152,7 +152,7 @@ class SparseMatrix(eqx.Module):
     """A sparse (m, n) matrix ``M`` kept with its transpose for row-batch products.
 
     With a ``kernel`` path the products run in the compiled CSR kernel of
-    :mod:`bspm_jax.native` (CPU); with None in ``jax.experimental.sparse`` BCSR.
+    :mod:`bspm_jax.runtime.native` (CPU); with None in ``jax.experimental.sparse`` BCSR.
     """
 
     matrix: jsparse.BCSR

@@ -6,7 +6,7 @@ import math
 import numbers
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def check_integer(name: str, value: Any, low: int) -> None:

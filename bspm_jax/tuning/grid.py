@@ -21,15 +21,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import Config, dumps
-from .data import Dataset, carve_validation
-from .errors import ConfigError
-from .evaluation import evaluate
-from .io import write_json_atomic, write_text_atomic
-from .metrics import check_metric
-from .models import AbstractTrainingFree, FitCache, make_model
-from .ranking import Progress, no_progress
-from .spectral import SpectrumCache
+from ..config import Config, dumps
+from ..data import Dataset, carve_validation
+from ..errors import ConfigError
+from ..evaluation.protocol import evaluate
+from ..runtime.io import write_json_atomic, write_text_atomic
+from ..ranking.metrics import check_metric
+from ..models import AbstractTrainingFree, FitCache, make_model
+from ..ranking import Progress, no_progress
+from ..spectral import SpectrumCache
 
 PAPER_GRID: dict[str, list[Any]] = {
     "sharpen_solver": ["euler", "rk4"],

@@ -19,8 +19,8 @@ import dataclasses
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import ConfigError
-from .spectral import item_degrees
+from ..errors import ConfigError
+from ..spectral import item_degrees
 
 PER_USER = ("recall", "precision", "ndcg", "hit")
 METRICS = (*PER_USER, "coverage", "novelty")

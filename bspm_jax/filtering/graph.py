@@ -8,8 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, Float
 
-from .memory import require_bytes
-from .spectral import DEFAULT_TOL, SpectrumCache, inv_sqrt
+from ..runtime.memory import require_bytes
+from ..spectral import DEFAULT_TOL, SpectrumCache, inv_sqrt
 from .operators import AbstractLayout, AbstractOperator, Dense, Gram, LowRank, SparseMatrix, kernel_for, layout_for
 
 
@@ -51,7 +51,7 @@ def build_graph(
     catalogues): it refuses with the memory it would need when that does not fit.
     ``kernel`` picks the products: a path of the compiled CPU kernel (``"avx512"``,
     ``"avx2"``, ``"baseline"``), pure JAX (``"jax"``), or ``"auto"``: ``$BSPM_KERNEL``, else
-    the fastest available path; see :mod:`bspm_jax.native`. ``spectra`` shares the
+    the fastest available path; see :mod:`bspm_jax.runtime.native`. ``spectra`` shares the
     normalisation and the SVD with other fits on the same matrix; ``svd_solver`` and
     ``svd_tol`` choose the SVD (:func:`bspm_jax.spectral.truncated_svd`).
     """

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import equinox as eqx
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .graph import ItemGraph
 from .operators import AbstractOperator, Identity
 
