@@ -362,3 +362,18 @@ def test_earlier_preset_name_runs_as_the_new_one(tmp_path):
         assert proc.returncode == 0, proc.stderr
         outs.append(json.loads(out.read_text()))
     assert outs[0]["metrics"] == outs[1]["metrics"] and outs[0]["config"]["model"] == outs[1]["config"]["model"]
+
+
+def test_run_carves_the_validation_split_the_config_asks_for(tmp_path):
+    from bspm_jax import carve_validation
+
+    out = tmp_path / "out.json"
+    proc = bspm("run", "--model", "mf-bpr", "--set", "dim=8", "--set", "data.validation=0.2", "--set",
+                "data.validation_seed=3", "--set", "train.epochs=2", "--set", "train.eval_every=1", "--json", str(out),
+                "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    carved = carve_validation(load_sample(), 0.2, 3)  # the split the run must have trained and chosen on
+    assert result["dataset"]["n_valid"] == carved.n_valid and result["dataset"]["n_train"] == carved.n_train
+    assert result["protocol"]["name"] == "A" and "recall@20" in result["validation_metrics"]
+    assert result["config"]["data"] == {"path": "<sample>", "validation": 0.2, "validation_seed": 3}

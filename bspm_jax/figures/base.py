@@ -3,6 +3,7 @@ atomic writes of ``<stem>.png`` and ``<stem>.svg``."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,22 @@ from ..runtime.io import atomic_files, check_writable
 
 FigureData = dict[str, Any]
 """A figure's data: plain JSON (figure name, dataset, model config, K and the values drawn)."""
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """A figure of a paper: how its data is computed (``data(model, dataset, **options)``) and drawn
+    (``plot(data, stem)``), its one-line ``summary``, the ``sweeps`` (keyword options of ``data``: values of
+    a swept setting) it takes, and whether it trains a model per point (``trained``: ``data`` takes ``train``,
+    the run's :class:`~bspm_jax.training.TrainSettings`)."""
+
+    data: Callable[..., FigureData]
+    plot: Callable[[FigureData, str | Path], list[Path]]
+    summary: Callable[[FigureData], str]
+    sweeps: tuple[str, ...] = ()
+    trained: bool = False
+
 
 FORMATS = ("png", "svg")
 DPI = 150

@@ -35,7 +35,7 @@ from ..models import AbstractRecommender
 from ..models import FitCache
 from ..ranking import Progress, check_k, no_progress
 from ..spectral import item_degrees as train_item_degrees
-from .base import FORMATS, FigureData, draw, jsonable, matplotlib_figure, variant
+from .base import FORMATS, Figure, FigureData, draw, jsonable, matplotlib_figure, variant
 
 BLUR_ONLY = "blurring only"
 BLUR_SHARPEN = "blurring + sharpening"
@@ -381,13 +381,34 @@ def plot_fig10(data: FigureData, stem: str | Path) -> list[Path]:
 
 # ---------------------------------------------------------------- both
 
-FIGURES: dict[str, tuple[Callable[..., FigureData], Callable[[FigureData, str | Path], list[Path]]]] = {
-    "fig5": (fig5_data, plot_fig5),
-    "fig6": (fig6_data, plot_fig6),
-    "fig8": (fig8_data, plot_fig8),
-    "fig10": (fig10_data, plot_fig10),
+def sweep_summary(data: FigureData) -> str:
+    """Figures 5 and 6: Recall and NDCG at each value of the swept setting."""
+    k, m, setting = data["k"], data["metrics"], data["x"]["setting"]
+    return "  ".join(f"{setting}={x:g}: R {m[f'recall@{k}'][i]:.4f} N {m[f'ndcg@{k}'][i]:.4f}"
+                     for i, x in enumerate(data["x"]["values"]))
+
+
+def variants_summary(data: FigureData) -> str:
+    """Figure 8: Recall, NDCG, novelty and coverage of each variant."""
+    m = data["metrics"]
+    return "; ".join(f"{v}: " + ", ".join(f"{name} {m[name][i]:.4f}" for name in m
+                                          if name.split("@")[0] in ("recall", "ndcg", "novelty", "coverage"))
+                     for i, v in enumerate(data["variants"]))
+
+
+def degrees_summary(data: FigureData) -> str:
+    """Figure 10: the hits and their median and mean train degree, per variant."""
+    return "; ".join(f"{v}: {h['n_hits']:,} hits, median degree {h['median_degree']:g}, mean {h['mean_degree']:.1f}"
+                     for v, h in data["hit_degrees"].items())
+
+
+FIGURES: dict[str, Figure] = {
+    "fig5": Figure(fig5_data, plot_fig5, sweep_summary, sweeps=("T_s_values",)),
+    "fig6": Figure(fig6_data, plot_fig6, sweep_summary, sweeps=("K_s_values",)),
+    "fig8": Figure(fig8_data, plot_fig8, variants_summary),
+    "fig10": Figure(fig10_data, plot_fig10, degrees_summary),
 }
-"""Figure name -> (function computing its data, function drawing it)."""
+"""The BSPM paper's figures by name."""
 
 
 def make_figure(
@@ -399,15 +420,15 @@ def make_figure(
     write ``<out_dir>/<name>.{png,svg,json}``."""
     figures = FIGURES if figures is None else figures
     try:
-        data_fn, plot_fn = figures[name]
+        figure = figures[name]
     except KeyError:
         raise ConfigError(f"unknown figure {name!r}; available: {', '.join(figures)}") from None
     matplotlib_figure()
     stem = Path(out_dir) / name
     for ext in (*FORMATS, "json"):
         check_writable(f"{stem}.{ext}")
-    data = data_fn(model, dataset, **kw)
-    paths = plot_fn(data, stem)
+    data = figure.data(model, dataset, **kw)
+    paths = figure.plot(data, stem)
     return data, [*paths, write_json_atomic(f"{stem}.json", data)]
 
 

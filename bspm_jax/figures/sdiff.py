@@ -14,7 +14,7 @@ and on test (train and validation items excluded). As in :mod:`bspm_jax.figures.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from ..errors import ConfigError
 from ..evaluation.protocol import evaluate
 from ..evaluation.fit import FitOptions, fit_model
 from ..models import AbstractRecommender, SDiff
-from .base import FigureData, draw, jsonable, matplotlib_figure, variant
+from .base import Figure, FigureData, draw, jsonable, matplotlib_figure, variant
 from ..ranking import Progress, check_k
 from ..spectral import spectrum
 from ..training import TrainSettings
@@ -197,11 +197,28 @@ def plot_fig8(data: FigureData, stem: str | Path) -> list[Path]:
     return draw(stem, build)
 
 
-FIGURES: dict[str, tuple[Callable[..., FigureData], Callable[[FigureData, str | Path], list[Path]]]] = {
-    "sdiff-fig3": (fig3_data, plot_fig3),
-    "sdiff-fig7": (fig7_data, plot_fig7),
-    "sdiff-fig8": (fig8_data, plot_fig8),
+def snr_summary(data: FigureData) -> str:
+    """Figure 3: how many log-SNR curves, over which t and frequencies."""
+    f = data["frequencies"]
+    return (f"log SNR of {len(data['log_snr'])} curves over t in (0, {data['t'][-1]:g}]; "
+            f"frequencies d from {f['min']:.3f} to {f['max']:.3f}")
+
+
+def points_summary(data: FigureData) -> str:
+    """Figures 7 and 8: validation and test recall at each point trained."""
+    labels = ([f"K={r}" for r in data["x"]["values"]] if "x" in data else
+              [f"α_min={a:g} σ_max={s:g}" for a in data["alpha_min"] for s in data["sigma_max"]])
+    return "  ".join(f"{label}: valid R {p['valid']['recall']:.4f} test R {p['test']['recall']:.4f}"
+                     for label, p in zip(labels, data["points"]))
+
+
+FIGURES: dict[str, Figure] = {
+    "sdiff-fig3": Figure(fig3_data, plot_fig3, snr_summary),
+    "sdiff-fig7": Figure(fig7_data, plot_fig7, points_summary, sweeps=("rank_values",), trained=True),
+    "sdiff-fig8": Figure(fig8_data, plot_fig8, points_summary, sweeps=("alpha_min_values", "sigma_max_values"),
+                         trained=True),
 }
-"""S-Diff figure name -> (function computing its data, function drawing it); they take ``train`` settings."""
+"""S-Diff's figures by name."""
+
 
 __all__ = ["FIGURES", "fig3_data", "fig7_data", "fig8_data", "plot_fig3", "plot_fig7", "plot_fig8"]

@@ -467,7 +467,7 @@ def notebook_page(path: Path) -> str:
 # ----------------------------------------------------------------------------- CLI and presets
 
 def cli_help() -> str:
-    from bspm_jax.cli.commands import build_parser
+    from bspm_jax.cli import build_parser
 
     old = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = "100"
