@@ -2,7 +2,7 @@
 
 Every case must end in the documented error: exit code 2, one line on stderr starting with
 ``bspm: error:``, no traceback, and no output file. The cases run in-process through
-``bspm_jax.cli.commands.main`` (the function the ``bspm`` command calls), 1,040 in all. The DiffRec
+``bspm_jax.cli.main`` (the function the ``bspm`` command calls), 1,040 in all. The DiffRec
 ``.npy`` loader is fuzzed directly (260 cases): whatever the bytes, it returns a Dataset or
 raises one DataError.
 """

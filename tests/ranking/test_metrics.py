@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from bspm_jax import ConfigError, Dataset, evaluate
 from bspm_jax.models.base import AbstractRecommender, AbstractTrainingFree
+from helpers import sample
 
 
 class LinearScores(AbstractRecommender):
@@ -129,9 +130,9 @@ def test_invalid_k_is_a_config_error():
 @pytest.mark.parametrize("per_call", [None, 3])
 def test_progress_advances_once_per_finished_batch_and_changes_nothing(per_call):
     """The progress iterable is stepped from inside the device program, once per batch."""
-    from bspm_jax import load_sample, make_model
+    from bspm_jax import make_model
 
-    data = load_sample()
+    data = sample()
     model = make_model("bspm", rank=16).fit(data.train)
     stepped: list[int] = []
 

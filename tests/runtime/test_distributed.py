@@ -12,12 +12,13 @@ import sys
 import numpy as np
 import pytest
 
-from bspm_jax import ConfigError, evaluate, load_sample, make_model
+from bspm_jax import ConfigError, evaluate, make_model
 from bspm_jax.cli import main
 from bspm_jax.runtime.distributed import check_address
 from bspm_jax.ranking import rank_rows
 
 from guarantee import assert_bit_identical
+from helpers import sample
 
 TIMEOUT_S = 300
 SETTINGS = {"rank": 48}
@@ -68,7 +69,7 @@ def test_two_processes_merge_to_one_process_top_k(tmp_path):
                            for i in range(2)])
     for d in done:
         assert d.returncode == 0, d.stderr[-3000:]
-    data = load_sample()
+    data = sample()
     one = rank_rows(make_model("bspm", **SETTINGS).fit(data.train), data.train, 20, 500)
     for out in outs:  # every process holds the whole merged ranking
         got = np.load(out)
@@ -88,7 +89,7 @@ def test_cli_run_across_two_processes(tmp_path):
     assert not jsons[1].exists()
     result = json.loads(jsons[0].read_text())
     assert result["environment"]["process_count"] == 2 and result["environment"]["device_count"] == 4
-    data = load_sample()
+    data = sample()
     want = evaluate(make_model("bspm", rank=48).fit(data.train), data, ks=(10, 20), batch_size=500)
     assert result["metrics"] == want.metrics
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bspm_jax import get_preset, load_sample
+from bspm_jax import get_preset
+from helpers import REPO, sample
 
 CONTRACT = {"model", "config", "dataset", "metrics", "timings_s", "environment"}
 
@@ -29,7 +30,7 @@ def test_run_on_sample_writes_contract(tmp_path):
     result = json.loads(out.read_text())
     assert CONTRACT <= set(result)
     assert result["model"] == "popularity"
-    data = load_sample()
+    data = sample()
     assert result["dataset"] | data.summary() == result["dataset"]
     assert {f"{m}@{k}" for m in ("recall", "ndcg", "precision", "hit", "coverage", "novelty") for k in (10, 20)} == set(
         result["metrics"]
@@ -157,7 +158,7 @@ def test_recommend_known_and_new_users_match_library(tmp_path):
     """CSV rows equal bspm_jax.recommend on the same fit; a new user's history is scored like a known row."""
     from bspm_jax import make_model, recommend
 
-    data = load_sample()
+    data = sample()
     out = tmp_path / "recs.csv"
     history = data.train[5].indices
     proc = bspm("recommend", "--preset", "gowalla-em", "--set", "rank=32", "--users", "0,3,5",
@@ -178,7 +179,7 @@ def test_recommend_known_and_new_users_match_library(tmp_path):
 def test_recommend_keep_seen_and_errors(tmp_path):
     proc = bspm("recommend", "--model", "popularity", "--users", "0", "--k", "50", "--keep-seen", "--quiet")
     assert proc.returncode == 0, proc.stderr
-    data = load_sample()
+    data = sample()
     deg = np.asarray(data.train.sum(axis=0)).ravel()
     top = np.lexsort((np.arange(data.n_items), -deg))[:50]
     items = [int(line.split(",")[2]) for line in proc.stdout.strip().splitlines()[1:]]
@@ -209,7 +210,7 @@ def test_tune_selects_on_validation_and_writes_best_config(tmp_path):
     rows = result["results"]
     assert len(rows) == 4 and result["validation"]["fraction"] == 0.2 and result["validation"]["seed"] == 0
     assert [r["ndcg@20"] for r in rows] == sorted((r["ndcg@20"] for r in rows), reverse=True)
-    data = load_sample()
+    data = sample()
     val = validation_split(data, 0.2, 0)
     assert val.n_train + val.n_valid == data.n_train and (val.train.multiply(val.valid)).nnz == 0
     assert val.test is data.test and result["validation"]["n_validation_interactions"] == val.n_valid
@@ -246,7 +247,7 @@ def test_plot_writes_figures_and_their_data(tmp_path):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "<svg" in (out / f"{name}.svg").read_text()
     fig8 = json.loads((out / "fig8.json").read_text())
-    data = load_sample()
+    data = sample()
     model = make_model("bspm", rank=32).fit(data.train)
     blur = make_model("bspm", rank=32, sharpen=False).with_fit_of(model)
     for i, m in enumerate([blur, model]):
@@ -275,12 +276,12 @@ def test_gradient_tune_checkpoints_are_true_validation_metrics_and_best_toml_rep
     assert checkpoints[0]["settings"]["beta"] == 0.4 and checkpoints[0]["settings"]["band_gains"] == [1.0] * 8
     best = max(checkpoints, key=lambda c: (c["recall@20"], -c["step"]))
     assert result["best"] == best["settings"] and result["validation"]["best_step"] == best["step"]
-    data = load_sample()
+    data = sample()
     val = validation_split(data, 0.2, 0)
-    sample = np.sort(np.random.default_rng(0).choice(np.flatnonzero(np.diff(val.valid.indptr) > 0), 500, replace=False))
+    users = np.sort(np.random.default_rng(0).choice(np.flatnonzero(np.diff(val.valid.indptr) > 0), 500, replace=False))
     for c in checkpoints[1:]:
         model = make_model("chebycf", **c["settings"]).fit(val.train)
-        got = evaluate(model, _sample_valid(val, sample), ks=(20,), split="valid").metrics["recall@20"]
+        got = evaluate(model, _sample_valid(val, users), ks=(20,), split="valid").metrics["recall@20"]
         assert got == pytest.approx(c["recall@20"], abs=1e-9)
     assert load_config(out / "best.toml").model_settings["coefficients"] == best["settings"]["coefficients"]
     rerun = tmp_path / "best.json"
@@ -301,7 +302,7 @@ def test_plot_response_overlays_models_and_refuses_models_without_a_response(tmp
     assert (out / "response.png").stat().st_size > 0 and (out / "response.svg").stat().st_size > 0
     s2 = np.asarray(data["s2"])
     np.testing.assert_allclose(data["curves"][2]["response"], s2, atol=1e-6)  # LGCN-IDE, one layer: h = s^2
-    lgcn = make_model("lgcn-ide").fit(load_sample().train)
+    lgcn = make_model("lgcn-ide").fit(sample().train)
     assert data["curves"][2]["ideal_cutoff"] is None and lgcn.ideal_cutoff() is None
     density, middles = np.asarray(data["density"]["values"]), np.asarray(data["density"]["s2"])
     assert density.min() >= -1e-6 and 0.8 < np.sum(density * np.diff(s2)) < 1.1  # about 1 (midpoint rule)
@@ -343,7 +344,7 @@ def test_version_and_presets_commands():
 
     proc = bspm("--version")
     assert proc.returncode == 0 and proc.stdout.strip() == f"bspm {bspm_jax.__version__}"
-    assert bspm_jax.__version__ == tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+    assert bspm_jax.__version__ == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     proc = bspm("presets")
     assert proc.returncode == 0, proc.stderr
     headers = [line for line in proc.stdout.splitlines() if not line.startswith(" ")]
@@ -373,7 +374,7 @@ def test_run_carves_the_validation_split_the_config_asks_for(tmp_path):
                 "--quiet")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    carved = carve_validation(load_sample(), 0.2, 3)  # the split the run must have trained and chosen on
+    carved = carve_validation(sample(), 0.2, 3)  # the split the run must have trained and chosen on
     assert result["dataset"]["n_valid"] == carved.n_valid and result["dataset"]["n_train"] == carved.n_train
     assert result["protocol"]["name"] == "A" and "recall@20" in result["validation_metrics"]
     assert result["config"]["data"] == {"path": "<sample>", "validation": 0.2, "validation_seed": 3}

@@ -19,13 +19,14 @@ from bspm_jax.data import (
     make_gowalla_sample,
 )
 from bspm_jax.errors import DataError
+from helpers import REPO, SHARED_DATA
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "bspm_jax" / "data" / "gowalla_sample"
+SAMPLE_DIR = REPO / "bspm_jax" / "data" / "gowalla_sample"
 
 
 def _shared_gowalla() -> Path | None:
     """The shared Gowalla folder, or None when it is not available."""
-    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data" / "gowalla"]
+    candidates = [SHARED_DATA / "gowalla"]
     if os.environ.get("BSPM_SHARED_DATA"):
         env = Path(os.environ["BSPM_SHARED_DATA"])
         candidates += [env / "gowalla", env]
@@ -608,7 +609,7 @@ from bspm_jax.data import carve_validation, load_diffrec  # noqa: E402
 
 def _shared_diffrec() -> Path | None:
     """The shared ml-1m-diffrec folder, or None when it is not available."""
-    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-1m-diffrec",
+    candidates = [SHARED_DATA / "ml-1m-diffrec",
                   Path("/work/shared/data/ml-1m-diffrec")]
     if os.environ.get("BSPM_SHARED_DATA"):
         candidates.append(Path(os.environ["BSPM_SHARED_DATA"]) / "ml-1m-diffrec")

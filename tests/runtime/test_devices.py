@@ -14,12 +14,13 @@ import sys
 import numpy as np
 import pytest
 
-from bspm_jax import load_sample, make_model
+from bspm_jax import make_model
 
 from bspm_jax.runtime import native
 from bspm_jax.ranking import rank_rows
 
 from guarantee import CROSS_RTOL, assert_bit_identical, assert_top_k_within
+from helpers import sample
 
 SCRIPT = r"""
 import json, sys
@@ -66,7 +67,7 @@ def test_sharded_scores_equal_one_device():
 def test_device_count_errors():
     from bspm_jax import ConfigError
 
-    data = load_sample()
+    data = sample()
     model = make_model("popularity").fit(data.train)
     with pytest.raises(ConfigError, match="devices must be in 1.."):
         rank_rows(model, data.train[:10], 5, devices=99)
@@ -76,7 +77,7 @@ def test_device_count_errors():
 def test_top_k_is_deterministic_across_runs_and_batch_sizes(kernel):
     """Bit-identical in 3 runs and after a refit; across 5 batch sizes bit-identical on the native
     path and within the tolerance on pure JAX (BSPM-EM, RK4)."""
-    data = load_sample()
+    data = sample()
     model = make_model("bspm", rank=48, kernel=kernel).fit(data.train)
     runs = [rank_rows(model, data.train, 20, 1024) for _ in range(3)]
     for r in runs[1:]:

@@ -32,13 +32,14 @@ from bspm_jax.data.fetch import (
     fetch_dataset, pairs_digest, verify_dataset,
 )
 from bspm_jax.errors import ConfigError, DataError
+from helpers import SHARED_DATA
 
 BY_HAND = "by hand"
 
 
 def _shared_data() -> Path | None:
     """The shared data folder holding gowalla/, or None when it is not available."""
-    candidates = [Path(__file__).resolve().parents[2] / "shared" / "data"]
+    candidates = [SHARED_DATA]
     if os.environ.get("BSPM_SHARED_DATA"):
         candidates.append(Path(os.environ["BSPM_SHARED_DATA"]))
     for c in candidates:

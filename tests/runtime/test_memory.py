@@ -12,14 +12,15 @@ import bspm_jax.spectral as spectral
 import bspm_jax.spectral.svd as svd
 from bspm_jax import ranking
 import bspm_jax.runtime.memory as memory
-from bspm_jax import ResourceError, load_sample, make_model
+from bspm_jax import ResourceError, make_model
 from bspm_jax.filtering.graph import build_graph
 from bspm_jax.ranking import rank_rows
+from helpers import sample
 
 
 @pytest.fixture(scope="module")
 def fitted():
-    data = load_sample()
+    data = sample()
     return data, make_model("bspm", rank=32).fit(data.train)
 
 

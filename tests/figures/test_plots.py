@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bspm_jax import evaluate, load_sample, make_model
+from bspm_jax import evaluate, make_model
 from bspm_jax.models import FitCache
 from bspm_jax.errors import ConfigError
 from bspm_jax.figures.bspm import (
@@ -27,6 +27,7 @@ from bspm_jax.figures.bspm import (
     plot_fig8,
     plot_fig10,
 )
+from helpers import sample
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SETTINGS = {"rank": 32, "blur": "heat", "T_b": 1.0, "beta": 0.2, "sharpen_solver": "rk4", "T_s": 2.5, "K_s": 1}
@@ -35,7 +36,7 @@ PLOTS = {"fig5": plot_fig5, "fig6": plot_fig6, "fig8": plot_fig8, "fig10": plot_
 
 @pytest.fixture(scope="module")
 def dataset():
-    return load_sample()
+    return sample()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from bspm_jax.filtering.chebyshev import (chebyshev_extrema, chebyshev_nodes, ch
 from bspm_jax.errors import ConfigError, ResourceError
 from bspm_jax.models import AbstractSpectralFilter
 from bspm_jax.filtering.operators import Dense
+from helpers import REPO, sample
 
 HYP = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                phases=[Phase.explicit, Phase.reuse, Phase.generate])
@@ -350,7 +351,7 @@ def test_tuned_presets_are_the_recorded_gradient_tuning_choices(preset_name, rec
     import json
     from pathlib import Path
 
-    record = json.loads((Path(__file__).parents[1] / "benchmarks/results" / record_name).read_text())
+    record = json.loads((REPO / "benchmarks/results" / record_name).read_text())
     best = record["best"]
     preset = get_preset(preset_name)
     assert preset.model_name == record["model"] and record["validation"]["best_step"] > 0
@@ -362,7 +363,7 @@ def test_gowalla_best_is_the_best_validation_figure_of_the_recorded_tunings():
     import json
     from pathlib import Path
 
-    results = Path(__file__).parents[1] / "benchmarks/results"
+    results = REPO / "benchmarks/results"
     best = {name: max(c["recall@20"] for c in json.loads((results / name).read_text())["checkpoints"])
             for name in ("gradient-tune-gowalla-ensemble-vm-2026-12-06.json", "gradient-tune-gowalla-vm-2026-12-06.json")}
     assert max(best, key=best.get) == "gradient-tune-gowalla-ensemble-vm-2026-12-06.json"
@@ -370,12 +371,11 @@ def test_gowalla_best_is_the_best_validation_figure_of_the_recorded_tunings():
 
 def test_gradient_tuning_refuses_a_batch_that_does_not_fit(monkeypatch):
     import bspm_jax.runtime.memory as memory
-    from bspm_jax import load_sample
     from bspm_jax.tuning.gradient import GradientSettings, tune_gradient
 
     monkeypatch.setattr(memory, "available_bytes", lambda device=None: 10 ** 9)
     with pytest.raises(ResourceError, match="gradient step on 100,000 users.*lower batch_users"):
-        tune_gradient(ChebyCF(eta=8), load_sample(), settings=GradientSettings(batch_users=100_000))
+        tune_gradient(ChebyCF(eta=8), sample(), settings=GradientSettings(batch_users=100_000))
 
 
 # ------------------------------------------------------------------ ensembles

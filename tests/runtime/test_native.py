@@ -13,6 +13,7 @@ from bspm_jax.runtime import native
 from bspm_jax.errors import ConfigError
 from bspm_jax.filtering.graph import build_graph
 from bspm_jax.filtering.operators import Gram, SparseMatrix
+from helpers import REPO
 
 
 PATHS = native.isa_paths()
@@ -312,7 +313,7 @@ def test_install_goes_on_without_a_compiler(tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     for name in ("setup.py", "pyproject.toml", "README.md", "MANIFEST.in"):
         shutil.copy(root / name, tmp_path / name)
     for folder in ("bspm_jax", "csrc"):

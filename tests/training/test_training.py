@@ -47,8 +47,8 @@ from bspm_jax.training import (
 )
 
 from oracles import leaves, resume_matches_whole, same, toy
+from helpers import TESTS, sample
 
-HERE = Path(__file__).resolve().parent
 
 
 def small_model(dim: int = 4, reg: float = 0.1, n_users: int = 5, n_items: int = 7) -> MFBPR:
@@ -442,7 +442,7 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
 @pytest.mark.parametrize("name", ["mf-bpr", "lightgcn", "mult-vae", "mult-dae", "neumf", "giffcf"])
 def test_sigkill_and_resume_gives_bit_identical_parameters(tmp_path, name):
     """Each trained model (NeuMF with its GMF and MLP pre-training) killed after epoch 2, resumed: same as one run."""
-    script = HERE / "_train_run.py"
+    script = TESTS / "_train_run.py"
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     proc = subprocess.Popen([sys.executable, str(script), name, str(killed), str(tmp_path / "never.npz"), "3"], env=env,
@@ -513,11 +513,10 @@ def test_train_table_in_configs_and_overrides():
 
 
 def test_tune_refuses_a_trained_model():
-    from bspm_jax.data import load_sample
     from bspm_jax.tuning import tune
 
     with pytest.raises(ConfigError, match="bspm tune searches training-free models"):
-        tune("mf-bpr", {}, {"dim": [8, 16]}, load_sample())
+        tune("mf-bpr", {}, {"dim": [8, 16]}, sample())
 
 
 def _lightgcn_folder(folder: Path, seed: int = 0) -> Path:
