@@ -46,7 +46,8 @@ TABLES: dict[str, tuple[str, ...] | None] = {
     "evaluation": ("k", "batch_size", "devices", "refit_with_valid"),
     "tune": ("metric", "validation", "seed", "grid", "method", "steps", "lr", "batch_users", "bands", "eval_every",
              "eval_users", "width", "frozen"),
-    "train": ("epochs", "lr", "batch_size", "eval_every", "patience", "metric", "seed", "checkpoint_every"),
+    "train": ("epochs", "lr", "batch_size", "eval_every", "patience", "metric", "seed", "checkpoint_every", "restarts",
+              "restart_epochs"),
     "cache": ("spectra", "max_gib"),
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -55,7 +56,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "evaluation": {"k": [10, 20], "batch_size": 1024},
     "tune": {"metric": "recall@20", "validation": 0.2, "seed": 0, "grid": {}, "method": "grid"},
     "train": {"epochs": 100, "lr": 1e-3, "batch_size": 1024, "eval_every": 1, "patience": 5,
-              "metric": "recall@20", "seed": 0, "checkpoint_every": 1},
+              "metric": "recall@20", "seed": 0, "checkpoint_every": 1, "restarts": 1, "restart_epochs": 100},
     "cache": {"spectra": True, "max_gib": 4.0},
 }
 

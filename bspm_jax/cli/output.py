@@ -45,10 +45,14 @@ def _training_line(record: dict[str, Any]) -> str:
     best = "none" if value is None else f"{value:.4f}"
     how = "early-stopped" if record["stopped_early"] else "all epochs"
     resumed = f", resumed after epoch {record['resumed_from_epoch']}" if record["resumed_from_epoch"] else ""
+    starts = record.get("restarts", [])
+    chosen = next((t for t in starts if t["chosen"]), None)
+    picked = (f"; start {chosen['start']} of {len(starts)} (seed {chosen['seed']}) chosen on validation after "
+              f"{record['settings']['restart_epochs']} epochs each" if chosen else "")
     refit = record.get("refit_with_valid")
     again = f"; refitted on train + validation for {refit['epochs']} epochs, {refit['seconds']:.1f} s" if refit else ""
     return (f"training {record['epochs_run']} epochs ({how}{resumed}), best epoch {record['best_epoch']} "
-            f"(validation {metric} {best}), {record['seconds']:.1f} s{again}")
+            f"(validation {metric} {best}), {record['seconds']:.1f} s{picked}{again}")
 
 
 def _kernel_line(env: dict[str, Any]) -> str:

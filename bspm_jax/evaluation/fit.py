@@ -113,7 +113,9 @@ def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOpti
     refit = None
     if options.refit_with_valid and not result.interrupted:  # an interrupted run has no settled epoch count yet
         t0 = time.perf_counter()
-        refitted = refit_trained(result.model, dataset, settings, result.best_epoch,
+        chosen = next((t["seed"] for t in result.restarts if t["chosen"]), settings.seed)  # the start validation chose
+        again = dataclasses.replace(settings, seed=chosen, restarts=1)
+        refitted = refit_trained(result.model, dataset, again, result.best_epoch,
                                  None if folder is None else folder / "refit", options.resume, options.progress).model
         refit = {"epochs": result.best_epoch, "seconds": time.perf_counter() - t0,
                  "matrix": "train+valid", "interactions": int(fit_matrix(dataset, True).nnz)}
@@ -128,6 +130,7 @@ def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOpti
         "seconds": result.seconds,
         "settings": settings.to_dict(),
         "files": files,
+        **({"restarts": [dict(t) for t in result.restarts]} if result.restarts else {}),
         **({"refit_with_valid": refit} if refit else {}),
     }
     return (result.model if refit is None else refitted), record

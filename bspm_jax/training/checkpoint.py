@@ -23,6 +23,7 @@ from jaxtyping import PyTree
 from ..errors import ConfigError
 from ..runtime.io import atomic_files
 from ..models.trained import AbstractTrainedRecommender
+from .settings import TrainSettings
 
 CHECKPOINT = "checkpoint.npz"
 """The checkpoint's file name inside the checkpoint folder."""
@@ -104,8 +105,8 @@ def _default_settings(model: Any) -> dict[str, Any]:
 def load_checkpoint(folder: str | Path, like: TrainState, fingerprint: Mapping[str, Any]) -> TrainState:
     """The state in ``folder/checkpoint.npz``, structured as ``like``; refused if its run's fingerprint differs.
 
-    A model setting that the checkpoint's fingerprint lacks (one added to the model since it
-    was written) counts as its default, the behaviour the model had before the setting existed.
+    A model or ``[train]`` setting that the checkpoint's fingerprint lacks (one added since it
+    was written) counts as its default, the behaviour the run had before the setting existed.
     """
     path = Path(folder) / CHECKPOINT
     meta, arrays = _read(path)
@@ -114,6 +115,8 @@ def load_checkpoint(folder: str | Path, like: TrainState, fingerprint: Mapping[s
     if isinstance(theirs.get("model"), dict):
         added = {k: v for k, v in _default_settings(like.model).items() if k not in theirs["model"]}
         theirs = {**theirs, "model": {**added, **theirs["model"]}}
+    if isinstance(theirs.get("settings"), dict):
+        theirs = {**theirs, "settings": {**TrainSettings().to_dict(), **theirs["settings"]}}
     differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
     if differ:
         details = "; ".join(f"{k}: checkpoint {theirs.get(k)!r}, this run {ours.get(k)!r}" for k in differ)

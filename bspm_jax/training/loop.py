@@ -32,7 +32,7 @@ from .objective import Objective, objective
 from .optimizer import run_optimizer
 from .pretrain import initial_model, starts_trained
 from .sampling import epoch_key, stacked_batches
-from .settings import TrainSettings, Validate
+from .settings import TrainSettings, Validate, restart_seed
 from .step import init_optimizer, train_step, train_steps
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +54,9 @@ class TrainResult:
     stopped_early: bool
     resumed_from: int = 0
     interrupted: bool = False
+    restarts: tuple[dict[str, Any], ...] = ()
+    """With ``train.restarts`` > 1: each start tried (start, seed, best_epoch, best_metric, seconds, chosen); the
+    run is the whole run of the chosen one's seed."""
 
 
 def init_key(settings: TrainSettings) -> jax.Array:
@@ -100,6 +103,9 @@ def train(
         raise ConfigError(f"settings must be a TrainSettings, got {type(settings).__name__}")
     if not isinstance(model, AbstractTrainedRecommender):
         raise ConfigError(f"model {getattr(model, 'name', type(model).__name__)!r} is not trained by gradient descent")
+    if settings.restarts > 1:
+        return _restarted(model, train_matrix, settings, validate, checkpoint_dir=checkpoint_dir, resume=resume,
+                          out_dir=out_dir, progress=progress, time_limit=time_limit)
     train_csr = sp.csr_matrix(train_matrix, dtype=np.float32)
     plan = objective(model, train_csr)
     checkpoint_path = _checkpoint_path(checkpoint_dir, resume)
@@ -157,6 +163,41 @@ def train(
         resumed_from=resumed_from,
         interrupted=interrupted,
     )
+
+
+def _restarted(
+    model: AbstractTrainedRecommender,
+    train_matrix: sp.spmatrix,
+    settings: TrainSettings,
+    validate: Validate | None,
+    *,
+    checkpoint_dir: str | Path | None,
+    resume: bool,
+    out_dir: str | Path | None,
+    progress: Progress | None,
+    time_limit: float | None,
+) -> TrainResult:
+    """``settings.restarts`` starts trained for ``restart_epochs`` epochs each (checkpointed in
+    ``<checkpoint_dir>/restarts/start-<n>``, so a resumed run does not train them again), then the whole run of
+    the start with the best validation metric (the earliest start on a tie), as :func:`train` runs it with that
+    seed; ``time_limit`` applies to the whole run."""
+    if validate is None:
+        raise ConfigError("train.restarts chooses a start on validation: give a validation split, or train.restarts = 1")
+    trials = []
+    for n in range(settings.restarts):
+        seed = restart_seed(settings, n)
+        probe = dataclasses.replace(settings, seed=seed, epochs=min(settings.restart_epochs, settings.epochs), restarts=1)
+        folder = None if checkpoint_dir is None else Path(checkpoint_dir) / "restarts" / f"start-{n}"
+        tried = train(model, train_matrix, probe, validate, checkpoint_dir=folder, resume=resume, out_dir=folder,
+                      progress=progress)
+        trials.append({"start": n, "seed": seed, "best_epoch": tried.best_epoch, "best_metric": tried.best_metric,
+                       "seconds": tried.seconds})
+    scored = [t for t in trials if t["best_metric"] is not None and math.isfinite(t["best_metric"])]
+    chosen = max(scored, key=lambda t: (t["best_metric"], -t["start"])) if scored else trials[0]
+    whole = dataclasses.replace(settings, seed=chosen["seed"], restarts=1)
+    result = train(model, train_matrix, whole, validate, checkpoint_dir=checkpoint_dir, resume=resume,
+                   out_dir=out_dir, progress=progress, time_limit=time_limit)
+    return dataclasses.replace(result, restarts=tuple({**t, "chosen": t is chosen} for t in trials))
 
 
 def initial_run(

@@ -8,6 +8,8 @@ import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from ..config import DEFAULTS
 from ..errors import ConfigError
 from ..ranking.metrics import check_metric
@@ -30,7 +32,10 @@ class TrainSettings:
     Adam with learning rate ``lr`` (unless the model asks for another optimiser:
     :func:`~bspm_jax.training.optimizer.run_optimizer`); ``epochs`` at most; validation after every
     ``eval_every`` epochs (and after the last); stop after ``patience`` validations
-    without improvement of ``metric``; a checkpoint every ``checkpoint_every`` epochs.
+    without improvement of ``metric``; a checkpoint every ``checkpoint_every`` epochs. With
+    ``restarts`` = N > 1, N starts (seeds :func:`restart_seed`) are each trained for
+    ``restart_epochs`` epochs and the one with the best validation ``metric`` is trained whole:
+    for models whose runs settle in basins of unequal quality depending on the start (GiffCF).
     """
 
     epochs: int = _D["epochs"]
@@ -41,9 +46,11 @@ class TrainSettings:
     metric: str = _D["metric"]
     seed: int = _D["seed"]
     checkpoint_every: int = _D["checkpoint_every"]
+    restarts: int = _D["restarts"]
+    restart_epochs: int = _D["restart_epochs"]
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_every", "patience", "checkpoint_every"):
+        for name in ("epochs", "batch_size", "eval_every", "patience", "checkpoint_every", "restarts", "restart_epochs"):
             _int(name, getattr(self, name), 1)
         _int("seed", self.seed, 0)
         lr = self.lr
@@ -65,3 +72,11 @@ class TrainSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def restart_seed(settings: TrainSettings, n: int) -> int:
+    """The seed of start ``n`` of a run with ``restarts``: the run's own seed for n = 0, then seeds drawn from
+    (seed, n) by NumPy's SeedSequence, so that runs of different seeds try different starts."""
+    if n == 0:
+        return settings.seed
+    return int(np.random.SeedSequence([settings.seed, n]).generate_state(1)[0] >> 1)

@@ -590,3 +590,55 @@ def test_refit_stopped_by_its_time_limit_resumes_to_the_uninterrupted_model(tmp_
     assert not done.interrupted and done.epochs_run == 5 and done.resumed_from == 1
     alone = train(MFBPR(dim=4), fit_matrix(ds, True), dataclasses.replace(s, epochs=5)).model
     assert same(done.model, alone)
+
+
+def _probe_metric(model) -> dict[str, float]:
+    """A deterministic validation metric of an MF-BPR model (the first user's first embedding value)."""
+    return {"recall@20": float(np.asarray(model.user_embedding)[0, 0])}
+
+
+def test_restarts_train_each_start_then_the_best_start_whole(tmp_path):
+    from bspm_jax.training.settings import restart_seed
+
+    R = toy()
+    settings = TrainSettings(epochs=6, lr=0.05, batch_size=16, seed=2, restarts=3, restart_epochs=2)
+    assert [restart_seed(settings, n) for n in range(3)][0] == 2
+    seeds = [restart_seed(settings, n) for n in range(3)]
+    assert len(set(seeds)) == 3 and all(0 <= s < 2**31 for s in seeds)
+    assert seeds[1:] != [restart_seed(dataclasses.replace(settings, seed=3), n) for n in (1, 2)]
+    starts = [train(MFBPR(dim=4), R, dataclasses.replace(settings, seed=s, epochs=2, restarts=1), _probe_metric)
+              for s in seeds]  # each start alone, 2 epochs: what the restarts must compare
+    best = int(np.argmax([r.best_metric for r in starts]))
+    whole = train(MFBPR(dim=4), R, dataclasses.replace(settings, seed=seeds[best], restarts=1), _probe_metric)
+    got = train(MFBPR(dim=4), R, settings, _probe_metric, checkpoint_dir=tmp_path)
+    assert [t["seed"] for t in got.restarts] == seeds and [t["chosen"] for t in got.restarts] == [n == best for n in range(3)]
+    assert [t["best_metric"] for t in got.restarts] == [r.best_metric for r in starts]
+    untimed = lambda history: [{k: v for k, v in r.items() if "seconds" not in k} for r in history]  # noqa: E731
+    assert same(got.model, whole.model) and untimed(got.history) == untimed(whole.history)
+    assert all((tmp_path / "restarts" / f"start-{n}" / CHECKPOINT).is_file() for n in range(3))
+    again = train(MFBPR(dim=4), R, settings, _probe_metric, checkpoint_dir=tmp_path, resume=True)  # nothing retrained
+    assert same(again.model, whole.model) and again.resumed_from == got.epochs_run
+    with pytest.raises(ConfigError, match="train.restarts chooses a start on validation"):
+        train(MFBPR(dim=4), R, settings)
+
+
+def test_restarts_one_is_the_plain_run_and_old_checkpoints_resume(tmp_path):
+    R = toy()
+    plain = TrainSettings(epochs=3, lr=0.05, batch_size=16, seed=1)
+    assert TrainSettings(epochs=3, lr=0.05, batch_size=16, seed=1, restarts=1, restart_epochs=7).restarts == 1
+    whole = train(MFBPR(dim=4), R, plain)
+    cut = train(MFBPR(dim=4), R, plain, checkpoint_dir=tmp_path, time_limit=1e-9)
+    path = tmp_path / CHECKPOINT  # rewrite it as a checkpoint written before train.restarts existed
+    with np.load(path) as z:
+        arrays = {n: z[n] for n in z.files}
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    for key in ("restarts", "restart_epochs"):
+        del meta["fingerprint"]["settings"][key]
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    assert cut.interrupted
+    resumed = train(MFBPR(dim=4), R, plain, checkpoint_dir=tmp_path, resume=True)
+    assert resumed.resumed_from == 1 and same(resumed.model, whole.model)
+    with pytest.raises(ConfigError, match="train.restarts must be an integer >= 1"):
+        TrainSettings(restarts=0)
