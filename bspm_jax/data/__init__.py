@@ -1,4 +1,4 @@
-"""Dataset loading: LightGCN and DiffRec folders, CSV/TSV pairs, holdout and validation splits, the shipped sample."""
+"""Dataset loading: interactions from frames and CSV/TSV/Parquet files, LightGCN and DiffRec folders, splits, the shipped sample."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from ..errors import DataError
 from .dataset import Dataset, cold_counts
 from .sparse import binary_csr, canonical_csr
 from .diffrec import load_diffrec
+from .interactions import SPLITS, Interactions, from_frame, read_interactions
 from .fetch import DATASETS, cached_dataset, default_cache_dir, fetch_dataset
 from .lightgcn import load_lightgcn
 from .pairs import load_pairs
@@ -16,13 +17,14 @@ from .sample import load_sample, make_gowalla_sample
 from .split import carve_validation, holdout_split
 
 __all__ = [
-    "Dataset", "binary_csr", "canonical_csr", "cold_counts", "load_lightgcn", "load_diffrec", "load_pairs", "holdout_split",
+    "Interactions", "from_frame", "read_interactions", "SPLITS", "Dataset", "binary_csr", "canonical_csr", "cold_counts", "load_lightgcn", "load_diffrec", "load_pairs", "holdout_split",
     "carve_validation", "load_sample", "make_gowalla_sample", "load_dataset", "fetch_dataset", "DATASETS",
 ]
 
 
 def load_dataset(source: str | Path | None = None, **pairs_kwargs: Any) -> Dataset:
-    """Sample (None), DiffRec or LightGCN folder, pairs file, or the name of a fetched dataset (e.g. ``gowalla``).
+    """Sample (None), DiffRec or LightGCN folder, interactions file (:func:`load_pairs`: CSV, TSV, Parquet), or the
+    name of a fetched dataset (e.g. ``gowalla``).
 
     For a folder only the ``name`` option is used.
     """

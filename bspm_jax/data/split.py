@@ -54,3 +54,29 @@ def carve_validation(dataset: Dataset, fraction: float, seed: int) -> Dataset:
     stats.update(validation="carved", validation_fraction=fraction, validation_seed=seed,
                  **cold_counts(kept, held_out, dataset.test))
     return dataclasses.replace(dataset, train=kept, valid=held_out, stats=stats)
+
+
+def time_cut(times: np.ndarray, cut: float | int) -> np.ndarray:
+    """Which interactions are at or after ``cut`` (the global time split's test)."""
+    return np.asarray(times) >= cut
+
+
+def time_share_cut(times: np.ndarray, share: float) -> float | int:
+    """The time from which the latest ``share`` of ``times`` lies (at least one; ties at the cut go with it)."""
+    ordered = np.sort(np.asarray(times))
+    n_out = min(max(1, int(round(share * len(ordered)))), len(ordered))
+    return ordered[len(ordered) - n_out]
+
+
+def last_n_mask(users: np.ndarray, times: np.ndarray, items: np.ndarray, n: int) -> np.ndarray:
+    """Each user's ``n`` latest interactions (ties in time: the larger item index is later); a user keeps one."""
+    order = np.lexsort((items, times, users))
+    sorted_users = users[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    degree = np.diff(np.r_[starts, len(order)])
+    group = np.repeat(np.arange(len(starts)), degree)
+    from_end = np.repeat(starts + degree, degree) - 1 - np.arange(len(order))
+    held = from_end < np.minimum(n, degree - 1)[group]
+    out = np.zeros(len(order), dtype=bool)
+    out[order] = held
+    return out

@@ -322,8 +322,8 @@ def test_pairs_holdout_split_and_stats(tmp_path: Path) -> None:
     lines = [f"u{u},i{i}" for u in range(20) for i in range(u % 7 + 1)]
     train = _write(tmp_path / "r.csv", "\n".join(lines) + "\n")
     ds = load_pairs(train, holdout=0.3, seed=4)
-    assert ds.stats == {"header": False, "duplicates_train": 0, "duplicates_test": 0,
-                        "split": "holdout", "holdout": 0.3, "seed": 4}
+    assert ds.stats == {"header": False, "duplicates_train": 0, "split": "random", "holdout": 0.3, "seed": 4,
+                        "cold_items_test": 0, "cold_users_test": 0}
     everything = {tuple(line.split(",")) for line in lines}
     assert _labelled(ds, ds.train) | _labelled(ds, ds.test) == everything
     assert not _labelled(ds, ds.train) & _labelled(ds, ds.test)
@@ -349,7 +349,7 @@ def test_pairs_errors_files(tmp_path: Path) -> None:
 
 
 def test_pairs_errors_rows(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"f\.csv line 3: expected at least 2 columns, found 1 "
+    with pytest.raises(DataError, match=r"f\.csv line 3: expected 2 columns, found 1 "
                                         r"\(line: '7'\)"):
         load_pairs(_write(tmp_path / "f.csv", "1,2\n\n7\n"))
     with pytest.raises(DataError, match=r"g\.csv line 2: empty item id"):
@@ -522,7 +522,7 @@ def test_load_dataset_dispatch(tmp_path: Path) -> None:
     assert load_dataset(folder).n_train == 18
     assert load_dataset(folder, name="n").name == "n"
     csv_file = _write(tmp_path / "p.csv", "1,2\n1,3\n2,2\n")
-    assert load_dataset(csv_file, holdout=0.5).stats["split"] == "holdout"
+    assert load_dataset(csv_file, holdout=0.5).stats["split"] == "random"
     with pytest.raises(DataError, match="no such file or directory"):
         load_dataset(tmp_path / "missing")
     (tmp_path / "empty_dir").mkdir()
