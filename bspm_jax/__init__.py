@@ -3,10 +3,11 @@
 Fit a model on interactions and recommend::
 
     from bspm_jax import BSPM, load_sample, recommend
-    data = load_sample()                      # or load_pairs("interactions.csv"), load_dataset(folder)
-    model = BSPM(rank=256).fit(data.train)
-    items, scores = recommend(model, data.train, users=[0, 1, 2], k=20)
-    model.save("bspm-sample")                 # and later: load_model("bspm-sample")
+    data = load_sample()                      # or from_frame(df), read_interactions("plays.parquet").split("time")
+    model = BSPM(rank=256).fit(data)          # fitted on the train split
+    recs = recommend(model, data, users=[0, 1, 2], k=20)   # recs.to_pandas(): user, rank, item, score
+    items, scores = recs.items, recs.scores
+    model.save("bspm-sample", data=data)      # and later: load_model("bspm-sample"), load_history("bspm-sample")
 
 What a user calls is here; the building blocks stay in their packages: :mod:`bspm_jax.filtering`
 (operators, ODE solvers, filters), :mod:`bspm_jax.spectral` (normalisation, truncated SVD),

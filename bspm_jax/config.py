@@ -42,7 +42,8 @@ from .errors import ConfigError
 
 TABLES: dict[str, tuple[str, ...] | None] = {
     "model": None,  # model settings are checked by the model itself
-    "data": ("path", "user_col", "item_col", "sep", "test", "holdout", "seed", "validation", "validation_seed"),
+    "data": ("path", "user_col", "item_col", "time_col", "weight_col", "min_weight", "sep", "test", "split", "holdout",
+             "seed", "cut", "last_n", "validation", "validation_seed"),
     "evaluation": ("k", "batch_size", "devices", "refit_with_valid"),
     "tune": ("metric", "validation", "seed", "grid", "method", "steps", "lr", "batch_users", "bands", "eval_every",
              "eval_users", "width", "frozen"),

@@ -25,14 +25,19 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 from jax.experimental import sparse as jsparse
 
 from ._version import __version__
+from .data.dataset import Dataset
+from .data.sparse import canonical_csr, matrix_digest
 from .errors import ConfigError
 from .runtime.io import array_sha256
 
 FORMAT = "bspm_jax-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READS = (2, 3)
+"""Format versions this library reads: 3 added the optional ``history`` (id maps and the fitted-on interactions)."""
 HEADER = "model.json"
 ARRAYS = "arrays.npz"
 PACKAGE = "bspm_jax"
@@ -93,12 +98,15 @@ def _own_class(cls: type) -> bool:
     return cls.__module__ == PACKAGE or cls.__module__.startswith(PACKAGE + ".")
 
 
-def save_model(model: Any, path: str | Path, notes: dict[str, Any] | None = None) -> Path:
+def save_model(model: Any, path: str | Path, notes: dict[str, Any] | None = None, data: Dataset | None = None) -> Path:
     """Write a fitted model to the folder ``path`` atomically; an existing saved model there is replaced.
 
     ``notes`` (plain JSON, e.g. the run's configuration) is kept in the header as is.
-    Refuses an unfitted model, and a ``path`` that is a file or a folder holding anything
-    but a saved model (nothing of the user's is overwritten).
+    ``data``: the dataset whose train split the model was fitted on; its id maps and that
+    split are saved with the model (``history``), so that it recommends by id with no data
+    file (:func:`load_history`). Refuses an unfitted model, data the model was not fitted
+    on, and a ``path`` that is a file or a folder holding anything but a saved model
+    (nothing of the user's is overwritten).
     """
     info = model.require_fitted()
     target = Path(path)
@@ -108,6 +116,7 @@ def save_model(model: Any, path: str | Path, notes: dict[str, Any] | None = None
         state = {name: encoder.encode(getattr(model, name)) for name in model.state_names()}
     except TypeError as err:
         raise ConfigError(f"cannot save the {model.name} model: {err}") from None
+    history = None if data is None else _encode_history(encoder, data, info, model.name)
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -118,6 +127,7 @@ def save_model(model: Any, path: str | Path, notes: dict[str, Any] | None = None
         "train": dataclasses.asdict(info),
         "state": state,
         "notes": json.loads(json.dumps(notes or {})),
+        **({} if history is None else {"history": history}),
     }
     header["header_sha256"] = header_digest(header)
     parent = target.parent if str(target.parent) else Path(".")
@@ -136,6 +146,22 @@ def save_model(model: Any, path: str | Path, notes: dict[str, Any] | None = None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _encode_history(encoder: _Encoder, data: Dataset, info: Any, name: str) -> dict[str, Any]:
+    train = canonical_csr(data.train, np.float32)
+    if (info.n_users, info.n_items) != train.shape or matrix_digest(train) != info.digest:
+        raise ConfigError(f"the data given to save is not what the {name} model was fitted on "
+                          f"({train.shape[0]:,} x {train.shape[1]:,}, {train.nnz:,} interactions against "
+                          f"{info.n_users:,} x {info.n_items:,}, {info.n_interactions:,})")
+    ids = {}
+    for key, values in (("user_ids", data.user_ids), ("item_ids", data.item_ids)):
+        arr = None if values is None else np.asarray(values)
+        if arr is not None and arr.dtype.kind not in "iuU":
+            arr = arr.astype(str)
+        ids[key] = None if arr is None else encoder.array(arr)
+    return {"name": data.name, **ids, "indptr": encoder.array(train.indptr.astype(np.int64)),
+            "indices": encoder.array(train.indices.astype(np.int32))}
 
 
 def check_target(target: Path) -> None:
@@ -198,9 +224,10 @@ def read_header(path: str | Path) -> dict[str, Any]:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ModelFileError(f"{file} is not a bspm_jax model header")
     version = header.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READS:
         raise ModelFileError(
-            f"{file} has format version {version!r}; this bspm_jax ({library_version()}) reads version {FORMAT_VERSION}"
+            f"{file} has format version {version!r}; this bspm_jax ({library_version()}) reads versions "
+            f"{', '.join(map(str, READS))}"
         )
     if header.get("header_sha256") != header_digest(header):
         raise ModelFileError(f"{file} is corrupted: its contents do not match their SHA-256 (header_sha256)")
@@ -215,8 +242,8 @@ def read_arrays(path: str | Path, header: dict[str, Any]) -> dict[str, np.ndarra
     file = Path(path) / ARRAYS
     if not file.is_file():
         raise ModelFileError(f"{file} is missing")
-    wanted = {}
-    _collect_arrays(header["state"], wanted)
+    wanted: dict[str, dict[str, Any]] = {}
+    _collect_arrays([header["state"], header.get("history")], wanted)
     try:
         with np.load(file, allow_pickle=False) as npz:
             names = set(npz.files)
@@ -323,6 +350,44 @@ class _Decoder:
         if not (isinstance(obj, type) and dataclasses.is_dataclass(obj)):
             raise self.fail(f"{path} is not a model component")
         return obj
+
+
+def load_history(path: str | Path) -> Dataset | None:
+    """The data a model was saved with (``model.save(path, data=...)``): a :class:`~bspm_jax.data.Dataset`
+    whose train split is the interactions the model was fitted on, with the id maps, and an empty test split;
+    None when the model was saved without it. Every array is checked as :func:`read_arrays` does."""
+    header = read_header(path)
+    node = header.get("history")
+    if node is None:
+        return None
+    where = str(Path(path) / HEADER)
+    arrays = read_arrays(path, header)
+    train_info = header["train"]
+
+    def array(key: str) -> np.ndarray | None:
+        entry = node.get(key) if isinstance(node, dict) else None
+        if entry is None and key.endswith("_ids"):
+            return None
+        if not isinstance(entry, dict) or entry.get("array") not in arrays:
+            raise ModelFileError(f"{where} is corrupted: history.{key} is missing")
+        return arrays[entry["array"]]
+
+    try:
+        shape = (int(train_info["n_users"]), int(train_info["n_items"]))
+        indptr, indices = array("indptr"), array("indices")
+        train = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=shape)
+        train.check_format(full_check=True)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{where} is corrupted: history: {err}") from None
+    if matrix_digest(train) != train_info.get("digest"):
+        raise ModelFileError(f"{where} is corrupted: the saved history is not the matrix the model was fitted on")
+    user_ids, item_ids = array("user_ids"), array("item_ids")
+    for ids, n, what in ((user_ids, shape[0], "user"), (item_ids, shape[1], "item")):
+        if ids is not None and ids.shape != (n,):
+            raise ModelFileError(f"{where} is corrupted: {n:,} {what}s but {ids.shape} {what} ids")
+    empty = sp.csr_matrix(shape, dtype=np.float32)
+    return Dataset(train=train, test=empty, name=str(node.get("name", "saved")), user_ids=user_ids, item_ids=item_ids,
+                   stats={"split": "none", "saved": True})
 
 
 def decode_state(header: dict[str, Any], arrays: dict[str, np.ndarray], where: str) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def test_package_docstring_example_runs_as_written(tmp_path):
     np.testing.assert_allclose(np.take_along_axis(full, items, axis=1), scores, rtol=1e-5)
     assert not (rows[np.arange(3)[:, None], items] > 0).any()
     again = bspm_jax.load_model(tmp_path / "bspm-sample")
-    items2, _ = bspm_jax.recommend(again, data.train, users=[0, 1, 2], k=20)
+    items2, _ = bspm_jax.ranking.recommend_indices(again, data.train, users=[0, 1, 2], k=20)
     assert np.array_equal(np.asarray(items2), items)
     assert re.search(r"from bspm_jax import .*recommend", code)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from ..config import parse_grid, presets
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..experiment import (FIGURES, fit_config, plot_config, recommend_config, response_config, run_config,
                           tune_config, tune_plan)
 from ..figures.bspm import FIGURES as BSPM_FIGURES
@@ -73,20 +74,24 @@ def _join_processes(args: argparse.Namespace) -> bool:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    if not args.users and not args.history and not args.history_file:
-        raise ConfigError("name the users: --users IDS|FILE, --history ITEMS or --history-file FILE")
+    if args.users and args.users_file:
+        raise ConfigError("give the users with --users or --users-file, not both")
+    if args.users_file and not Path(args.users_file).is_file():
+        raise DataError(f"no such users file: {args.users_file}")
+    users: list[str] | str = "all" if args.users == "all" else _read_ids(args.users_file or args.users) \
+        if (args.users or args.users_file) else []
+    histories = _histories(args)
+    if not users and not histories:
+        raise ConfigError("name the users: --users all|IDS, --users-file FILE, --history ITEMS or --history-file FILE")
     if args.out:
         check_writable(args.out)
-    recs = recommend_config(load_cli_config(args, args.load), _read_ids(args.users) if args.users else [],
-                            _histories(args), args.top_k, filter_seen=not args.keep_seen,
-                            include_test=args.include_test, load=args.load, progress=_progress(args.quiet))
-    text = recs.csv()
+    done = recommend_config(load_cli_config(args, args.load), users, histories, args.top_k,
+                            filter_seen=not args.keep_seen, include_test=args.include_test, load=args.load,
+                            progress=_progress(args.quiet), out=args.out)
     if args.out:
-        write_text_atomic(args.out, text)
-        print(f"wrote {args.out}: top-{args.top_k} items for {len(recs.labels)} users "
-              f"({recs.n_known} known, {recs.n_new} new)")
+        print(f"wrote {args.out}: top-{args.top_k} items for {done:,} users")
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(done.csv())
     return 0
 
 

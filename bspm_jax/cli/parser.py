@@ -37,8 +37,20 @@ def load_cli_config(args: argparse.Namespace, load: str | None = None) -> Config
         if value is not None:
             if flag.endswith("_col") and value.isdigit():
                 value = int(value)
+            if flag in ("cut", "validation_share"):
+                value = _number_or_text(value)
             flags[key] = value
     return config.with_values(flags).with_overrides(args.set)
+
+
+def _number_or_text(text: str) -> int | float | str:
+    """A flag's value as a number when it reads as one (a numeric time cut, a share, a count), else as text (a date)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _read_ids(text: str) -> list[str]:
@@ -79,8 +91,10 @@ def _histories(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
 FLAG_KEYS = {
     "data": "data.path", "model": "model.name", "k": "evaluation.k", "batch_size": "evaluation.batch_size",
     "devices": "evaluation.devices", "refit_with_valid": "evaluation.refit_with_valid",
-    "user_col": "data.user_col", "item_col": "data.item_col", "sep": "data.sep", "test": "data.test",
-    "holdout": "data.holdout", "seed": "data.seed", "cache": "cache.spectra",
+    "user_col": "data.user_col", "item_col": "data.item_col", "time_col": "data.time_col",
+    "weight_col": "data.weight_col", "min_weight": "data.min_weight", "sep": "data.sep", "test": "data.test",
+    "split": "data.split", "holdout": "data.holdout", "seed": "data.seed", "cut": "data.cut", "last_n": "data.last_n",
+    "validation_share": "data.validation", "cache": "cache.spectra",
 }
 """Command-line flags and the config keys they set."""
 
@@ -110,13 +124,23 @@ def _add_config_options(p: argparse.ArgumentParser, k: bool = True, train: bool 
         trained = p.add_argument_group("trained models ([train] table)")
         trained.add_argument("--train-dir", metavar="DIR", help="folder for checkpoints and learning curves (CSV, JSON, plot)")
         trained.add_argument("--resume", action="store_true", help="continue the training checkpointed in --train-dir")
-    pairs = p.add_argument_group("pairs files (CSV/TSV)")
+    pairs = p.add_argument_group("interactions files (CSV, TSV, Parquet)")
     pairs.add_argument("--user-col", help="user column: 0-based position or header name (default 0)")
     pairs.add_argument("--item-col", help="item column: 0-based position or header name (default 1)")
+    pairs.add_argument("--time-col", help="time column (dates or numbers), for --split time and last")
+    pairs.add_argument("--weight-col", help="weight column (numbers; with --min-weight)")
+    pairs.add_argument("--min-weight", type=float, help="keep only rows whose weight is at least this (e.g. ratings >= 4)")
     pairs.add_argument("--sep", help="field separator (default: by extension, else sniffed)")
-    pairs.add_argument("--test", help="explicit test pairs file (default: per-user holdout of --data)")
-    pairs.add_argument("--holdout", type=float, help="share of each user's items held out for test (default 0.2)")
-    pairs.add_argument("--seed", type=int, help="seed of the holdout split (default 0)")
+    pairs.add_argument("--split", choices=["none", "random", "time", "last"],
+                       help="test split: none (fit on everything), random (--holdout of each user's items; default), "
+                            "time (at --cut, or the latest --holdout share), last (each user's --last-n latest)")
+    pairs.add_argument("--test", help="explicit test file in the same columns (instead of --split)")
+    pairs.add_argument("--holdout", type=float, help="share held out for test by --split random or time (default 0.2)")
+    pairs.add_argument("--seed", type=int, help="seed of the random split (default 0)")
+    pairs.add_argument("--cut", help="--split time: the first time in test (a date such as 2012-06-01, or a number)")
+    pairs.add_argument("--last-n", type=int, help="--split last: each user's latest N interactions held out (default 1)")
+    pairs.add_argument("--validation-holdout", dest="validation_share",
+                       help="hold out validation from train the way test is (a share; a count for --split last)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,12 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser("recommend", help="top-k items for known users or new users given as histories")
     _add_config_options(rec, k=False)
-    rec.add_argument("--users", help="user ids (in the data's own ids): id,id,... or a file of ids")
+    rec.add_argument("--users", help="all, or user ids (in the data's own ids): id,id,... or a file of ids")
+    rec.add_argument("--users-file", metavar="FILE", help="a file of user ids (separated by commas, spaces or lines)")
     rec.add_argument("--history", action="append", default=[], metavar="ITEMS",
                      help="a new user's items (item ids, comma-separated); repeat for more users")
     rec.add_argument("--history-file", help="new users, one per line: label item item ...")
     rec.add_argument("--k", dest="top_k", type=int, default=20, help="items per user (default 20)")
-    rec.add_argument("--out", help="CSV file to write (user,rank,item,score); default: standard output")
+    rec.add_argument("--out", help="file to write, .parquet or .csv (columns user, rank, item, score), streamed in chunks "
+                                   "of users; default: CSV on standard output")
     rec.add_argument("--keep-seen", action="store_true", help="do not filter out the user's own items")
     rec.add_argument("--include-test", action="store_true", help="fit on train + test (default: train only)")
     rec.add_argument("--load", metavar="DIR", help="use the model saved in DIR (by bspm fit --save) instead of fitting")

@@ -9,7 +9,7 @@ from ..errors import DataError
 from .dataset import Dataset, cold_counts
 from .sparse import binary_csr, canonical_csr
 from .diffrec import load_diffrec
-from .interactions import SPLITS, Interactions, from_frame, read_interactions
+from .interactions import SPLITS, Interactions, from_frame, interaction_matrix, read_interactions
 from .fetch import DATASETS, cached_dataset, default_cache_dir, fetch_dataset
 from .lightgcn import load_lightgcn
 from .pairs import load_pairs
@@ -17,7 +17,7 @@ from .sample import load_sample, make_gowalla_sample
 from .split import carve_validation, holdout_split
 
 __all__ = [
-    "Interactions", "from_frame", "read_interactions", "SPLITS", "Dataset", "binary_csr", "canonical_csr", "cold_counts", "load_lightgcn", "load_diffrec", "load_pairs", "holdout_split",
+    "Interactions", "from_frame", "read_interactions", "interaction_matrix", "SPLITS", "Dataset", "binary_csr", "canonical_csr", "cold_counts", "load_lightgcn", "load_diffrec", "load_pairs", "holdout_split",
     "carve_validation", "load_sample", "make_gowalla_sample", "load_dataset", "fetch_dataset", "DATASETS",
 ]
 

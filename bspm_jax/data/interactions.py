@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from ..errors import DataError
 from .checks import clip
 from .dataset import Dataset, cold_counts
-from .sparse import binary_csr
+from .sparse import binary_csr, canonical_csr
 from .split import holdout_split, last_n_mask, time_cut, time_share_cut
 from .tables import FileColumns, read_columns
 
@@ -162,6 +162,37 @@ class Interactions:
         if np.isnat(value):
             raise DataError(f"the cut {cut!r} is not a date")
         return int(value.astype(np.int64))
+
+
+def interaction_matrix(data: Interactions | Dataset | sp.spmatrix | np.ndarray) -> sp.csr_matrix:
+    """The binary float32 CSR matrix a model is fitted on: every pair of :class:`Interactions`, the train split of
+    a :class:`Dataset`, or a (n_users, n_items) matrix whose nonzero entries count as 1 (negative ones are refused)."""
+    if isinstance(data, Interactions):
+        return data.matrix()
+    if isinstance(data, Dataset):
+        return data.train
+    if not sp.issparse(data):
+        array = np.asarray(data) if isinstance(data, np.ndarray | list) else None
+        if array is None or array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+            raise DataError(f"cannot fit on a {type(data).__name__}: give Interactions (from_frame, read_interactions), "
+                            "a Dataset, or a (users x items) sparse matrix")
+        data = sp.csr_matrix(array)
+    m = canonical_csr(data, np.float32)
+    if m.nnz and (not np.isfinite(m.data).all() or m.data.min() < 0):
+        raise DataError("the interaction matrix holds negative, NaN or infinite entries; every nonzero entry counts "
+                        "as one interaction")
+    m.data[:] = 1.0
+    return m
+
+
+def as_history(data: Interactions | Dataset) -> Dataset:
+    """The dataset whose train split holds the histories known users are scored from (Interactions: every pair)."""
+    if isinstance(data, Interactions):
+        return data.dataset()
+    if isinstance(data, Dataset):
+        return data
+    raise DataError(f"expected the interactions a model was fitted on (Interactions or a Dataset), got a "
+                    f"{type(data).__name__}")
 
 
 def _none(data: Interactions, pool: np.ndarray, *_: Any) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,11 +15,12 @@ from ..config import Config, effective
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..evaluation.fit import FitOptions, fit_model
+from ..evaluation.fit import fit_matrix as fitted_matrix
 from ..evaluation.protocol import evaluate, protocol_of
 from ..models import AbstractRecommender, AbstractTrainingFree, load_model
-from ..ranking import Progress, Recommendations, recommend_for
+from ..ranking import Progress, Recommendations, recommend_for, write_recommendations
 from ..runtime.environment import environment_info, memory_info
-from ..serial import check_target
+from ..serial import check_target, load_history
 from .settings import RunSettings, saved_config
 
 
@@ -48,33 +50,71 @@ def fit_config(
     if record is not None:
         tables["train"] = record["settings"]
     if save is not None:
-        fitted.save(save, notes={"config": tables, "dataset": dataset.summary(), **extra})
+        history = dataclasses.replace(dataset, train=fitted_matrix(dataset, run.refit_with_valid), valid=None,
+                                      test=sp.csr_matrix(dataset.train.shape, dtype=np.float32))
+        fitted.save(save, notes={"config": tables, "dataset": dataset.summary(), **extra}, data=history)
     return {"model": config.model_name, "fitted": fitted, "config": tables, "dataset": dataset.summary(), **extra,
             "timings_s": {"load": t1 - t0, "preprocess": t2 - t1, "total": time.perf_counter() - t0}}
 
 
+@dataclasses.dataclass(frozen=True)
+class Recommender:
+    """A fitted model and the data it recommends from: ``dataset`` (its ids), ``history`` (the fitted-on matrix)."""
+
+    model: AbstractRecommender
+    dataset: Dataset
+    history: sp.csr_matrix
+    batch_size: int | str
+
+    def users(self, user_ids: Sequence[Any] | str) -> np.ndarray:
+        """Indices of known users given in their ids, or every user for ``"all"``."""
+        if isinstance(user_ids, str):
+            if user_ids != "all":
+                raise ConfigError(f"users must be 'all' or a list of ids, got {user_ids!r}")
+            return np.arange(self.dataset.n_users)
+        return self.dataset.user_indices(list(user_ids)) if len(user_ids) else np.zeros(0, dtype=np.int64)
+
+
+def recommender_config(config: Config, include_test: bool = False, load: str | Path | None = None) -> Recommender:
+    """The model of ``config`` fitted on its data's train split (and test with ``include_test``), or the model saved
+    at ``load`` with the data saved beside it (or ``config``'s data when it names a path)."""
+    run = RunSettings.of(config if load is None else saved_config(load, config))
+    if load is not None:
+        model = load_model(load)
+        saved = load_history(load)
+        if saved is not None and "path" not in config["data"]:
+            return Recommender(model, saved, saved.train, run.batch_size)
+    dataset = run.dataset()
+    history = sp.csr_matrix((dataset.train + dataset.test) > 0 if include_test else dataset.train, dtype=np.float32)
+    if load is None:
+        if not isinstance(run.model, AbstractTrainingFree):
+            raise ConfigError(f"the {run.model.name} model is trained: train and save it with bspm fit --save DIR, "
+                              "then recommend with --load DIR")
+        model = run.model.fit(history, run.spectra)
+    return Recommender(model, dataset, history, run.batch_size)
+
+
 def recommend_config(
     config: Config,
-    user_ids: Sequence[Any],
+    user_ids: Sequence[Any] | str,
     new_users: Sequence[tuple[str, Sequence[Any]]],
     k: int,
     filter_seen: bool = True,
     include_test: bool = False,
     load: str | Path | None = None,
     progress: Progress | None = None,
-) -> Recommendations:
-    """Top-``k`` recommendations for known and new users from the model of ``config`` (or the saved one at ``load``)."""
-    run = RunSettings.of(config if load is None else saved_config(load, config))
-    dataset = run.dataset()
-    history = sp.csr_matrix((dataset.train + dataset.test) > 0 if include_test else dataset.train, dtype=np.float32)
-    if load is not None:
-        model = load_model(load)
-    else:
-        if not isinstance(run.model, AbstractTrainingFree):
-            raise ConfigError(f"the {run.model.name} model is trained: train and save it with bspm fit --save DIR, "
-                              "then recommend with --load DIR")
-        model = run.model.fit(history, run.spectra)
-    return recommend_for(model, dataset, history, user_ids, new_users, k, filter_seen, run.batch_size, progress)
+    out: str | Path | None = None,
+) -> Recommendations | int:
+    """Top-``k`` recommendations for known users (ids, or ``"all"``) and new users from the model of ``config``
+    (or the saved one at ``load``); with ``out`` (``.parquet`` or ``.csv``) they are streamed to that file in chunks
+    of users and the number of users written is returned."""
+    rec = recommender_config(config, include_test, load)
+    known = rec.users(user_ids)
+    if out is not None:
+        return write_recommendations(rec.model, rec.dataset, rec.history, out, known, new_users, k, filter_seen,
+                                     rec.batch_size, progress)
+    return recommend_for(rec.model, rec.dataset, rec.history, rec.dataset.user_label(known).tolist(), new_users, k,
+                         filter_seen, rec.batch_size, progress)
 
 
 def run_config(

@@ -77,7 +77,12 @@ class RunSettings:
 
     def dataset(self) -> Dataset:
         """The dataset of ``[data]``, with a validation split carved from train when asked and it has none."""
-        dataset = load_dataset(self.data_path, **self.data_options)
+        path = self.data_path
+        if path is not None and Path(path).is_file() and "test_path" not in self.data_options:
+            # an interactions file: validation is held out the way test is (a time split's by time)
+            return load_dataset(path, **self.data_options, validation=self.validation,
+                                validation_seed=self.validation_seed)
+        dataset = load_dataset(path, **self.data_options)
         if self.validation is not None and dataset.valid is None:
             dataset = carve_validation(dataset, self.validation, self.validation_seed)
         return dataset

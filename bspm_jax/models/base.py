@@ -19,6 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 from jaxtyping import Array, ArrayLike, Float
 
+from ..data.dataset import Dataset
+from ..data.interactions import Interactions, as_history, interaction_matrix
 from ..data.sparse import matrix_digest
 from ..errors import ConfigError
 from ..filtering.graph import ItemGraph
@@ -129,19 +131,28 @@ class AbstractRecommender(eqx.Module):
         """Working memory of scoring, per user of a batch (for batch planning): a few score rows."""
         return 3 * n_items * 4
 
-    def save(self, path: str | Path, notes: dict[str, Any] | None = None) -> Path:
-        """Write the fitted model to the folder ``path`` (JSON header, npz arrays), atomically; ``notes``: plain JSON kept in the header."""
+    def save(self, path: str | Path, notes: dict[str, Any] | None = None, data: Interactions | Dataset | None = None
+             ) -> Path:
+        """Write the fitted model to the folder ``path`` (JSON header, npz arrays), atomically; ``notes``: plain JSON
+        kept in the header; ``data``: what the model was fitted on, saved with it (id maps and histories) so that it
+        recommends by id with no data file (``bspm_jax.load_history``)."""
         from ..serial import save_model
 
-        return save_model(self, path, notes)
+        return save_model(self, path, notes, None if data is None else as_history(data))
 
 
 class AbstractTrainingFree(AbstractRecommender):
-    """A model fitted in closed form from the train matrix: ``fit(R)`` returns a fitted copy."""
+    """A model fitted in closed form from the train matrix: ``fit(data)`` returns a fitted copy."""
+
+    def fit(self, data: Interactions | Dataset | sp.spmatrix, spectra: SpectrumCache | None = None) -> AbstractTrainingFree:
+        """Return a copy of the model fitted on ``data``: :class:`~bspm_jax.data.Interactions` (every pair), a
+        :class:`~bspm_jax.data.Dataset` (its train split) or a (n_users, n_items) sparse matrix, whose nonzero
+        entries count as 1 (``spectra`` shares SVDs between fits)."""
+        return self.fit_matrix(interaction_matrix(data), spectra)
 
     @abc.abstractmethod
-    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> AbstractTrainingFree:
-        """Return a copy of the model fitted on the binary (n_users, n_items) matrix (``spectra`` shares SVDs)."""
+    def fit_matrix(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> AbstractTrainingFree:
+        """Return a copy of the model fitted on the binary (n_users, n_items) CSR matrix (``spectra`` shares SVDs)."""
 
     def fit_key(self) -> Hashable:
         """The settings the fitted state depends on: models with equal keys can share a fit."""

@@ -179,7 +179,7 @@ class BSPM(AbstractSpectralFilter, AbstractLayoutFilter):
         states = 5 + self.K_b + (self.K_s if self.sharpen else 0) + (1 if self.beta != 0 else 0)
         return 4 * (states * n_items + intermediate_length(self.graph))
 
-    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> BSPM:
+    def fit_matrix(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> BSPM:
         graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense, kernel=self.kernel,
                             spectra=spectra, svd_solver=self.svd_solver, svd_tol=self.svd_tol)
         return dataclasses.replace(self, graph=graph, fitted_on=TrainInfo.of(train))

@@ -138,7 +138,7 @@ class ChebyCF(AbstractSpectralFilter, AbstractLayoutFilter):
     def fit_key(self) -> tuple:
         return (self.eta if self.has_ideal else None, self.band_gains, self.svd_solver, self.svd_tol, self.beta, self.kernel)
 
-    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> ChebyCF:
+    def fit_matrix(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> ChebyCF:
         spectra = SpectrumCache() if spectra is None else spectra
         graph = build_graph(train, None, kernel=self.kernel, spectra=spectra)
         _, _, degree = spectra.normalized(train)

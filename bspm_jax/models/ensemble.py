@@ -94,7 +94,7 @@ class Ensemble(AbstractTrainingFree):
     def fit_key(self) -> tuple:
         return self.members
 
-    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> Ensemble:
+    def fit_matrix(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> Ensemble:
         spectra = SpectrumCache() if spectra is None else spectra
         fitted = tuple(model.fit(train, spectra) for model in self.unfitted_members())
         return dataclasses.replace(self, fitted=fitted, fitted_on=TrainInfo.of(train))

@@ -41,7 +41,7 @@ class LGCNIDE(AbstractSpectralFilter):
     def fit_key(self) -> tuple[str]:
         return (self.kernel,)
 
-    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> LGCNIDE:
+    def fit_matrix(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> LGCNIDE:
         graph = build_graph(train, None, kernel=self.kernel, spectra=spectra)
         return dataclasses.replace(self, graph=graph, fitted_on=TrainInfo.of(train))
 

@@ -27,7 +27,7 @@ class Popularity(AbstractTrainingFree):
     def fit_key(self) -> tuple[()]:
         return ()
 
-    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> Popularity:
+    def fit_matrix(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> Popularity:
         degree = jnp.asarray(item_degrees(train).astype(np.float32))
         return dataclasses.replace(self, degree=degree, fitted_on=TrainInfo.of(train))
 

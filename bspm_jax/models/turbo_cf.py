@@ -67,7 +67,7 @@ class TurboCF(AbstractLayoutFilter):
     def fit_key(self) -> tuple:
         return (self.alpha, self.power, self.kernel)
 
-    def fit(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> TurboCF:
+    def fit_matrix(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> TurboCF:
         r = sp.csr_matrix(train, dtype=np.float64, copy=True)  # a copy: the caller's matrix stays as it is
         r.eliminate_zeros()
         r.data[:] = 1.0

@@ -25,6 +25,8 @@ from ..errors import ConfigError, TrainingError
 from ..runtime.io import check_writable
 from ..ranking.progress import Progress
 from ..models.trained import AbstractTrainedRecommender
+from ..data.dataset import Dataset
+from ..data.interactions import Interactions, interaction_matrix
 from ..data.sparse import matrix_digest
 from .checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
 from .curves import CURVE, write_curves
@@ -76,7 +78,7 @@ def fingerprint(model: AbstractTrainedRecommender, train: sp.csr_matrix, setting
 
 def train(
     model: AbstractTrainedRecommender,
-    train_matrix: sp.spmatrix,
+    train_matrix: Interactions | Dataset | sp.spmatrix,
     settings: TrainSettings,
     validate: Validate | None = None,
     *,
@@ -86,7 +88,10 @@ def train(
     progress: Progress | None = None,
     time_limit: float | None = None,
 ) -> TrainResult:
-    """Train ``model`` on its objective (BPR, denoising) on the binary ``train_matrix`` (users x items); returns the best model.
+    """Train ``model`` on its objective (BPR, denoising) on ``train_matrix``; returns the best model.
+
+    ``train_matrix``: :class:`~bspm_jax.data.Interactions` (every pair), a :class:`~bspm_jax.data.Dataset`
+    (its train split) or a binary (users x items) sparse matrix.
 
     ``validate(model)`` is called after every ``eval_every`` epochs and after the last, and
     before the first (epoch 0, a history row without loss) when the model starts from trained
@@ -103,6 +108,7 @@ def train(
         raise ConfigError(f"settings must be a TrainSettings, got {type(settings).__name__}")
     if not isinstance(model, AbstractTrainedRecommender):
         raise ConfigError(f"model {getattr(model, 'name', type(model).__name__)!r} is not trained by gradient descent")
+    train_matrix = interaction_matrix(train_matrix)
     if settings.restarts > 1:
         return _restarted(model, train_matrix, settings, validate, checkpoint_dir=checkpoint_dir, resume=resume,
                           out_dir=out_dir, progress=progress, time_limit=time_limit)

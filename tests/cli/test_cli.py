@@ -156,7 +156,8 @@ def test_bad_config_file_exit_2(tmp_path, text, message):
 
 def test_recommend_known_and_new_users_match_library(tmp_path):
     """CSV rows equal bspm_jax.recommend on the same fit; a new user's history is scored like a known row."""
-    from bspm_jax import make_model, recommend
+    from bspm_jax import make_model
+    from bspm_jax.ranking import recommend_indices
 
     data = sample()
     out = tmp_path / "recs.csv"
@@ -167,7 +168,7 @@ def test_recommend_known_and_new_users_match_library(tmp_path):
     rows = list(csv.DictReader(out.read_text().splitlines()))
     assert [r["user"] for r in rows] == ["0"] * 7 + ["3"] * 7 + ["5"] * 7 + ["new1"] * 7
     model = make_model("bspm", **{**get_preset("gowalla-em").model_settings, "rank": 32}).fit(data.train)
-    items, scores = recommend(model, data.train, users=np.array([0, 3, 5]), k=7)
+    items, scores = recommend_indices(model, data.train, users=np.array([0, 3, 5]), k=7)
     got = np.array([int(r["item"]) for r in rows]).reshape(4, 7)
     np.testing.assert_array_equal(got[:3], items)
     np.testing.assert_array_equal(got[3], got[2])  # user 5's history as a new user: same list

@@ -31,7 +31,7 @@ from bspm_jax.filtering.graph import build_graph
 from bspm_jax.spectral import normalize, truncated_svd
 from bspm_jax.models import make_model
 from bspm_jax.models import BSPM, LGCNIDE
-from bspm_jax.ranking import recommend
+from bspm_jax.ranking import recommend_indices
 from bspm_jax.filtering.operators import dense_array
 
 # No shrinking: a failing example is printed in full (matrices are drawn dense), and
@@ -454,7 +454,7 @@ def test_recommend_matches_oracle_ranking(filter_seen):
         if u != 4:
             assert np.all(-np.diff(top[u][np.isfinite(top[u])]) > 1e-4 * scale), f"near-tie for user {u}"
     users = np.arange(R_FIXED.shape[0])
-    items, scores = recommend(model, R_FIXED, users=users, k=k, filter_seen=filter_seen)
+    items, scores = recommend_indices(model, R_FIXED, users=users, k=k, filter_seen=filter_seen)
     assert items.shape == (len(users), k) and scores.shape == (len(users), k)
     np.testing.assert_array_equal(items, exp_items)
     np.testing.assert_allclose(scores, exp_scores, rtol=1e-5, atol=2e-6 * scale)
@@ -464,14 +464,14 @@ def test_recommend_matches_oracle_ranking(filter_seen):
         for u in users:
             assert not set(items[u]) & set(R_FIXED[u].indices)
     # every row, without user indices, gives the same answer
-    items_rows, _ = recommend(model, sp.csr_matrix(R_FIXED.toarray()), k=k, filter_seen=filter_seen)
+    items_rows, _ = recommend_indices(model, sp.csr_matrix(R_FIXED.toarray()), k=k, filter_seen=filter_seen)
     np.testing.assert_array_equal(items_rows, items)
 
 
 def test_recommend_whole_catalogue_puts_seen_items_last():
     model = fitted(key(SEMANTIC_CONFIGS["early-merge-rk4"]))
     n_items = R_FIXED.shape[1]
-    items, scores = recommend(model, R_FIXED, k=n_items)
+    items, scores = recommend_indices(model, R_FIXED, k=n_items)
     for u in range(R_FIXED.shape[0]):
         seen = set(R_FIXED[u].indices)
         assert sorted(items[u]) == list(range(n_items))
@@ -479,9 +479,9 @@ def test_recommend_whole_catalogue_puts_seen_items_last():
         assert np.all(np.isneginf(scores[u][n_items - len(seen):]))
         assert np.all(np.isfinite(scores[u][: n_items - len(seen)]))
     with pytest.raises(ConfigError):
-        recommend(model, R_FIXED, users=np.arange(3), k=n_items + 1)
+        recommend_indices(model, R_FIXED, users=np.arange(3), k=n_items + 1)
     with pytest.raises(ConfigError):
-        recommend(model, R_FIXED, users=np.array([R_FIXED.shape[0]]), k=3)
+        recommend_indices(model, R_FIXED, users=np.array([R_FIXED.shape[0]]), k=3)
 
 
 # --------------------------------------------------------------------------- errors

@@ -114,12 +114,12 @@ def test_chebycf_scores_equal_the_dense_formula(K, phi, eta, alpha, beta, points
 
 
 def test_chebycf_sparse_rows_rank_like_dense_rows():
-    from bspm_jax.ranking import recommend
+    from bspm_jax.ranking import recommend_indices
 
     model = make_model("chebycf", eta=6).fit(R)
     want = chebycf_oracle(R, ROWS, 8, 1.5, 6, 0.2, 0.4)
     want[ROWS > 0] = -np.inf
-    items, _ = recommend(model, R, k=5, batch_size=7)
+    items, _ = recommend_indices(model, R, k=5, batch_size=7)
     np.testing.assert_array_equal(np.asarray(items), np.argsort(-want, axis=1, kind="stable")[:, :5])
 
 

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from bspm_jax.config import Config, get_preset
 from bspm_jax.errors import BSPMError, ConfigError, TrainingError
 from bspm_jax.models import MFBPR, make_model
-from bspm_jax.ranking import rank_rows, recommend
+from bspm_jax.ranking import rank_rows, recommend_indices
 from bspm_jax.figures.curves import plot_curves
 from bspm_jax.training import (
     CHECKPOINT,
@@ -324,7 +324,7 @@ def test_recommend_ranks_unseen_items_by_dot_product():
     R = toy()
     model = train(MFBPR(dim=4), R, TrainSettings(epochs=2, batch_size=16)).model
     users = np.array([0, 7, 29, 3])
-    items, scores = recommend(model, R, users=users, k=5, batch_size=3)
+    items, scores = recommend_indices(model, R, users=users, k=5, batch_size=3)
     S = np.asarray(model.user_embedding)[users] @ np.asarray(model.item_embedding).T
     S[R[users].toarray() > 0] = -np.inf
     expected = np.argsort(-S, axis=1, kind="stable")[:, :5]
