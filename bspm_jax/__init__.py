@@ -17,14 +17,15 @@ What a user calls is here; the building blocks stay in their packages: :mod:`bsp
 
 from ._version import __version__
 from .config import get_preset, load_config, preset_names, presets
-from .data import Dataset, carve_validation, holdout_split, load_dataset, load_lightgcn, load_pairs, load_sample
+from .data import (Dataset, Interactions, carve_validation, from_frame, holdout_split, load_dataset, load_lightgcn,
+                   load_pairs, load_sample, read_interactions)
 from .errors import BSPMError, ConfigError, DataError, ResourceError, TrainingError
 from .evaluation import Evaluation, evaluate
 from .experiment import run_experiment
 from .models import (BSPM, GMF, LGCNIDE, MFBPR, MLP, MODELS, AbstractRecommender, ChebyCF, Ensemble, GiffCF, LightGCN,
                      MultDAE, MultVAE, NeuMF, Popularity, SDiff, TurboCF, load_model, make_model)
 from .ranking import recommend, recommend_for
-from .serial import ModelFileError
+from .serial import ModelFileError, load_history
 from .training import TrainResult, TrainSettings, train
 from .tuning import tune
 
@@ -32,8 +33,9 @@ __all__ = [
     # models
     "BSPM", "ChebyCF", "TurboCF", "Ensemble", "LGCNIDE", "GiffCF", "SDiff", "LightGCN", "MultVAE", "MultDAE",
     "NeuMF", "GMF", "MLP", "MFBPR", "Popularity", "AbstractRecommender", "MODELS", "make_model", "load_model",
+    "load_history",
     # data
-    "Dataset", "load_dataset", "load_lightgcn", "load_pairs", "load_sample", "holdout_split", "carve_validation",
+    "Interactions", "from_frame", "read_interactions", "Dataset", "load_dataset", "load_lightgcn", "load_pairs", "load_sample", "holdout_split", "carve_validation",
     # recommend, evaluate, train, tune, run
     "recommend", "recommend_for", "evaluate", "Evaluation", "train", "TrainSettings", "TrainResult", "tune",
     "run_experiment",

@@ -364,7 +364,7 @@ def encode_ids(read: FileColumns, col: pa.Array, role: str) -> tuple[np.ndarray,
         if not (np.isfinite(values).all() and (values == np.round(values)).all()):
             row = int(np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))[0])
             raise DataError(f"{read.line(row)}: {role} column {column!r} holds a number that is no integer id, "
-                            f"{values[row]!r}")
+                            f"{values[row].item()!r}")
         col = pa.array(values.astype(np.int64))
     elif not pa.types.is_integer(col.type):
         if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
@@ -405,7 +405,7 @@ def _numbers(read: FileColumns, role: str) -> np.ndarray:
     values = col.to_numpy(zero_copy_only=False).astype(np.float64)
     if not np.isfinite(values).all():
         row = int(np.flatnonzero(~np.isfinite(values))[0])
-        raise DataError(f"{read.line(row)}: {role} column {column!r} holds {values[row]!r}")
+        raise DataError(f"{read.line(row)}: {role} column {column!r} holds {values[row].item()!r}")
     return values
 
 

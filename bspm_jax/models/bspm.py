@@ -37,7 +37,7 @@ from ..filtering.filters import AbstractFilter, HeatBlur, IdealBlur, MixedBlur, 
 from ..filtering.graph import ItemGraph, build_graph, intermediate_length
 from ..filtering.operators import AbstractOperator
 from ..filtering.solvers import AbstractIntegrator, make_integrator
-from ..spectral import DEFAULT_TOL, SpectrumCache, check_svd_settings
+from ..spectral import DEFAULT_TOL, SpectrumCache, check_rank, check_svd_settings
 from .base import AbstractLayoutFilter, AbstractSpectralFilter, LayoutScores, Rows, TrainInfo
 
 MERGES = ("early", "late")
@@ -180,6 +180,8 @@ class BSPM(AbstractSpectralFilter, AbstractLayoutFilter):
         return 4 * (states * n_items + intermediate_length(self.graph))
 
     def fit_matrix(self, train: sp.csr_matrix, spectra: SpectrumCache | None = None) -> BSPM:
+        if self.needs_svd:
+            check_rank(self.rank, train.shape, "rank")
         graph = build_graph(train, self.rank if self.needs_svd else None, dense=self.dense, kernel=self.kernel,
                             spectra=spectra, svd_solver=self.svd_solver, svd_tol=self.svd_tol)
         return dataclasses.replace(self, graph=graph, fitted_on=TrainInfo.of(train))

@@ -43,7 +43,7 @@ from ..errors import ConfigError
 from ..filtering.graph import ItemGraph, build_graph, intermediate_length
 from ..filtering.operators import AbstractLayout, Diagonal, Identity, LowRank, RowLayout, kernel_for
 from ..filtering.rows import scale_columns
-from ..spectral import DEFAULT_TOL, SpectrumCache, check_svd_settings, degree_power
+from ..spectral import DEFAULT_TOL, SpectrumCache, check_rank, check_svd_settings, degree_power
 from .base import AbstractLayoutFilter, AbstractSpectralFilter, LayoutScores, Rows, TrainInfo
 
 
@@ -145,6 +145,7 @@ class ChebyCF(AbstractSpectralFilter, AbstractLayoutFilter):
         pre, post = (degree_power(degree, p) if self.beta != 0 else np.ones_like(degree) for p in (-self.beta, self.beta))
         ideal, s = None, None
         if self.has_ideal:
+            check_rank(self.eta, train.shape, "eta")
             spec = spectra.spectrum(train, self.eta, self.svd_solver, self.svd_tol)
             vt = spec.vectors
             left = (vt.T * self.vector_gains(vt.shape[0])).astype(np.float32)

@@ -133,10 +133,7 @@ class GiffCF(AbstractTrainedRecommender):
         if min(n_users, n_items) < 2:
             raise ConfigError(f"GiffCF needs at least 2 users and 2 items, got a {n_users} x {n_items} matrix")
         cutoff = self.ideal_cutoff if self.ideal_weight > 0 else 1
-        try:
-            check_rank(cutoff, train.shape)
-        except ConfigError as err:
-            raise ConfigError(f"ideal_cutoff: {err}") from None
+        check_rank(cutoff, train.shape, "ideal_cutoff")
         r = giffcf_graph(train)
         s, vt = truncated_svd(r, cutoff, solver=self.svd_solver, tol=self.svd_tol)
         if not s[0] > 0:

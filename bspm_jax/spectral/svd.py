@@ -14,11 +14,14 @@ from ..runtime.memory import human_bytes
 from .block_krylov import basis_bytes, block_krylov_svd, residuals
 
 
-def check_rank(rank: int, shape: tuple[int, int]) -> None:
-    """The SVD rank must satisfy 1 <= rank < min(n_users, n_items)."""
+def check_rank(rank: int, shape: tuple[int, int], setting: str = "rank") -> None:
+    """The SVD rank must satisfy 1 <= rank < min(n_users, n_items); the error names the model's ``setting``."""
     limit = min(shape)
-    if not (isinstance(rank, int | np.integer) and 1 <= rank < limit):
-        raise ConfigError(f"SVD rank must be an integer in 1..{limit - 1} for a {shape[0]} x {shape[1]} matrix, got {rank!r}")
+    if not (isinstance(rank, int | np.integer) and not isinstance(rank, bool) and 1 <= rank < limit):
+        largest = f"set {setting} to at most {limit - 1}" if limit > 1 else "this data is too small for an SVD"
+        raise ConfigError(f"{setting} = {rank!r} does not fit this data: an SVD rank must be an integer in "
+                          f"1..{limit - 1} for a {shape[0]:,} x {shape[1]:,} matrix (below its smaller side); {largest} "
+                          f"(e.g. --set {setting}={max(limit - 1, 1)})")
 
 
 DENSE_SVD_LIMIT = 2_000
