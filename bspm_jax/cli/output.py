@@ -13,6 +13,7 @@ def format_result(result: dict[str, Any]) -> str:
         f"dataset  {ds['name']}: {ds['n_users']:,} users, {ds['n_items']:,} items, {ds['n_train']:,} train / "
         + (f"{ds['n_valid']:,} valid / " if "n_valid" in ds else "") + f"{ds['n_test']:,} test interactions",
         *([f"protocol {result['protocol']['name']}: {result['protocol']['description']}"] if "protocol" in result else []),
+        *([f"split    {result['protocol']['split']}"] if "split" in result.get("protocol", {}) else []),
         "",
     ]
     metrics = result["metrics"]

@@ -45,9 +45,31 @@ PROTOCOLS: dict[str, str] = {
 
 
 def protocol_of(dataset: Dataset, refit_with_valid: bool = False) -> dict[str, str]:
-    """The protocol of a run on ``dataset``: its name (a key of :data:`PROTOCOLS`) and description."""
+    """The protocol of a run on ``dataset``: its name (a key of :data:`PROTOCOLS`), description, and how its test
+    (and validation) split was made (``split``)."""
     name = "refit" if refit_with_valid else "holdout" if dataset.valid is None else "A"
-    return {"name": name, "description": PROTOCOLS[name]}
+    return {"name": name, "description": PROTOCOLS[name], "split": split_of(dataset.stats)}
+
+
+def split_of(stats: dict[str, Any]) -> str:
+    """How a dataset's test and validation splits were made, from its loader's ``stats``."""
+    test = {
+        "random": lambda p: f"a random {stats.get(p + 'holdout', 0):.0%} of each user's interactions "
+                            f"(seed {stats.get(p + 'seed', 0)})",
+        "time": lambda p: f"every interaction at or after {stats.get(p + 'cut')}",
+        "last": lambda p: f"each user's {stats.get(p + 'last_n')} latest interactions",
+    }
+    method = stats.get("split")
+    if method not in test:
+        text = "the test file given" if method == "file" else "the dataset's own test split"
+    else:
+        text = test[method]("")
+    if stats.get("validation") == "carved":
+        return f"test: {text}; validation: a random {stats['validation_fraction']:.0%} of each user's train " \
+               f"interactions (seed {stats['validation_seed']})"
+    if method in test and "validation_" + {"random": "holdout", "time": "cut", "last": "last_n"}[method] in stats:
+        return f"test: {text}; validation: {test[method]('validation_')} of the rest"
+    return f"test: {text}"
 
 
 def evaluate(
