@@ -94,8 +94,16 @@ def run_step(step: str, folder: Path) -> dict[str, object]:
     else:
         raise SystemExit(f"unknown step {step}")
     out["seconds"] = time.perf_counter() - t0
-    out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    out["peak_rss_gib"] = peak_rss_gib()
     return out
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident set (VmHWM): unlike ``ru_maxrss``, not inherited from the parent at fork."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 STEPS = ["read-parquet", "read-csv", "load-csv", "load-csv-e0b680e", "fit", "recommend"]
@@ -109,6 +117,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", default="/tmp/bspm-your-data")
     parser.add_argument("--steps", nargs="+", default=STEPS)
+    parser.add_argument("--reuse", action="store_true", help="keep the files already in --dir")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -117,8 +126,9 @@ def main() -> None:
         print(json.dumps(run_step(args.step, folder)))
         return
     folder.mkdir(parents=True, exist_ok=True)
-    result: dict[str, object] = {"machine": machine(), "data": make_files(folder, args.users, args.items,
-                                                                           args.interactions, args.seed), "steps": {}}
+    made = {"reused": str(folder)} if args.reuse else make_files(folder, args.users, args.items, args.interactions,
+                                                                 args.seed)
+    result: dict[str, object] = {"machine": machine(), "data": made, "steps": {}}
     print(json.dumps(result["data"]), flush=True)
     for step in args.steps:
         t0 = time.perf_counter()

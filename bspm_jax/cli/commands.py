@@ -85,11 +85,15 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise ConfigError("name the users: --users all|IDS, --users-file FILE, --history ITEMS or --history-file FILE")
     if args.out:
         check_writable(args.out)
+    lead = _join_processes(args)
+    if args.coordinator is not None and not args.out:
+        raise ConfigError("a multi-process recommend writes files: give --out recs.parquet (or .csv)")
     done = recommend_config(load_cli_config(args, args.load), users, histories, args.top_k,
                             filter_seen=not args.keep_seen, include_test=args.include_test, load=args.load,
-                            progress=_progress(args.quiet), out=args.out)
+                            progress=_progress(args.quiet or not lead), out=args.out)
     if args.out:
-        print(f"wrote {args.out}: top-{args.top_k} items for {done:,} users")
+        path, count = done
+        print(f"wrote {path}: top-{args.top_k} items for {count:,} users")
     else:
         sys.stdout.write(done.csv())
     return 0

@@ -143,6 +143,14 @@ def _add_config_options(p: argparse.ArgumentParser, k: bool = True, train: bool 
                        help="hold out validation from train the way test is (a share; a count for --split last)")
 
 
+def _add_process_options(p: argparse.ArgumentParser, role: str) -> None:
+    multi = p.add_argument_group("several processes (jax.distributed; every process gets the same options)")
+    multi.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, which serves the coordinator")
+    multi.add_argument("--num-processes", type=int, help="number of processes taking part")
+    multi.add_argument("--process-id", type=int, help=f"this process's id, 0..N-1 ({role})")
+    multi.add_argument("--join-timeout", type=int, default=300, help="seconds to wait for all processes (default 300)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bspm", description="Training-free graph-filter collaborative filtering (BSPM) in JAX."
@@ -153,11 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(run, train=True)
     run.add_argument("--json", help="also write the result as one JSON object to this file")
     run.add_argument("--load", metavar="DIR", help="evaluate the model saved in DIR (by bspm fit --save) without refitting")
-    multi = run.add_argument_group("several processes (jax.distributed; every process gets the same options)")
-    multi.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, which serves the coordinator")
-    multi.add_argument("--num-processes", type=int, help="number of processes taking part")
-    multi.add_argument("--process-id", type=int, help="this process's id, 0..N-1 (process 0 prints and writes --json)")
-    multi.add_argument("--join-timeout", type=int, default=300, help="seconds to wait for all processes (default 300)")
+    _add_process_options(run, "process 0 prints and writes --json")
 
     rec = sub.add_parser("recommend", help="top-k items for known users or new users given as histories")
     _add_config_options(rec, k=False)
@@ -172,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--keep-seen", action="store_true", help="do not filter out the user's own items")
     rec.add_argument("--include-test", action="store_true", help="fit on train + test (default: train only)")
     rec.add_argument("--load", metavar="DIR", help="use the model saved in DIR (by bspm fit --save) instead of fitting")
+    _add_process_options(rec, "each writes its share of the users to --out's NAME-0000p-of-0000n file")
 
     fit = sub.add_parser("fit", help="fit a model on the train split and save it (bspm run/recommend --load)")
     _add_config_options(fit, train=True)

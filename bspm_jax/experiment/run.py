@@ -76,14 +76,19 @@ class Recommender:
 
 
 def recommender_config(config: Config, include_test: bool = False, load: str | Path | None = None) -> Recommender:
-    """The model of ``config`` fitted on its data's train split (and test with ``include_test``), or the model saved
-    at ``load`` with the data saved beside it (or ``config``'s data when it names a path)."""
+    """The model of ``config`` fitted on its data's train split (and test with ``include_test``; an interactions file
+    is not split unless ``[data]`` asks for a split), or the model saved at ``load`` with the data saved beside it
+    (or ``config``'s data when it names a path)."""
     run = RunSettings.of(config if load is None else saved_config(load, config))
     if load is not None:
         model = load_model(load)
         saved = load_history(load)
         if saved is not None and "path" not in config["data"]:
             return Recommender(model, saved, saved.train, run.batch_size)
+    options = run.data_options
+    if load is None and run.data_path is not None and Path(run.data_path).is_file() and \
+            not {"split", "holdout", "test_path"} & set(options):
+        run = dataclasses.replace(run, data_options={**options, "split": "none"})  # recommend from everything
     dataset = run.dataset()
     history = sp.csr_matrix((dataset.train + dataset.test) > 0 if include_test else dataset.train, dtype=np.float32)
     if load is None:
@@ -104,10 +109,10 @@ def recommend_config(
     load: str | Path | None = None,
     progress: Progress | None = None,
     out: str | Path | None = None,
-) -> Recommendations | int:
+) -> Recommendations | tuple[Path, int]:
     """Top-``k`` recommendations for known users (ids, or ``"all"``) and new users from the model of ``config``
     (or the saved one at ``load``); with ``out`` (``.parquet`` or ``.csv``) they are streamed to that file in chunks
-    of users and the number of users written is returned."""
+    of users (:func:`~bspm_jax.ranking.write_recommendations`), which returns the file and the users in it."""
     rec = recommender_config(config, include_test, load)
     known = rec.users(user_ids)
     if out is not None:

@@ -46,6 +46,7 @@ def rank_rows(
     devices: int | Sequence[jax.Device] | None = None,
     users: np.ndarray | None = None,
     exclude: sp.spmatrix | None = None,
+    local: bool = False,
 ) -> Ranking:
     """Top-k items of every user row of ``rows`` (their interaction histories), scored in batches.
 
@@ -60,7 +61,9 @@ def rank_rows(
     the batches of each call and advances as the device finishes each one. ``devices``
     (a number of local devices, or a list of devices) splits the batches across devices.
     In a multi-process run (:mod:`bspm_jax.runtime.distributed`) every process passes the same
-    ``rows``, scores its share of the batches on its local devices, and gets every share.
+    ``rows``, scores its share of the batches on its local devices, and gets every share;
+    with ``local`` each process ranks all of its own ``rows`` instead (processes that each
+    export their own share of the users).
     """
     rows = sp.csr_matrix(rows, dtype=np.float32)
     n, n_items = rows.shape
@@ -89,7 +92,7 @@ def rank_rows(
         raise ConfigError(f"batches_per_call must be an integer >= 1 or None, got {batches_per_call!r}")
     batch_size = int(max(1, min(batch_size, n)))
     batches = [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-    process, processes, per_process = distributed.share(len(batches))
+    process, processes, per_process = (0, 1, len(batches)) if local else distributed.share(len(batches))
     mine = batches[process::processes]  # batch j of process p is batches[p + j * processes]
     if processes > 1:  # equal shares for the gather: a short one gets an empty batch
         mine = mine + [np.zeros(0, dtype=np.int64)] * (per_process - len(mine))

@@ -24,6 +24,7 @@ from ..data.interactions import Interactions, as_history
 from ..data.sparse import matrix_digest
 from ..errors import ConfigError
 from ..models.base import AbstractRecommender
+from ..runtime import distributed
 from ..runtime.io import atomic_files
 from .progress import Progress
 from .rank import rank_rows
@@ -187,7 +188,7 @@ def recommend_for(
 
 def _recommend(model: AbstractRecommender, dataset: Dataset, history: sp.spmatrix, known: np.ndarray,
                new_users: list[tuple[Any, Sequence[Any]]], k: int, filter_seen: bool, batch_size: int | str,
-               progress: Progress | None) -> Recommendations:
+               progress: Progress | None, local: bool = False) -> Recommendations:
     history = check_history(model, history)
     rows = [history[known]]
     for _, items in new_users:
@@ -202,7 +203,8 @@ def _recommend(model: AbstractRecommender, dataset: Dataset, history: sp.spmatri
     if filter_seen:
         _check_candidates(k, matrix, labels, dataset.n_items)
     users = np.concatenate([known, np.full(len(new_users), -1, dtype=np.int64)])
-    ranking = rank_rows(model, matrix, k, batch_size, filter_seen=filter_seen, progress=progress, users=users)
+    ranking = rank_rows(model, matrix, k, batch_size, filter_seen=filter_seen, progress=progress, users=users,
+                        local=local)
     if len(new_users) == 0:
         labels = np.asarray(dataset.user_label(known))
     return Recommendations(labels, dataset.item_label(ranking.items), ranking.scores, len(known), len(new_users))
@@ -249,29 +251,41 @@ def write_recommendations(
     batch_size: int | str = 1024,
     progress: Progress | None = None,
     chunk_users: int = CHUNK_USERS,
-) -> int:
+) -> tuple[Path, int]:
     """Write the top-``k`` of known users (indices ``users``; None: every user) and new users to ``path``
-    (``.parquet``/``.pq`` or ``.csv``), ``chunk_users`` at a time, atomically; returns the users written."""
+    (``.parquet``/``.pq`` or ``.csv``), ``chunk_users`` at a time, atomically; returns the file and the users in it.
+
+    In a multi-process run (:mod:`bspm_jax.runtime.distributed`) process ``p`` of ``n`` writes the ``p``-th of
+    ``n`` equal contiguous shares of the known users (and process 0 the new users) to
+    ``NAME-0000p-of-0000n.SUFFIX`` beside ``path``, from the same model and history, and every process waits
+    for the others to finish.
+    """
     path = Path(path)
     sink = _sink(path)
     history = check_history(model, history)
     known = np.arange(dataset.n_users) if users is None else np.asarray(users, dtype=np.int64)
     if filter_seen and len(known):
         _check_candidates(k, history[known], np.asarray(dataset.user_label(known)), dataset.n_items)
+    process, processes = distributed.process()
+    if processes > 1:
+        known = np.array_split(known, processes)[process]
+        new_users = new_users if process == 0 else ()
+        path = path.with_name(f"{path.stem}-{process:05d}-of-{processes:05d}{path.suffix}")
     chunks = [known[s:s + chunk_users] for s in range(0, len(known), chunk_users)]
-    bar = progress(chunks, desc="users", unit="chunk") if progress is not None else chunks
+    bar = progress(chunks, desc=f"chunks of {chunk_users:,} users", unit="chunk") if progress is not None else chunks
 
     def write(f: Any) -> None:
         out = sink(f)
-        for part in bar:
-            out.write(_recommend(model, dataset, history, part, [], k, filter_seen, batch_size, None))
+        for part in bar:  # the inner bar: the chunk's batches
+            out.write(_recommend(model, dataset, history, part, [], k, filter_seen, batch_size, progress, local=True))
         if new_users or not len(known):
             out.write(_recommend(model, dataset, history, np.zeros(0, np.int64), list(new_users), k, filter_seen,
-                                 batch_size, None))
+                                 batch_size, None, local=True))
         out.close()
 
     _atomic(path, write)
-    return len(known) + len(new_users)
+    distributed.barrier("bspm-recommendations-written")
+    return path, len(known) + len(new_users)
 
 
 def _sink(path: Path) -> Any:

@@ -92,6 +92,11 @@ def initialize(coordinator: str, num_processes: int, process_id: int, timeout_s:
         raise ConfigError(f"could not join {num_processes} processes at {coordinator} as process {process_id}: {first}") from None
 
 
+def process() -> tuple[int, int]:
+    """(this process's index, the process count): (0, 1) outside a multi-process run."""
+    return jax.process_index(), jax.process_count()
+
+
 def share(n: int) -> tuple[int, int, int]:
     """(this process's index, the process count, the items per process) for ``n`` items dealt in turn."""
     count = jax.process_count()
@@ -106,6 +111,16 @@ def gather(tree: Any) -> Any:
 
     with _stdout_to_stderr():  # Gloo's C++ writes "[Gloo] Rank ... connected" to standard output
         return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree))
+
+
+def barrier(name: str) -> None:
+    """Wait until every process of a multi-process run reaches the barrier ``name`` (nothing with one process)."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    with _stdout_to_stderr():
+        multihost_utils.sync_global_devices(name)
 
 
 @contextlib.contextmanager

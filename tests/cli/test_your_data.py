@@ -85,6 +85,12 @@ def test_saved_model_recommends_after_a_move_with_its_csv_deleted(tmp_path: Path
       "--cut", "2020-01-01", "--save", "{out}"], "the time column holds numbers: give the cut as a number"),
     (["fit", "--data", "{plays}", "--user-col", "who", "--item-col", "what", "--time-col", "when", "--split", "last",
       "--last-n", "0", "--save", "{out}"], "last_n count must be an integer >= 1, got 0"),
+    (["fit", "--data", "{dir}/empty.csv", "--user-col", "who", "--item-col", "what", "--save", "{out}"],
+     "empty.csv has no interactions"),
+    (["fit", "--data", "{dir}/holes.csv", "--user-col", "who", "--item-col", "what", "--save", "{out}"],
+     "holes.csv line 3: empty user id (column 'who')"),
+    (["fit", "--data", "{dir}/holes.parquet", "--user-col", "who", "--item-col", "what", "--save", "{out}"],
+     "holes.parquet: item column 'what' has 1 missing ids (NaN, None or null), the first in holes.parquet row 2"),
     (["recommend", "--load", "{model}", "--users", "user_000", "--k", "44"], "k = 44 is more than the "),
     (["recommend", "--load", "{model}", "--users", "nobody", "--k", "3"], "unknown user id 'nobody'"),
     (["recommend", "--load", "{model}", "--history", "item_001,nothing", "--k", "3"], "unknown item id 'nothing'"),
@@ -95,6 +101,9 @@ def test_saved_model_recommends_after_a_move_with_its_csv_deleted(tmp_path: Path
 def test_refusals_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:
     plays = tmp_path / "plays.csv"
     _write_plays(plays)
+    (tmp_path / "empty.csv").write_text("who,what\n")
+    (tmp_path / "holes.csv").write_text("who,what\nu1,i1\n,i2\n")
+    pd.DataFrame({"who": ["u1", "u2"], "what": ["i1", None]}).to_parquet(tmp_path / "holes.parquet")
     model = tmp_path / "model"
     if "{model}" in args:
         assert main(["fit", "--data", str(plays), "--user-col", "who", "--item-col", "what", "--split", "none",
