@@ -11,7 +11,8 @@ its wall time and peak RSS are its own:
 - ``load-csv`` and ``load-csv-e0b680e``: ``load_pairs`` of the CSV (ids mapped, a 20% random
   holdout split) by this library and by the hand-written reader of commit e0b680e
   (``git show e0b680e:bspm_jax/data/pairs.py``, run against today's package);
-- ``fit``: ``bspm fit --data FILE.parquet --split none --save DIR`` (BSPM, default settings);
+- ``fit``: ``bspm fit --data FILE.parquet --split none --no-cache --save DIR`` (BSPM, default settings and
+  ``--set``; the SVD computed afresh);
 - ``recommend``: ``bspm recommend --load DIR --users all --k 20 --out recs.parquet``.
 
 Writes ``benchmarks/results/your-data-<host>-<date>T<HHMM>.json`` with the machine.
@@ -68,7 +69,7 @@ def old_load_pairs():
     return module.load_pairs
 
 
-def run_step(step: str, folder: Path) -> dict[str, object]:
+def run_step(step: str, folder: Path, sets: list[str]) -> dict[str, object]:
     """One step in this process: its wall seconds, peak RSS and what it made."""
     from bspm_jax import load_pairs, read_interactions
     from bspm_jax.cli import main
@@ -85,7 +86,8 @@ def run_step(step: str, folder: Path) -> dict[str, object]:
         out = {"users": data.n_users, "items": data.n_items, "train": data.n_train, "test": data.n_test}
     elif step == "fit":
         code = main(["fit", "--data", str(folder / "plays.parquet"), "--user-col", "user", "--item-col", "item",
-                     "--time-col", "ts", "--split", "none", "--save", str(folder / "model"), "--quiet"])
+                     "--time-col", "ts", "--split", "none", "--save", str(folder / "model"), "--quiet", "--no-cache",
+                     *[a for s in sets for a in ("--set", s)]])
         out = {"exit": code}
     elif step == "recommend":
         code = main(["recommend", "--load", str(folder / "model"), "--users", "all", "--k", "20",
@@ -118,21 +120,24 @@ def main() -> None:
     parser.add_argument("--dir", default="/tmp/bspm-your-data")
     parser.add_argument("--steps", nargs="+", default=STEPS)
     parser.add_argument("--reuse", action="store_true", help="keep the files already in --dir")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a BSPM setting of the fit step")
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--out")
     args = parser.parse_args()
     folder = Path(args.dir)
     if args.step:
-        print(json.dumps(run_step(args.step, folder)))
+        print(json.dumps(run_step(args.step, folder, args.set)))
         return
     folder.mkdir(parents=True, exist_ok=True)
     made = {"reused": str(folder)} if args.reuse else make_files(folder, args.users, args.items, args.interactions,
                                                                  args.seed)
-    result: dict[str, object] = {"machine": machine(), "data": made, "steps": {}}
+    result: dict[str, object] = {"machine": machine(), "data": made, "model": {"name": "bspm", "set": args.set},
+                                 "steps": {}}
     print(json.dumps(result["data"]), flush=True)
     for step in args.steps:
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.your_data", "--step", step, "--dir", str(folder)],
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.your_data", "--step", step, "--dir", str(folder),
+                               *[a for s in args.set for a in ("--set", s)]],
                               cwd=REPO, capture_output=True, text=True)
         if proc.returncode:
             raise SystemExit(f"{step} failed:\n{proc.stderr[-3000:]}")

@@ -301,7 +301,9 @@ def read_interactions(
     path = Path(path)
     roles = {"user": user_col, "item": item_col, "time": time_col, "weight": weight_col}
     read = read_columns(path, {r: c for r, c in roles.items() if c is not None}, sep, header)
-    return build(read, min_weight, name or path.stem)
+    data = build(read, min_weight, name or path.stem)
+    data.stats["header"] = read.header
+    return data
 
 
 def _arrow(frame: Any) -> pa.Table:

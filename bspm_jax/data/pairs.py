@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import DataError
 from .checks import check_disjoint
 from .dataset import Dataset
-from .interactions import Interactions, encode_ids, build
+from .interactions import Interactions, encode_ids, read_interactions
 from .sparse import binary_csr
 from .tables import FileColumns, read_columns
 
@@ -19,13 +19,6 @@ from .tables import FileColumns, read_columns
 def load_pairs(
     path: str | Path,
     *,
-    user_col: int | str = 0,
-    item_col: int | str = 1,
-    time_col: int | str | None = None,
-    weight_col: int | str | None = None,
-    min_weight: float | None = None,
-    sep: str | None = None,
-    header: bool | None = None,
     test_path: str | Path | None = None,
     split: str = "random",
     holdout: float = 0.2,
@@ -34,42 +27,42 @@ def load_pairs(
     last_n: int = 1,
     validation: float | int | None = None,
     validation_seed: int = 0,
-    name: str | None = None,
+    **columns: Any,
 ) -> Dataset:
-    """The interactions of ``path`` (:func:`~bspm_jax.data.read_interactions`), split by
+    """The interactions of ``path`` read by :func:`~bspm_jax.data.read_interactions` (``columns``: its keyword
+    arguments, e.g. ``user_col``, ``item_col``, ``time_col``, ``sep``, ``name``), split by
     :meth:`~bspm_jax.data.Interactions.split` (``split``, ``holdout``, ``seed``, ``cut``, ``last_n``,
     ``validation``, ``validation_seed``), or with ``test_path``'s pairs (in the same columns) as test.
 
     Ids are mapped to sorted contiguous indices; ``stats`` records the header, the duplicates
     collapsed in each file and the split.
     """
-    path = Path(path)
-    roles = {"user": user_col, "item": item_col, "time": time_col, "weight": weight_col}
-    roles = {r: c for r, c in roles.items() if c is not None}
-    read = read_columns(path, roles, sep, header)
-    data = build(read, min_weight, name or path.stem)
+    data = read_interactions(path, **columns)
+    header = data.stats["header"]
     if test_path is None:
         dataset = data.split(split, holdout=holdout, seed=seed, cut=cut, last_n=last_n, validation=validation,
                              validation_seed=validation_seed)
-        stats = {"header": read.header, "duplicates_train": data.stats["duplicates"], **_drop(dataset.stats)}
+        stats = {"header": header, "duplicates_train": data.stats["duplicates"], **_drop(dataset.stats)}
         return dataclasses.replace(dataset, stats=stats)
     if split != "random" or validation is not None:
         raise DataError("a test file gives the test split: split and validation do not apply (use data.validation "
                         "to carve validation from train)")
-    test_read = read_columns(Path(test_path), roles, sep, read.header)
+    roles = {r: columns.get(f"{r}_col", d) for r, d in (("user", 0), ("item", 1), ("time", None), ("weight", None))}
+    roles = {r: c for r, c in roles.items() if c is not None}
+    test_read = read_columns(Path(test_path), roles, columns.get("sep"), header)
     users = _index(test_read, data, "user")
     items = _index(test_read, data, "item")
     shape = (data.n_users, data.n_items)
     test = binary_csr(users, items, shape)
     train = data.matrix()
-    check_disjoint(train, test, path.name, Path(test_path).name, data.user_ids, data.item_ids)
-    stats = {"header": read.header, "duplicates_train": data.stats["duplicates"],
+    check_disjoint(train, test, Path(path).name, Path(test_path).name, data.user_ids, data.item_ids)
+    stats = {"header": header, "duplicates_train": data.stats["duplicates"],
              "duplicates_test": len(users) - test.nnz, "split": "file"}
     return Dataset(train=train, test=test, name=data.name, user_ids=data.user_ids, item_ids=data.item_ids, stats=stats)
 
 
 def _drop(stats: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in stats.items() if k not in ("rows", "duplicates")}
+    return {k: v for k, v in stats.items() if k not in ("rows", "duplicates", "header")}
 
 
 def _index(read: FileColumns, data: Interactions, role: str) -> np.ndarray:

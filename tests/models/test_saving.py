@@ -310,3 +310,36 @@ def test_cli_load_refusals_are_one_line(tmp_path, saved, capsys):
     _damage_flipped_array_byte(folder)
     code, _, err = bspm(capsys, "run", "--load", str(folder))
     assert code == 2 and "SHA-256" in err and len(err.strip().splitlines()) == 1
+
+
+def test_saved_history_round_trip_and_refusals(tmp_path):
+    """A model saved with its data keeps the id maps and histories; a damaged or foreign history is refused."""
+    from bspm_jax import from_frame, load_history
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"user": [f"u{u}" for u in rng.integers(0, 40, 400)], "item": rng.integers(0, 30, 400) * 7})
+    plays = from_frame(frame)
+    model = make_model("popularity").fit(plays)
+    folder = model.save(tmp_path / "m", data=plays)
+    back = load_history(folder)
+    assert back.user_ids.tolist() == sorted(set(frame.user)) and back.item_ids.tolist() == sorted(set(frame.item))
+    assert back.item_ids.dtype == np.int64 and (back.train != plays.matrix()).nnz == 0 and back.test.nnz == 0
+    assert load_history(model.save(tmp_path / "bare")) is None  # saved without data: nothing to recommend by id from
+    with pytest.raises(ConfigError, match="not what the popularity model was fitted on"):
+        model.save(tmp_path / "x", data=from_frame(frame.iloc[:-50]))
+    header = _header(folder)
+    with np.load(folder / serial.ARRAYS, allow_pickle=False) as npz:
+        arrays = {n: npz[n] for n in npz.files}
+    key = header["history"]["indices"]["array"]
+    arrays[key] = (arrays[key] + 1) % 30  # another matrix, every checksum rewritten to match
+    np.savez(folder / serial.ARRAYS, **arrays)
+    header["history"]["indices"]["sha256"] = bspm_jax.runtime.io.array_sha256(arrays[key])
+    _write_header(folder, header)
+    load_model(folder)  # the model itself is intact
+    with pytest.raises(ModelFileError, match="the saved history is not the matrix the model was fitted on"):
+        load_history(folder)
+    arrays[key][0] += 1  # and now bytes that differ from the header
+    np.savez(folder / serial.ARRAYS, **arrays)
+    with pytest.raises(ModelFileError, match="SHA-256"):
+        load_history(folder)
