@@ -156,7 +156,7 @@ def _check_partition(ds, pairs: dict) -> None:
     assert not train & test and not train & valid and not valid & test  # no test item in any history
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(df=_interactions(), cut=st.integers(0, 13), share=st.floats(0.05, 0.95))
 def test_property_time_split(df: pd.DataFrame, cut: int, share: float) -> None:
     data = from_frame(df, time_col="t")
@@ -177,7 +177,7 @@ def test_property_time_split(df: pd.DataFrame, cut: int, share: float) -> None:
     assert _labelled(ds, ds.test) == {p for p, t in pairs.items() if t >= first}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(df=_interactions(), n=st.integers(1, 3), n_valid=st.integers(1, 2))
 def test_property_last_n_split(df: pd.DataFrame, n: int, n_valid: int) -> None:
     data = from_frame(df, time_col="t")
