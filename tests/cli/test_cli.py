@@ -23,6 +23,20 @@ def bspm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def refused(*args: str) -> subprocess.CompletedProcess:
+    """``bspm ARGS`` run in this process (the same parser and error path, without a process start per refusal);
+    subprocess tests above check that the real command prints no traceback."""
+    import contextlib
+    import io
+
+    from bspm_jax.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["bspm", *args], code, out.getvalue(), err.getvalue())
+
+
 def test_run_on_sample_writes_contract(tmp_path):
     out = tmp_path / "out.json"
     proc = bspm("run", "--model", "popularity", "--json", str(out), "--quiet")
@@ -149,7 +163,7 @@ def test_bad_config_file_exit_2(tmp_path, text, message):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(text)
     out = tmp_path / "out.json"
-    proc = bspm("run", "--config", str(cfg), "--json", str(out), "--quiet")
+    proc = refused("run", "--config", str(cfg), "--json", str(out), "--quiet")
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
 
@@ -192,7 +206,7 @@ def test_recommend_keep_seen_and_errors(tmp_path):
         (["--history", "1,abc"], "item id 'abc' is not an integer"),
         ([], "name the users"),
     ]:
-        proc = bspm("recommend", "--model", "popularity", *args, "--out", str(out), "--quiet")
+        proc = refused("recommend", "--model", "popularity", *args, "--out", str(out), "--quiet")
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert out.read_text() == "precious"
 
@@ -230,9 +244,9 @@ def test_tune_selects_on_validation_and_writes_best_config(tmp_path):
 
 def test_tune_refuses_huge_or_bad_grids(tmp_path):
     out = tmp_path / "t"
-    proc = bspm("tune", "--model", "bspm", "--out", str(out), "--quiet")  # the paper's whole space
+    proc = refused("tune", "--model", "bspm", "--out", str(out), "--quiet")  # the paper's whole space
     assert proc.returncode == 2 and "points, more than max_points" in proc.stderr
-    proc = bspm("tune", "--model", "bspm", "--grid", "T_s=1.0,0.0", "--out", str(out), "--quiet")
+    proc = refused("tune", "--model", "bspm", "--grid", "T_s=1.0,0.0", "--out", str(out), "--quiet")
     assert proc.returncode == 2 and "grid point" in proc.stderr and "T must be" in proc.stderr
     assert not out.exists()
 
@@ -253,7 +267,7 @@ def test_plot_writes_figures_and_their_data(tmp_path):
     blur = make_model("bspm", rank=32, sharpen=False).with_fit_of(model)
     for i, m in enumerate([blur, model]):
         assert fig8["metrics"]["recall@20"][i] == pytest.approx(evaluate(m, data, ks=(20,)).metrics["recall@20"], abs=1e-9)
-    proc = bspm("plot", "fig7", "--out", str(tmp_path / "none"), "--quiet")
+    proc = refused("plot", "fig7", "--out", str(tmp_path / "none"), "--quiet")
     assert proc.returncode == 2 and "unknown figure fig7" in proc.stderr
     assert not (tmp_path / "none").exists()
 
@@ -308,14 +322,14 @@ def test_plot_response_overlays_models_and_refuses_models_without_a_response(tmp
     density, middles = np.asarray(data["density"]["values"]), np.asarray(data["density"]["s2"])
     assert density.min() >= -1e-6 and 0.8 < np.sum(density * np.diff(s2)) < 1.1  # about 1 (midpoint rule)
     assert np.allclose(middles, 0.5 * (s2[1:] + s2[:-1]))
-    proc = bspm("tune", "--method", "gradient", "--model", "chebycf", "--grid", "beta=0.1,0.2", "--out", str(tmp_path / "g"))
+    proc = refused("tune", "--method", "gradient", "--model", "chebycf", "--grid", "beta=0.1,0.2", "--out", str(tmp_path / "g"))
     assert proc.returncode == 2 and "--grid is for the grid search" in proc.stderr
-    proc = bspm("tune", "--method", "gradient", "--model", "bspm", "--out", str(tmp_path / "g"), "--quiet")
+    proc = refused("tune", "--method", "gradient", "--model", "bspm", "--out", str(tmp_path / "g"), "--quiet")
     assert proc.returncode == 2 and "tunes these models: chebycf, ensemble; not the bspm model" in proc.stderr
     assert not (tmp_path / "g").exists()
-    proc = bspm("plot", "response", "--model", "mf-bpr", "--out", str(out), "--quiet")
+    proc = refused("plot", "response", "--model", "mf-bpr", "--out", str(out), "--quiet")
     assert proc.returncode == 2 and "has no frequency response" in proc.stderr
-    proc = bspm("plot", "fig8", "--model", "bspm", "--model", "gf-cf", "--out", str(out), "--quiet")
+    proc = refused("plot", "fig8", "--model", "bspm", "--model", "gf-cf", "--out", str(out), "--quiet")
     assert proc.returncode == 2 and "response figure alone" in proc.stderr
 
 
@@ -331,7 +345,7 @@ def test_tune_gradient_freezes_the_named_parameters_and_refuses_unknown_ones(tmp
     for settings in later:  # Adam moved beta; the frozen parameters kept their starting values
         assert settings["coefficients"] == start["coefficients"] and settings["band_gains"] == start["band_gains"]
         assert settings["beta"] != start["beta"]
-    proc = bspm("tune", "--method", "gradient", "--model", "chebycf", "--freeze", "weights", "--out", str(tmp_path / "g"),
+    proc = refused("tune", "--method", "gradient", "--model", "chebycf", "--freeze", "weights", "--out", str(tmp_path / "g"),
                 "--quiet")
     assert proc.returncode == 2 and "chebycf model has no parameter weights to freeze" in proc.stderr
     assert not (tmp_path / "g").exists()
