@@ -26,7 +26,7 @@ from typing import Any
 from bspm_jax.config import get_preset
 from bspm_jax.data import Dataset, load_dataset
 from bspm_jax.evaluation import evaluate
-from bspm_jax.evaluation.fit import FitOptions, fit_matrix, fit_model, refit_trained
+from bspm_jax.evaluation.fit import FitOptions, fitting_matrix, fit_model, refit_trained
 from bspm_jax.experiment import model_from_config, train_settings
 
 from . import machine, results_path, save_results
@@ -69,10 +69,10 @@ def _bspm(dataset: Dataset, batch_size: int = 1024) -> dict[str, Any]:
     """BSPM's fit and scoring on the same split (preset ml1m-bspm), both protocols."""
     model = model_from_config(get_preset("ml1m-bspm"))
     t0 = time.perf_counter()
-    fitted = model.fit(fit_matrix(dataset))
+    fitted = model.fit(fitting_matrix(dataset))
     fit_s = time.perf_counter() - t0
     test = evaluate(fitted, dataset, ks=(10, 20), batch_size=batch_size)
-    refit = model.fit(fit_matrix(dataset, True))
+    refit = model.fit(fitting_matrix(dataset, True))
     test_tv = evaluate(refit, dataset, ks=(10, 20), batch_size=batch_size, history="train+valid")
     return {"fit_s": fit_s, "inference_s": test.timings_s["inference"], "test_history_train": _metrics(test),
             "test_refit_train_valid": _metrics(test_tv)}

@@ -128,20 +128,17 @@ class Interactions:
             raise DataError(f"split must be one of {', '.join(SPLITS)}, got {method!r}")
         shape = (self.n_users, self.n_items)
         stats = {**self.stats, "split": method}
-        test = _HELD_OUT[method](self, np.ones(self.n_interactions, dtype=bool), holdout, seed, cut, last_n, stats, "")
+        held_out, sized_by = _HELD_OUT[method]
+        amount = {"holdout": holdout, "last_n": last_n, None: None}[sized_by]
+        test = held_out(self, np.ones(self.n_interactions, dtype=bool), amount, seed, cut, stats, "")
         valid = None
         if validation is not None:
-            if method == "none":
-                raise DataError("split none fits on every interaction: it has no validation split (validation=None)")
-            share = validation if method != "last" else holdout
-            n = validation if method == "last" else last_n
-            valid = _HELD_OUT[method](self, ~test, share, validation_seed, None, n, stats, "validation_")
+            valid = held_out(self, ~test, validation, validation_seed, None, stats, "validation_")
         train_mask = ~test if valid is None else ~(test | valid)
         train = binary_csr(self.users[train_mask], self.items[train_mask], shape)
         test_m = binary_csr(self.users[test], self.items[test], shape)
         valid_m = None if valid is None else binary_csr(self.users[valid], self.items[valid], shape)
-        if method != "none":
-            stats.update(cold_counts(train, valid_m, test_m))
+        stats.update(cold_counts(train, valid_m, test_m))
         return Dataset(train=train, test=test_m, valid=valid_m, name=self.name, user_ids=self.user_ids,
                        item_ids=self.item_ids, stats=stats)
 
@@ -195,14 +192,16 @@ def as_history(data: Interactions | Dataset) -> Dataset:
                     f"{type(data).__name__}")
 
 
-def _none(data: Interactions, pool: np.ndarray, *_: Any) -> np.ndarray:
+def _none(data: Interactions, pool: np.ndarray, amount: Any, seed: int, cut: Any, stats: dict, prefix: str
+          ) -> np.ndarray:
+    if prefix:
+        raise DataError("split none fits on every interaction: it has no validation split (validation=None)")
     return np.zeros(len(pool), dtype=bool)
 
 
-def _random(data: Interactions, pool: np.ndarray, share: float, seed: int, cut: Any, n: int, stats: dict,
+def _random(data: Interactions, pool: np.ndarray, share: float, seed: int, cut: Any, stats: dict,
             prefix: str) -> np.ndarray:
-    if not 0.0 < share < 1.0 or isinstance(share, bool):
-        raise DataError(f"{prefix or 'holdout '}share must be in (0, 1), got {share!r}")
+    _check_share(share, prefix)
     rows, cols = data.users[pool], data.items[pool]
     kept, held = holdout_split(binary_csr(rows, cols, (data.n_users, data.n_items)), share, seed)
     stats.update({f"{prefix}holdout": share, f"{prefix}seed": seed})
@@ -213,14 +212,13 @@ def _random(data: Interactions, pool: np.ndarray, share: float, seed: int, cut: 
     return out
 
 
-def _time(data: Interactions, pool: np.ndarray, share: float, seed: int, cut: Any, n: int, stats: dict,
+def _time(data: Interactions, pool: np.ndarray, share: float, seed: int, cut: Any, stats: dict,
           prefix: str) -> np.ndarray:
     if data.times is None:
         raise DataError("a time split needs a time column (time_col)")
     times = data.times[pool]
     if cut is None:
-        if not 0.0 < share < 1.0 or isinstance(share, bool):
-            raise DataError(f"{prefix or 'holdout '}share must be in (0, 1), got {share!r}")
+        _check_share(share, prefix)
         value = time_share_cut(times, share)
         stats[f"{prefix}holdout"] = share
     else:
@@ -235,7 +233,7 @@ def _time(data: Interactions, pool: np.ndarray, share: float, seed: int, cut: An
     return out
 
 
-def _last(data: Interactions, pool: np.ndarray, share: float, seed: int, cut: Any, n: int, stats: dict,
+def _last(data: Interactions, pool: np.ndarray, n: int, seed: int, cut: Any, stats: dict,
           prefix: str) -> np.ndarray:
     if data.times is None:
         raise DataError("a last-N split needs a time column (time_col)")
@@ -247,7 +245,15 @@ def _last(data: Interactions, pool: np.ndarray, share: float, seed: int, cut: An
     return out
 
 
-_HELD_OUT = {"none": _none, "random": _random, "time": _time, "last": _last}
+def _check_share(share: Any, prefix: str) -> None:
+    if isinstance(share, bool) or not isinstance(share, numbers.Real) or not 0.0 < share < 1.0:
+        raise DataError(f"{prefix or 'holdout '}share must be a number in (0, 1), got {share!r}")
+
+
+_HELD_OUT = {"none": (_none, None), "random": (_random, "holdout"), "time": (_time, "holdout"), "last": (_last, "last_n")}
+"""Each split's hold-out, ``(data, pool, amount, seed, cut, stats, prefix)`` to the mask of held-out pairs of ``pool``,
+and the setting that sizes its test split: ``amount`` is a share (``holdout``) or a count (``last_n``); for the
+validation split it is ``validation``."""
 
 
 def _time_text(value: Any, kind: str | None) -> Any:
@@ -318,24 +324,15 @@ def _arrow(frame: Any) -> pa.Table:
 
 def build(read: FileColumns, min_weight: float | None, name: str) -> Interactions:
     """Interactions from the columns of a file or frame: ids checked and mapped, duplicates collapsed."""
-    columns = read.columns
-    n_rows = len(columns["user"])
+    n_rows = len(read.columns["user"])
     if n_rows == 0:
         raise DataError(f"{read.label} has no interactions")
-    weights = None if "weight" not in columns else _numbers(read, "weight")
     stats: dict[str, Any] = {"rows": n_rows}
+    read = apply_min_weight(read, min_weight)
     if min_weight is not None:
-        if weights is None:
-            raise DataError("min_weight needs a weight column (weight_col)")
-        if isinstance(min_weight, bool) or not isinstance(min_weight, numbers.Real):
-            raise DataError(f"min_weight must be a number, got {min_weight!r}")
-        keep = weights >= min_weight
-        stats["below_min_weight"] = int(n_rows - keep.sum())
-        if not keep.any():
-            raise DataError(f"no row of {read.label} has a weight of at least {min_weight} "
-                            f"(column {read.names['weight']!r})")
-        columns = {role: col.filter(pa.array(keep)) for role, col in columns.items()}
-        weights = weights[keep]
+        stats["below_min_weight"] = int(n_rows - len(read.columns["user"]))
+    columns = read.columns
+    weights = None if "weight" not in columns else _numbers(read, "weight")
     users, user_ids = encode_ids(read, columns["user"], "user")
     items, item_ids = encode_ids(read, columns["item"], "item")
     times, kind = (None, None) if "time" not in columns else _times(read, columns["time"])
@@ -352,11 +349,27 @@ def build(read: FileColumns, min_weight: float | None, name: str) -> Interaction
     )
 
 
+def apply_min_weight(read: FileColumns, min_weight: float | None) -> FileColumns:
+    """The rows whose weight is at least ``min_weight`` (all rows when it is None)."""
+    if min_weight is None:
+        return read
+    if "weight" not in read.columns:
+        raise DataError("min_weight needs a weight column (weight_col)")
+    if isinstance(min_weight, bool) or not isinstance(min_weight, numbers.Real):
+        raise DataError(f"min_weight must be a number, got {min_weight!r}")
+    keep = _numbers(read, "weight") >= min_weight
+    if not keep.any():
+        raise DataError(f"no row of {read.label} has a weight of at least {min_weight} "
+                        f"(column {read.names['weight']!r})")
+    return read.filtered(keep)
+
+
 def encode_ids(read: FileColumns, col: pa.Array, role: str) -> tuple[np.ndarray, np.ndarray]:
     """Indices into the sorted unique ids, and those ids (int64 or text)."""
     column = read.names[role]
     if pa.types.is_dictionary(col.type):
         col = col.dictionary_decode()
+    col = _plain_text(col)
     if col.null_count:
         row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
         raise DataError(f"{read.label}: {role} column {column!r} has {col.null_count:,} missing ids "
@@ -380,6 +393,9 @@ def encode_ids(read: FileColumns, col: pa.Array, role: str) -> tuple[np.ndarray,
         elif read.text and pc.all(pc.match_substring_regex(col, _INT)).as_py():
             row = int(np.flatnonzero(pc.starts_with(col, "-").to_numpy(zero_copy_only=False))[0])
             raise DataError(f"{read.line(row)}: negative {role} id {col[row].as_py()!r}")
+    if pa.types.is_unsigned_integer(col.type) and pc.max(col).as_py() > np.iinfo(np.int64).max:
+        row = int(np.flatnonzero(col.to_numpy() > np.iinfo(np.int64).max)[0])
+        raise DataError(f"{read.line(row)}: {role} id {col[row].as_py()} is above 2^63 - 1; give such ids as text")
     if pa.types.is_integer(col.type):
         ids, codes = np.unique(col.to_numpy().astype(np.int64), return_inverse=True)
         return codes.astype(np.int64), ids
@@ -392,8 +408,15 @@ def encode_ids(read: FileColumns, col: pa.Array, role: str) -> tuple[np.ndarray,
     return rank[encoded.indices.to_numpy(zero_copy_only=False)], ids
 
 
+def _plain_text(col: pa.Array) -> pa.Array:
+    """Text in pyarrow's plain string type (polars hands over ``string_view``)."""
+    if pa.types.is_string_view(col.type) or pa.types.is_large_string(col.type):
+        return pc.cast(col, pa.string())
+    return col
+
+
 def _numbers(read: FileColumns, role: str) -> np.ndarray:
-    col = read.columns[role]
+    col = _plain_text(read.columns[role])
     column = read.names[role]
     if read.text and pa.types.is_string(col.type):
         try:
@@ -411,6 +434,17 @@ def _numbers(read: FileColumns, role: str) -> np.ndarray:
     return values
 
 
+def _parsed_times(col: pa.Array, read: FileColumns, column: str) -> pa.Array:
+    """Text times as timestamps (with or without a zone offset; naive ones are UTC), else as numbers."""
+    for kind in (pa.timestamp("ns"), pa.timestamp("ns", "UTC"), pa.float64()):
+        try:
+            return pc.cast(col, kind)
+        except pa.ArrowInvalid:
+            continue
+    raise DataError(f"{read.label}: time column {column!r} holds values that are neither dates "
+                    "(e.g. 2012-06-01 or 2012-06-01T10:30:00) nor numbers, or dates outside 1677..2262")
+
+
 def _times(read: FileColumns, col: pa.Array) -> tuple[np.ndarray, str]:
     """The time column as int64 nanoseconds (dates) or numbers, and which."""
     column = read.names["time"]
@@ -418,19 +452,17 @@ def _times(read: FileColumns, col: pa.Array) -> tuple[np.ndarray, str]:
         row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
         raise DataError(f"{read.label}: time column {column!r} has {col.null_count:,} missing values, the first in "
                         f"{read.line(row)}")
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        try:
-            col = pc.cast(col, pa.timestamp("ns"))
-        except pa.ArrowInvalid:
-            try:
-                col = pc.cast(col, pa.float64())
-            except pa.ArrowInvalid:
-                raise DataError(f"{read.label}: time column {column!r} holds values that are neither dates "
-                                "(e.g. 2012-06-01 or 2012-06-01T10:30:00) nor numbers") from None
-    if pa.types.is_date(col.type):
-        col = pc.cast(pc.cast(col, pa.timestamp("s")), pa.timestamp("ns"))
-    if pa.types.is_timestamp(col.type):
-        return pc.cast(col, pa.timestamp("ns", col.type.tz)).cast(pa.int64()).to_numpy(), "datetime"
+    col = _plain_text(col)
+    if pa.types.is_string(col.type):
+        col = _parsed_times(col, read, column)
+    try:
+        if pa.types.is_date(col.type):
+            col = pc.cast(pc.cast(col, pa.timestamp("s")), pa.timestamp("ns"))
+        if pa.types.is_timestamp(col.type):
+            return pc.cast(col, pa.timestamp("ns", col.type.tz)).cast(pa.int64()).to_numpy(), "datetime"
+    except pa.ArrowInvalid:
+        raise DataError(f"{read.label}: time column {column!r} holds dates outside 1677-09-21..2262-04-11, the span "
+                        "of nanosecond times") from None
     if pa.types.is_integer(col.type):
         return col.to_numpy().astype(np.int64), "number"
     if pa.types.is_floating(col.type):

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import DataError
 from .checks import check_disjoint
 from .dataset import Dataset
-from .interactions import Interactions, encode_ids, read_interactions
+from .interactions import Interactions, apply_min_weight, encode_ids, read_interactions
 from .sparse import binary_csr
 from .tables import FileColumns, read_columns
 
@@ -49,7 +51,8 @@ def load_pairs(
                         "to carve validation from train)")
     roles = {r: columns.get(f"{r}_col", d) for r, d in (("user", 0), ("item", 1), ("time", None), ("weight", None))}
     roles = {r: c for r, c in roles.items() if c is not None}
-    test_read = read_columns(Path(test_path), roles, columns.get("sep"), header)
+    test_read = apply_min_weight(read_columns(Path(test_path), roles, columns.get("sep"), header),
+                                 columns.get("min_weight"))
     users = _index(test_read, data, "user")
     items = _index(test_read, data, "item")
     shape = (data.n_users, data.n_items)
@@ -68,12 +71,15 @@ def _drop(stats: dict[str, Any]) -> dict[str, Any]:
 def _index(read: FileColumns, data: Interactions, role: str) -> np.ndarray:
     """Indices of a test file's ids in the train file's id map; an id not in train raises DataError."""
     ids = data.user_ids if role == "user" else data.item_ids
-    as_text = ids.dtype.kind == "U"  # then this file's ids are compared as text too, digits or not
-    view = FileColumns(read.label, read.columns, read.names, read.header, not as_text, read.locate)
-    codes, uniques = encode_ids(view, read.columns[role], role)
+    col = read.columns[role]
+    if ids.dtype.kind == "U":  # train's ids are text: this file's are compared as text too, digits or not
+        codes, uniques = encode_ids(read.as_text(False), pc.cast(col, pa.string()), role)
+    else:
+        codes, uniques = encode_ids(read, col, role)
     values = uniques[codes]
-    if values.dtype.kind != ids.dtype.kind:  # train's ids are integers and some of these are not
-        bad = np.flatnonzero(~np.char.isdigit(values))
+    if values.dtype.kind != ids.dtype.kind:  # train's ids are integers, and some of these are not
+        bad = np.flatnonzero(~(np.char.isdigit(values) & (np.char.str_len(values) <= 18)))
+        pos = np.zeros(len(values), dtype=np.int64)
     else:
         pos = np.minimum(np.searchsorted(ids, values), len(ids) - 1)
         bad = np.flatnonzero(ids[pos] != values)

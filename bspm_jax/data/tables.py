@@ -48,15 +48,26 @@ class FileColumns:
     """
 
     def __init__(self, label: str, columns: dict[str, pa.Array], names: dict[str, str], header: bool, text: bool,
-                 locate: Any = None):
+                 locate: Any = None, rows: np.ndarray | None = None):
         self.label, self.columns, self.names, self.header, self.text = label, columns, names, header, text
-        self.locate = locate
+        self.locate, self.rows = locate, rows
 
     def line(self, row: int) -> str:
         """Where data row ``row`` (0-based) is, for a message: ``file line N`` or ``file row N``."""
+        row = int(row if self.rows is None else self.rows[row])
         if self.locate is None:
             return f"{self.label} row {row + 1}"
         return f"{self.label} line {self.locate(row)}"
+
+    def filtered(self, keep: np.ndarray) -> FileColumns:
+        """The rows where ``keep`` is true, their messages still naming their place in the file."""
+        rows = np.flatnonzero(keep) if self.rows is None else self.rows[keep]
+        columns = {role: col.filter(pa.array(keep)) for role, col in self.columns.items()}
+        return FileColumns(self.label, columns, self.names, self.header, self.text, self.locate, rows)
+
+    def as_text(self, text: bool) -> FileColumns:
+        """The same columns, their ids read as text (``text``: digits may become integers) or as typed."""
+        return FileColumns(self.label, self.columns, self.names, self.header, text, self.locate, self.rows)
 
 
 def read_columns(

@@ -25,7 +25,7 @@ from ..training import CURVE, TrainResult, TrainSettings, initial_run, train
 from .protocol import evaluate
 
 
-def fit_matrix(dataset: Dataset, refit_with_valid: bool = False) -> sp.csr_matrix:
+def fitting_matrix(dataset: Dataset, refit_with_valid: bool = False) -> sp.csr_matrix:
     """The interactions a model is fitted on: train, or train + validation (``refit_with_valid``)."""
     if not refit_with_valid:
         return dataset.train
@@ -71,7 +71,7 @@ def fit_model(
     the best epoch count found, with no validation (:func:`refit_trained`).
     """
     options = options or FitOptions()
-    matrix = fit_matrix(dataset, options.refit_with_valid)
+    matrix = fitting_matrix(dataset, options.refit_with_valid)
     if model.is_fitted:
         info = model.require_fitted()
         if info.digest != matrix_digest(matrix):
@@ -118,7 +118,7 @@ def _train(model: AbstractTrainedRecommender, dataset: Dataset, options: FitOpti
         refitted = refit_trained(result.model, dataset, again, result.best_epoch,
                                  None if folder is None else folder / "refit", options.resume, options.progress).model
         refit = {"epochs": result.best_epoch, "seconds": time.perf_counter() - t0,
-                 "matrix": "train+valid", "interactions": int(fit_matrix(dataset, True).nnz)}
+                 "matrix": "train+valid", "interactions": int(fitting_matrix(dataset, True).nnz)}
     record = {
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
@@ -153,8 +153,8 @@ def refit_trained(
         raise ConfigError(f"refitting on train + validation needs an epoch count >= 0, got {epochs!r}")
     model = model.unfitted()
     if epochs == 0:
-        return initial_run(model, fit_matrix(dataset, True), settings, checkpoint_dir, resume=resume,
+        return initial_run(model, fitting_matrix(dataset, True), settings, checkpoint_dir, resume=resume,
                                     progress=progress)
     fixed = dataclasses.replace(settings, epochs=int(epochs))
-    return train(model, fit_matrix(dataset, True), fixed, None, checkpoint_dir=checkpoint_dir,
+    return train(model, fitting_matrix(dataset, True), fixed, None, checkpoint_dir=checkpoint_dir,
                           resume=resume, progress=progress, time_limit=time_limit)

@@ -15,13 +15,13 @@ from ..config import Config, effective
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..evaluation.fit import FitOptions, fit_model
-from ..evaluation.fit import fit_matrix as fitted_matrix
+from ..evaluation.fit import fitting_matrix
 from ..evaluation.protocol import evaluate, protocol_of
 from ..models import AbstractRecommender, AbstractTrainingFree, load_model
 from ..ranking import Progress, Recommendations, recommend_for, write_recommendations
 from ..runtime.environment import environment_info, memory_info
 from ..serial import check_target, load_history
-from .settings import RunSettings, saved_config
+from .settings import RunSettings, saved_config, saved_data_table
 
 
 def fit_config(
@@ -50,7 +50,7 @@ def fit_config(
     if record is not None:
         tables["train"] = record["settings"]
     if save is not None:
-        history = dataclasses.replace(dataset, train=fitted_matrix(dataset, run.refit_with_valid), valid=None,
+        history = dataclasses.replace(dataset, train=fitting_matrix(dataset, run.refit_with_valid), valid=None,
                                       test=sp.csr_matrix(dataset.train.shape, dtype=np.float32))
         fitted.save(save, notes={"config": tables, "dataset": dataset.summary(), **extra}, data=history)
     return {"model": config.model_name, "fitted": fitted, "config": tables, "dataset": dataset.summary(), **extra,
@@ -84,11 +84,21 @@ def recommender_config(config: Config, include_test: bool = False, load: str | P
         model = load_model(load)
         saved = load_history(load)
         if saved is not None and "path" not in config["data"]:
+            if include_test:
+                raise ConfigError(f"--include-test is for fitting: the model saved in {load} recommends from the "
+                                  "interactions it was fitted on, saved with it")
             return Recommender(model, saved, saved.train, run.batch_size)
     options = run.data_options
-    if load is None and run.data_path is not None and Path(run.data_path).is_file() and \
-            not {"split", "holdout", "test_path"} & set(options):
-        run = dataclasses.replace(run, data_options={**options, "split": "none"})  # recommend from everything
+    if run.data_path is not None and Path(run.data_path).is_file() and not _SPLIT_KEYS & set(options):
+        # an interactions file is split as the saved model's was, or when fitting here, not at all
+        if load is None:
+            run = dataclasses.replace(run, data_options={**options, "split": "none"})
+        else:
+            fitted = saved_data_table(load)
+            run = dataclasses.replace(
+                run, data_options={**{k: fitted[k] for k in _SPLIT_KEYS | _READ_KEYS if k in fitted}, **options},
+                validation=run.validation if run.validation is not None else fitted.get("validation"),
+                validation_seed=fitted.get("validation_seed", run.validation_seed))
     dataset = run.dataset()
     history = sp.csr_matrix((dataset.train + dataset.test) > 0 if include_test else dataset.train, dtype=np.float32)
     if load is None:
@@ -97,6 +107,12 @@ def recommender_config(config: Config, include_test: bool = False, load: str | P
                               "then recommend with --load DIR")
         model = run.model.fit(history, run.spectra)
     return Recommender(model, dataset, history, run.batch_size)
+
+
+_SPLIT_KEYS = {"split", "holdout", "seed", "cut", "last_n", "test_path"}
+"""``[data]`` keys that ask for a split of an interactions file."""
+_READ_KEYS = {"time_col", "weight_col", "min_weight"}
+"""``[data]`` keys a saved model's split of an interactions file needs besides its own."""
 
 
 def recommend_config(

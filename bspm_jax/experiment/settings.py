@@ -94,17 +94,16 @@ class RunSettings:
                           spectra=self.spectra, draw_curve=plot_curves)
 
     def data_table(self, saved: bool = True) -> dict[str, Any]:
-        """``[data]`` as a run records it: the path and the loader's options. A saved model (``saved``) keeps the
-        path made absolute where it exists here, and no carve-out (its recommendations use the whole train split
-        as the history); a run's record names the path as given (``<sample>`` for the shipped sample) and the
-        carve-out."""
+        """``[data]`` as a run records it: the path, the loader's options and the validation hold-out (the model
+        was fitted without those interactions). A saved model (``saved``) keeps the path made absolute where it
+        exists here; a run's record names the path as given (``<sample>`` for the shipped sample)."""
         options = {("test" if k == "test_path" else k): v for k, v in self.data_options.items()}
+        carve = {} if self.validation is None else {"validation": self.validation, "validation_seed": self.validation_seed}
         if saved:
             path = self.data_path
             if path is not None and Path(path).exists():
                 path = str(Path(path).resolve())
-            return {**({} if path is None else {"path": path}), **options}
-        carve = {} if self.validation is None else {"validation": self.validation, "validation_seed": self.validation_seed}
+            return {**({} if path is None else {"path": path}), **options, **carve}
         return {"path": "<sample>" if self.data_path is None else str(self.data_path), **options, **carve}
 
 
@@ -130,6 +129,11 @@ def saved_config(path: str | Path, config: Config | None = None) -> Config:
     if "path" in given.get("data", {}):  # other data: none of the saved data options
         base = Config({t: v for t, v in base.tables.items() if t != "data"}, base.description)
     return base.with_values(values)
+
+
+def saved_data_table(path: str | Path) -> dict[str, Any]:
+    """The ``[data]`` table a saved model was fitted with (its header's notes; empty when it has none)."""
+    return dict((read_header(path).get("notes", {}).get("config") or {}).get("data", {}))
 
 
 def model_from_config(config: Config) -> AbstractRecommender:

@@ -8,6 +8,7 @@ user's top-k to a Parquet or CSV file in chunks of users, in bounded memory.
 
 from __future__ import annotations
 
+import abc
 import csv
 import dataclasses
 import io
@@ -29,8 +30,6 @@ from ..runtime.io import atomic_files
 from .progress import Progress
 from .rank import rank_rows
 
-FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
-"""Recommendation files by suffix."""
 CHUNK_USERS = 65_536
 """Users ranked and written at a time by :func:`write_recommendations`."""
 
@@ -86,10 +85,12 @@ class Recommendations:
         """The users as text."""
         return [str(u) for u in self.users.tolist()]
 
-    def to_arrow(self) -> pa.Table:
-        """One row per recommendation: ``user``, ``rank`` (1 = best), ``item``, ``score``."""
+    def to_arrow(self, users_as_text: bool = False) -> pa.Table:
+        """One row per recommendation: ``user``, ``rank`` (1 = best), ``item``, ``score``; the user column holds
+        integers when every user id is one (unless ``users_as_text``), else text."""
         k = self.items.shape[1] if self.items.ndim == 2 else 0
-        users = np.repeat(_column(self.users), k)
+        column = _column(self.users)
+        users = np.repeat(column.astype(str) if users_as_text else column, k)
         return pa.table({"user": users, "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(self.users)),
                          "item": _column(self.items.reshape(-1)), "score": self.scores.reshape(-1).astype(np.float32)})
 
@@ -99,11 +100,11 @@ class Recommendations:
 
     def to_parquet(self, path: str | Path) -> Path:
         """Write :meth:`to_arrow` to a Parquet file (atomically)."""
-        return _atomic(Path(path), lambda f: _ParquetSink(f).write(self))
+        return _atomic(Path(path), lambda f: _ParquetSink(f).write_all(self))
 
     def to_csv(self, path: str | Path) -> Path:
         """Write the ``user,rank,item,score`` rows to a CSV file (atomically)."""
-        return _atomic(Path(path), lambda f: _CsvSink(f).write(self))
+        return _atomic(Path(path), lambda f: _CsvSink(f).write_all(self))
 
     def csv(self) -> str:
         """``user,rank,item,score`` rows as text, scores to 6 significant digits."""
@@ -188,8 +189,8 @@ def recommend_for(
 
 def _recommend(model: AbstractRecommender, dataset: Dataset, history: sp.spmatrix, known: np.ndarray,
                new_users: list[tuple[Any, Sequence[Any]]], k: int, filter_seen: bool, batch_size: int | str,
-               progress: Progress | None, local: bool = False) -> Recommendations:
-    history = check_history(model, history)
+               progress: Progress | None, local: bool = False, checked: bool = False) -> Recommendations:
+    history = history if checked else check_history(model, history)
     rows = [history[known]]
     for _, items in new_users:
         cols = np.unique(dataset.item_indices(list(items)))
@@ -266,21 +267,23 @@ def write_recommendations(
     known = np.arange(dataset.n_users) if users is None else np.asarray(users, dtype=np.int64)
     if filter_seen and len(known):
         _check_candidates(k, history[known], np.asarray(dataset.user_label(known)), dataset.n_items)
+    text = bool(new_users)  # one user column type in every chunk and every process's file
     process, processes = distributed.process()
-    if processes > 1:
+    if processes > 1:  # contiguous shares in order, the new users last: the files concatenated are one file
         known = np.array_split(known, processes)[process]
-        new_users = new_users if process == 0 else ()
+        new_users = new_users if process == processes - 1 else ()
         path = path.with_name(f"{path.stem}-{process:05d}-of-{processes:05d}{path.suffix}")
     chunks = [known[s:s + chunk_users] for s in range(0, len(known), chunk_users)]
     bar = progress(chunks, desc=f"chunks of {chunk_users:,} users", unit="chunk") if progress is not None else chunks
 
     def write(f: Any) -> None:
-        out = sink(f)
+        out = sink(f, text)
         for part in bar:  # the inner bar: the chunk's batches
-            out.write(_recommend(model, dataset, history, part, [], k, filter_seen, batch_size, progress, local=True))
+            out.write(_recommend(model, dataset, history, part, [], k, filter_seen, batch_size, progress, local=True,
+                                 checked=True))
         if new_users or not len(known):
             out.write(_recommend(model, dataset, history, np.zeros(0, np.int64), list(new_users), k, filter_seen,
-                                 batch_size, None, local=True))
+                                 batch_size, None, local=True, checked=True))
         out.close()
 
     _atomic(path, write)
@@ -289,25 +292,40 @@ def write_recommendations(
 
 
 def _sink(path: Path) -> Any:
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise ConfigError(f"recommendations are written as {', '.join(FORMATS)}: {path.name} has none of these "
+    sink = SINKS.get(path.suffix.lower())
+    if sink is None:
+        raise ConfigError(f"recommendations are written as {', '.join(SINKS)}: {path.name} has none of these "
                           "suffixes")
-    return _ParquetSink if kind == "parquet" else _CsvSink
+    return sink
 
 
-class _ParquetSink:
-    def __init__(self, f: Any):
-        self.f, self.writer = f, None
+class _AbstractSink(abc.ABC):
+    """A recommendations file being written: chunks of recommendations in, then closed."""
+
+    @abc.abstractmethod
+    def write(self, recs: Recommendations) -> None:
+        """Append ``recs``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Finish the file (its footer, its buffer)."""
+
+    def write_all(self, recs: Recommendations) -> None:
+        """Write ``recs`` and finish the file."""
+        self.write(recs)
+        self.close()
+
+
+class _ParquetSink(_AbstractSink):
+    def __init__(self, f: Any, text: bool = False):
+        self.f, self.writer, self.text = f, None, text
 
     def write(self, recs: Recommendations) -> None:
-        table = recs.to_arrow()
+        table = recs.to_arrow(users_as_text=self.text)
         if self.writer is None:
             import pyarrow.parquet as pq
 
             self.writer = pq.ParquetWriter(self.f, table.schema)
-        elif table.schema != self.writer.schema:
-            table = table.cast(self.writer.schema)
         self.writer.write_table(table)
 
     def close(self) -> None:
@@ -315,8 +333,8 @@ class _ParquetSink:
             self.writer.close()
 
 
-class _CsvSink:
-    def __init__(self, f: Any):
+class _CsvSink(_AbstractSink):
+    def __init__(self, f: Any, text: bool = False):
         self.text = io.TextIOWrapper(f, encoding="utf-8", newline="")
         self.writer = csv.writer(self.text, lineterminator="\n")
         self.writer.writerow(["user", "rank", "item", "score"])
@@ -334,3 +352,7 @@ def _atomic(path: Path, write: Any) -> Path:
     with atomic_files(path) as (f,):
         write(f)
     return path
+
+
+SINKS = {".parquet": _ParquetSink, ".pq": _ParquetSink, ".csv": _CsvSink}
+"""Recommendation files by suffix, and what writes them."""

@@ -115,3 +115,18 @@ def test_refusals_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture,
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists() and not (tmp_path / "r.json").exists()
+
+
+def test_parquet_export_of_integer_ids_with_new_users(tmp_path: Path) -> None:
+    """Integer user ids beside new users' labels: one text user column in every chunk, nothing confused."""
+    rng = np.random.default_rng(2)
+    rows = [(u, i) for u in range(30) for i in rng.choice(20, 4, replace=False)]
+    (tmp_path / "ints.csv").write_text("u,i\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    out = tmp_path / "r.parquet"
+    assert main(["recommend", "--data", str(tmp_path / "ints.csv"), "--model", "popularity", "--users", "all",
+                 "--history", "5,6", "--k", "2", "--out", str(out), "--quiet"]) == 0
+    recs = pd.read_parquet(out)
+    assert recs.user.tolist() == [str(u) for u in range(30) for _ in range(2)] + ["new1"] * 2
+    assert not set(recs.item[recs.user == "new1"]) & {5, 6}
+    for u in range(30):  # fitted on every pair of the file: nothing recommended from the user's own rows
+        assert not set(recs.item[recs.user == str(u)]) & {i for v, i in rows if v == u}

@@ -92,7 +92,7 @@ def test_parquet_and_csv_files_read_like_the_frame(tmp_path: Path) -> None:
     (lambda d: d.assign(user=[1.0, 2.5, 1.0, 1.0, 2.0, 3.0]), r"holds a number that is no integer id, 2\.5$"),
     (lambda d: d.iloc[:0], r"^the frame has no interactions$"),
     (lambda d: d.assign(ts=[None, 1, 2, 3, 4, 5]), r"time column 'ts' has 1 missing values"),
-    (lambda d: d.assign(ts=["a"] * 6), r"time column 'ts' holds values that are neither dates .* nor numbers$"),
+    (lambda d: d.assign(ts=["a"] * 6), r"time column 'ts' holds values that are neither dates .* nor numbers, or dates outside 1677\.\.2262$"),
 ])
 def test_frame_refusals(change, pattern) -> None:
     with pytest.raises(DataError, match=pattern):
@@ -208,3 +208,22 @@ def test_property_random_and_none_splits(df: pd.DataFrame, seed: int) -> None:
             assert any(p[0] == user for p in _labelled(ds, ds.train))
     everything = data.split("none")
     assert _labelled(everything, everything.train) == set(pairs) and everything.test.nnz == 0
+
+
+def test_review_cases_times_offsets_polars_text_and_min_weight_lines(tmp_path: Path) -> None:
+    """Zone offsets and polars text times are dates; far-future dates, huge unsigned ids and shares given as text are
+    refused in one line; rows dropped by min_weight keep their line numbers in messages."""
+    df = pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"], "t": ["2020-01-01T02:00:00+02:00", "2020-01-02T00:00:00Z"]})
+    expected = [np.datetime64("2020-01-01T00:00", "ns").astype(np.int64), np.datetime64("2020-01-02T00:00", "ns").astype(np.int64)]
+    assert from_frame(df, time_col="t").times.tolist() == expected
+    naive = df.assign(t=["2020-01-01", "2020-01-02"])
+    assert from_frame(pl.from_pandas(naive), time_col="t").times.tolist() == expected
+    with pytest.raises(DataError, match="dates outside 1677..2262"):
+        from_frame(naive.assign(t=["9999-12-31", "2020-01-01"]), time_col="t")
+    with pytest.raises(DataError, match=r"^the frame row 1: user id 18446744073709551615 is above 2\^63 - 1"):
+        from_frame(pa.table({"user": pa.array([2**64 - 1, 1], pa.uint64()), "item": [1, 2]}))
+    with pytest.raises(DataError, match=r"^holdout share must be a number in \(0, 1\), got '0.2'$"):
+        from_frame(naive).split("random", holdout="0.2")
+    (tmp_path / "r.csv").write_text("user,item,rating\na,x,1\nb,y,5\n,z,5\n")
+    with pytest.raises(DataError, match=r"^r\.csv line 4: empty user id"):
+        read_interactions(tmp_path / "r.csv", user_col="user", item_col="item", weight_col="rating", min_weight=4)

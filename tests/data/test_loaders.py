@@ -821,3 +821,16 @@ def test_run_experiment_on_a_diffrec_folder_reports_valid_and_cold_counts(tmp_pa
     assert (block["cold_items_valid"], block["cold_users_valid"], block["cold_items_test"], block["cold_users_test"]) == (1, 1, 2, 0)
     ds = load_diffrec(folder)
     assert result["metrics"] == evaluate(make_model("popularity").fit(ds.train), ds, ks=(2,)).metrics
+
+
+def test_pairs_test_file_ids_of_another_kind(tmp_path: Path) -> None:
+    """A test file's ids are matched to train's as train reads them: text against text, whatever the file's type."""
+    import pandas as pd
+
+    train = _write(tmp_path / "r.csv", "user,item\nu1,a\n7,b\nu1,b\n")
+    pd.DataFrame({"user": [7], "item": ["a"]}).to_parquet(tmp_path / "t.parquet")  # an integer column
+    ds = load_pairs(train, user_col="user", item_col="item", test_path=tmp_path / "t.parquet")
+    assert _labelled(ds, ds.test) == {("7", "a")}
+    ints = _write(tmp_path / "i.csv", "1,2\n3,4\n")
+    with pytest.raises(DataError, match=r"t2\.csv line 2: user '12345678901234567890' is not in the train file"):
+        load_pairs(ints, test_path=_write(tmp_path / "t2.csv", "1,4\n12345678901234567890,2\n"))

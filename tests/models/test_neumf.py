@@ -396,14 +396,14 @@ def test_a_pretrained_start_is_validated_at_epoch_0_and_kept_when_training_only_
 @pytest.mark.parametrize("epochs", [0, 2])
 def test_the_refit_of_a_pretrained_neumf_trains_each_part_for_its_own_best_epoch_count(tmp_path, epochs):
     from bspm_jax.data import Dataset
-    from bspm_jax.evaluation.fit import fit_matrix, refit_trained
+    from bspm_jax.evaluation.fit import fitting_matrix, refit_trained
 
     R, V = toy(), toy(5)
     V = sp.csr_matrix(V - V.multiply(R))
     ds = Dataset(R, sp.csr_matrix(V.shape, dtype=np.float32), "toy", valid=V)
     best = NeuMF(pretrain=True, part_epochs=(2, 1), **PRE).init(jax.random.key(0), R).with_train(R)  # a run's best model
     refit = refit_trained(best, ds, SETTINGS, epochs, tmp_path, resume=True)
-    both = fit_matrix(ds, True)
+    both = fitting_matrix(ds, True)
     key = jax.random.fold_in(jax.random.key(SETTINGS.seed), 0)
     parts = [train(part, both, dataclasses.replace(SETTINGS, seed=part_seed(key, n), epochs=e)).model
              for n, (part, e) in enumerate(((GMF(factors=4, negatives=2), 2), (MLP(layers=(8, 4), negatives=2), 1)), 1)]

@@ -121,17 +121,20 @@ def test_recommend_export_across_two_processes(tmp_path):
     assert main(["fit", "--data", str(tmp_path / "plays.csv"), "--user-col", "user", "--item-col", "item",
                  "--split", "none", "--set", "rank=8", "--save", str(saved), "--quiet"]) == 0
     one = tmp_path / "one.parquet"
-    assert main(["recommend", "--load", str(saved), "--users", "all", "--k", "5", "--out", str(one), "--quiet"]) == 0
+    new = ["--history", "i01,i02", "--history", "i03"]  # new users: last in the one file, so in the last share
+    assert main(["recommend", "--load", str(saved), "--users", "all", *new, "--k", "5", "--out", str(one), "--quiet"]) == 0
     address = f"127.0.0.1:{_free_port()}"
     done = _run_processes([[sys.executable, "-m", "bspm_jax", "recommend", "--load", str(saved), "--users", "all",
-                            "--k", "5", "--out", str(tmp_path / "recs.parquet"), "--quiet", "--coordinator", address,
+                            *new, "--k", "5", "--out", str(tmp_path / "recs.parquet"), "--quiet", "--coordinator", address,
                             "--num-processes", "2", "--process-id", str(i)] for i in range(2)])
     for d in done:
         assert d.returncode == 0, d.stderr[-3000:]
     import pandas as pd
 
     parts = [pd.read_parquet(tmp_path / f"recs-0000{i}-of-00002.parquet") for i in range(2)]
-    assert [p.user.nunique() for p in parts] == [45, 45] and not set(parts[0].user) & set(parts[1].user)
+    assert [p.user.nunique() for p in parts] == [45, 47] and not set(parts[0].user) & set(parts[1].user)
+    assert parts[1].user.tolist()[-10:] == ["new1"] * 5 + ["new2"] * 5
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), pd.read_parquet(one))
     for i, d in enumerate(done):  # each process names the file it wrote
-        assert d.stdout.startswith(f"wrote {tmp_path / f'recs-0000{i}-of-00002.parquet'}: top-5 items for 45 users")
+        users = 45 + 2 * i
+        assert d.stdout.startswith(f"wrote {tmp_path / f'recs-0000{i}-of-00002.parquet'}: top-5 items for {users} users")

@@ -560,7 +560,7 @@ def test_cli_trains_early_stopped_on_validation_saves_and_loads(tmp_path, capsys
 def test_refit_with_valid_retrains_on_train_and_validation_for_the_best_epoch_count():
     from bspm_jax.data import Dataset
     from bspm_jax.data.sparse import matrix_digest
-    from bspm_jax.evaluation.fit import FitOptions, fit_matrix, fit_model
+    from bspm_jax.evaluation.fit import FitOptions, fitting_matrix, fit_model
 
     R, V, T = toy(1), toy(2, p=0.05), toy(3, p=0.05)
     V = sp.csr_matrix(V - V.multiply(R))
@@ -570,7 +570,7 @@ def test_refit_with_valid_retrains_on_train_and_validation_for_the_best_epoch_co
     first, record = fit_model(MFBPR(dim=4), ds, FitOptions(train=s))
     refit, record2 = fit_model(MFBPR(dim=4), ds, FitOptions(refit_with_valid=True, train=s))
     assert record2["best_epoch"] == record["best_epoch"] and record2["refit_with_valid"]["epochs"] == record["best_epoch"]
-    both = fit_matrix(ds, True)
+    both = fitting_matrix(ds, True)
     assert refit.fitted_on.digest == matrix_digest(both) != first.fitted_on.digest
     alone = train(MFBPR(dim=4), both, dataclasses.replace(s, epochs=record["best_epoch"])).model
     assert same(refit, alone)
@@ -578,7 +578,7 @@ def test_refit_with_valid_retrains_on_train_and_validation_for_the_best_epoch_co
 
 def test_refit_stopped_by_its_time_limit_resumes_to_the_uninterrupted_model(tmp_path):
     from bspm_jax.data import Dataset
-    from bspm_jax.evaluation.fit import fit_matrix, refit_trained
+    from bspm_jax.evaluation.fit import fitting_matrix, refit_trained
 
     R, V, T = toy(1), toy(2, p=0.05), toy(3, p=0.05)
     V = sp.csr_matrix(V - V.multiply(R))
@@ -588,7 +588,7 @@ def test_refit_stopped_by_its_time_limit_resumes_to_the_uninterrupted_model(tmp_
     assert cut.interrupted and cut.epochs_run == 1  # stops after the first epoch past the limit, checkpointed
     done = refit_trained(MFBPR(dim=4), ds, s, 5, tmp_path, resume=True)
     assert not done.interrupted and done.epochs_run == 5 and done.resumed_from == 1
-    alone = train(MFBPR(dim=4), fit_matrix(ds, True), dataclasses.replace(s, epochs=5)).model
+    alone = train(MFBPR(dim=4), fitting_matrix(ds, True), dataclasses.replace(s, epochs=5)).model
     assert same(done.model, alone)
 
 
