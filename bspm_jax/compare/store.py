@@ -1,0 +1,129 @@
+"""The results store of ``bspm compare``: one SQLite file of finished runs, safe for several writing processes.
+
+Each run is one row, keyed by :func:`run_key` (what was run: the entry's label, its settings,
+the seed, the protocol and the dataset's digest), so that a run already in the store is never
+redone and a killed comparison resumes where it stopped. The file is in WAL mode with a busy
+timeout: two ``compare`` processes may write it at once, each write one short transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+
+STORE_FORMAT = 1
+"""The layout of the ``runs`` table; a store of another format is refused."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    model TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    finished TEXT NOT NULL
+);
+"""
+_BUSY_MS = 120_000
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """One finished run: what ran (``label``, ``model``, ``settings``, ``chosen_by``, ``seed``), on what
+    (``protocol``, ``dataset`` with its digest), what it scored (``validation``, ``test`` metrics), what it cost
+    (``fit_s``, ``score_s``, ``peak_mib``), where (``machine``, ``version``), and ``command``, which reproduces it."""
+
+    label: str
+    model: str
+    seed: int
+    settings: dict[str, Any]
+    chosen_by: str
+    protocol: dict[str, Any]
+    dataset: dict[str, Any]
+    validation: dict[str, float]
+    test: dict[str, float]
+    fit_s: float
+    score_s: float
+    peak_mib: float
+    machine: dict[str, Any]
+    version: str
+    command: str
+    finished: str
+
+    @property
+    def key(self) -> str:
+        return run_key(self.label, self.settings, self.seed, self.protocol, self.dataset.get("digest", ""))
+
+
+def run_key(label: str, settings: dict[str, Any], seed: int, protocol: dict[str, Any], digest: str) -> str:
+    """SHA-256 of what a run is: the same entry, settings, seed, protocol and data give the same key."""
+    what = {"label": label, "settings": settings, "seed": seed, "protocol": protocol, "digest": digest}
+    return hashlib.sha256(json.dumps(what, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class ResultsStore:
+    """The runs of one comparison in the SQLite file ``path`` (created when missing)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise DataError(f"{self.path} is a folder, not a results store")
+        try:
+            with self._connect() as conn:
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (str(STORE_FORMAT),))
+                found = conn.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            raise DataError(f"{self.path} is not a bspm results store (SQLite): {err}") from None
+        if found != str(STORE_FORMAT):
+            raise DataError(f"{self.path} is a results store of format {found}; this bspm_jax reads {STORE_FORMAT}")
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        return conn
+
+    def put(self, record: RunRecord) -> str:
+        """Store ``record`` (replacing a run with the same key) in one transaction; returns its key."""
+        row = (record.key, record.label, record.model, record.seed, json.dumps(dataclasses.asdict(record)),
+               record.finished)
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)", row)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        return record.key
+
+    def get(self, key: str) -> RunRecord | None:
+        """The run stored under ``key``, or None."""
+        conn = self._connect()
+        try:
+            row = conn.execute("SELECT record FROM runs WHERE key = ?", (key,)).fetchone()
+        finally:
+            conn.close()
+        return None if row is None else self._record(row[0])
+
+    def records(self) -> list[RunRecord]:
+        """Every stored run, in the order they finished."""
+        conn = self._connect()
+        try:
+            rows = conn.execute("SELECT record FROM runs ORDER BY finished, key").fetchall()
+        finally:
+            conn.close()
+        return [self._record(r[0]) for r in rows]
+
+    def _record(self, text: str) -> RunRecord:
+        try:
+            return RunRecord(**json.loads(text))
+        except (json.JSONDecodeError, TypeError) as err:
+            raise DataError(f"{self.path} holds a damaged run record: {err}") from None
