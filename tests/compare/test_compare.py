@@ -1,0 +1,52 @@
+"""A comparison on the shipped sample: each stored run equals run_experiment, a rerun redoes nothing, the
+leaderboard's means and spreads equal NumPy's over the stored runs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from bspm_jax.compare.leaderboard import leaderboard, to_csv, to_markdown
+from bspm_jax.compare.run import compare, entries
+from bspm_jax.compare.store import ResultsStore
+from bspm_jax.data import carve_validation, load_dataset
+from bspm_jax.evaluation import evaluate
+from bspm_jax.models import make_model
+
+
+def test_compare_stores_each_run_once_and_ranks_them(tmp_path: Path, monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"i{i}") for u in range(80) for i in rng.choice(40, rng.integers(5, 15), replace=False)]
+    data = tmp_path / "plays.csv"
+    data.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    contenders = entries(models=["popularity", "lgcn-ide"])
+    first = compare(data, contenders, tmp_path / "out")
+    assert [r.label for r in first] == ["popularity", "lgcn-ide"] and all(r.protocol["name"] == "A" for r in first)
+    dataset = carve_validation(load_dataset(data), 0.2, 0)  # what the runs saw, computed independently
+    for r in first:
+        model = make_model(r.label).fit(dataset.train)
+        assert r.test["recall@20"] == evaluate(model, dataset, ks=(20,)).metrics["recall@20"]
+        assert r.validation["recall@20"] == evaluate(model, dataset, ks=(20,), split="valid").metrics["recall@20"]
+    again = compare(data, contenders, tmp_path / "out")  # nothing is redone: the stored records come back
+    assert [r.finished for r in again] == [r.finished for r in first]
+    assert len(ResultsStore(tmp_path / "out" / "results.sqlite").records()) == 2
+    board = leaderboard(again)
+    best = max(first, key=lambda r: r.test["recall@20"])
+    assert board[0].model == best.label and board[0].test["recall@20"] == best.test["recall@20"]
+    table = list(csv.DictReader(to_csv(board).splitlines()))
+    assert [t["model"] for t in table] == [b.model for b in board] and float(table[0]["recall@20_sd"]) == 0.0
+    assert to_markdown(board, "A").startswith("Protocol: A\n")
+
+
+def test_leaderboard_means_and_spreads_equal_numpy() -> None:
+    from test_store import _record
+
+    recs = [_record(label="a", seed=s, recall=v) for s, v in enumerate([0.10, 0.14, 0.12])] + [_record(label="b", recall=0.13)]
+    board = leaderboard(recs)
+    assert [row.model for row in board] == ["b", "a"]
+    a = board[1]
+    assert a.runs == 3 and np.isclose(a.test["recall@20"], np.mean([0.10, 0.14, 0.12]))
+    assert np.isclose(a.test_sd["recall@20"], np.std([0.10, 0.14, 0.12], ddof=1))
+    assert "| a | 0.1200 ± 0.0200 |" in to_markdown(board, "A")
