@@ -80,6 +80,22 @@ def compare(data: str | Path, contenders: Sequence[Entry], out: str | Path, seed
     return done
 
 
+def write_outputs(records: Sequence[RunRecord], out: str | Path) -> list[Path]:
+    """``leaderboard.md`` and ``leaderboard.csv`` in ``out``, written atomically."""
+    from ..runtime.io import write_text_atomic
+    from .leaderboard import leaderboard, to_csv, to_markdown
+
+    rows = leaderboard(records)
+    protocols = {r.protocol["name"]: r.protocol for r in records}
+    if len(protocols) != 1:
+        raise ConfigError(f"runs of several protocols ({', '.join(sorted(protocols))}) never share one leaderboard")
+    (protocol,) = protocols.values()
+    text = f"{protocol['name']}: {protocol['description']}; {protocol.get('split', '')}"
+    folder = Path(out)
+    return [write_text_atomic(folder / "leaderboard.md", to_markdown(rows, text)),
+            write_text_atomic(folder / "leaderboard.csv", to_csv(rows))]
+
+
 def _key(entry: Entry, run: RunSettings, seed: int, protocol: dict, dataset: Dataset) -> str:
     from .store import run_key
 

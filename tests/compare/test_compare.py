@@ -50,3 +50,21 @@ def test_leaderboard_means_and_spreads_equal_numpy() -> None:
     assert a.runs == 3 and np.isclose(a.test["recall@20"], np.mean([0.10, 0.14, 0.12]))
     assert np.isclose(a.test_sd["recall@20"], np.std([0.10, 0.14, 0.12], ddof=1))
     assert "| a | 0.1200 ± 0.0200 |" in to_markdown(board, "A")
+
+
+def test_cli_compare_writes_the_store_and_the_leaderboards(tmp_path: Path, capsys) -> None:
+    from bspm_jax.cli import main
+
+    rng = np.random.default_rng(1)
+    rows = [(f"u{u}", f"i{i}") for u in range(60) for i in rng.choice(30, rng.integers(5, 12), replace=False)]
+    (tmp_path / "p.csv").write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    out = tmp_path / "cmp"
+    assert main(["compare", "--data", str(tmp_path / "p.csv"), "--models", "popularity,lgcn-ide", "--no-tune",
+                 "--out", str(out), "--quiet"]) == 0
+    assert {p.name for p in out.iterdir()} >= {"results.sqlite", "leaderboard.md", "leaderboard.csv"}
+    table = list(csv.DictReader((out / "leaderboard.csv").read_text().splitlines()))
+    stored = {r.label: r.test["recall@20"] for r in ResultsStore(out / "results.sqlite").records()}
+    assert {t["model"]: round(float(t["recall@20"]), 6) for t in table} == {k: round(v, 6) for k, v in stored.items()}
+    capsys.readouterr()
+    assert main(["compare", "--data", str(tmp_path / "p.csv"), "--models", "popularity", "--out", str(out)]) == 2
+    assert "does not tune yet" in capsys.readouterr().err
