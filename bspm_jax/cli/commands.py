@@ -206,15 +206,12 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """``bspm compare``: work in progress (issue 36); the entries run as configured."""
+    """``bspm compare``: work in progress (issue 36)."""
     from ..compare.run import compare, entries, write_outputs
 
-    if not args.no_tune:
-        raise ConfigError("bspm compare does not tune yet: give --no-tune to compare the models and presets as "
-                          "configured")
     contenders = entries(_names(args.models), _names(args.presets))
     seeds = [int(s) for s in _names(args.seeds)] or [0]
-    records = compare(args.data, contenders, args.out, seeds, _progress(args.quiet))
+    records = compare(args.data, contenders, args.out, seeds, _progress(args.quiet), tune=not args.no_tune)
     for path in write_outputs(records, args.out):
         print(f"wrote    {path}")
     print((Path(args.out) / "leaderboard.md").read_text(), end="")

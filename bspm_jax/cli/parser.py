@@ -231,12 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the shipped presets (--preset NAME) with their descriptions")
 
     cmp_ = sub.add_parser("compare", help="models and presets on one dataset under one protocol, to a leaderboard "
-                                          "(work in progress: --no-tune only)")
+                                          "(work in progress)")
     cmp_.add_argument("--data", required=True, help="the dataset (any --data the library reads)")
     cmp_.add_argument("--models", help="model names, comma-separated (their default settings)")
     cmp_.add_argument("--presets", help="shipped presets, comma-separated")
     cmp_.add_argument("--seeds", help="seeds of trained models, comma-separated (default 0)")
-    cmp_.add_argument("--no-tune", action="store_true", help="run the models and presets as configured")
+    cmp_.add_argument("--no-tune", action="store_true", help="run the models and presets as configured (default: "
+                                                             "training-free models choose settings on validation)")
     cmp_.add_argument("--out", required=True, help="folder for results.sqlite, leaderboard.md and leaderboard.csv")
     cmp_.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser

@@ -1,7 +1,7 @@
 """Run a comparison: every entry on one dataset under one protocol, each run kept in the results store.
 
-Work in progress (issue 36): entries run as configured (``--no-tune``); the per-model search
-spaces chosen on validation are not built yet.
+Work in progress (issue 36): training-free models choose their settings on validation from
+:data:`~bspm_jax.compare.spaces.SEARCH_SPACES` (a grid); trained models run as configured.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from ..errors import ConfigError
 from ..evaluation.protocol import protocol_of
 from ..experiment.run import run_experiment
 from ..experiment.settings import RunSettings
-from ..models import MODELS, AbstractTrainedRecommender
+from ..models import MODELS, AbstractTrainedRecommender, make_model
+from ..tuning.grid import tune as grid_tune
 from ..runtime.environment import environment_info, memory_info
-from .store import ResultsStore, RunRecord
+from .spaces import SEARCH_SPACES
+from .store import ResultsStore, RunRecord, run_key
 
 DEFAULT_VALIDATION = 0.2
 """Share of each user's train items carved as validation when the data has no validation split."""
@@ -57,9 +59,10 @@ def entries(models: Sequence[str] = (), presets: Sequence[str] = ()) -> list[Ent
 
 
 def compare(data: str | Path, contenders: Sequence[Entry], out: str | Path, seeds: Sequence[int] = (0,),
-            progress=None) -> list[RunRecord]:
+            progress=None, tune: bool = True) -> list[RunRecord]:
     """Run every entry (trained ones once per seed) on ``data`` under protocol A, skipping runs already stored in
-    ``out/results.sqlite``; returns every stored run of these entries."""
+    ``out/results.sqlite``; returns every stored run of these entries. With ``tune`` a training-free entry's
+    settings are chosen on validation from its search space first."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(folder / "results.sqlite")
@@ -72,10 +75,13 @@ def compare(data: str | Path, contenders: Sequence[Entry], out: str | Path, seed
             run = RunSettings.of(config)
             dataset = run.dataset()
             protocol = protocol_of(dataset)
-            stored = store.get(_key(entry, run, seed, protocol, dataset))
+            space = SEARCH_SPACES.get(run.config.model_name, {}) if tune and not entry.trained else {}
+            what = {"settings": run.model.config(), "space": space}
+            key = run_key(entry.label, what, seed, protocol, matrix_digest(dataset.train))
+            stored = store.get(key)
             if stored is None:
-                stored = _run(entry, run, seed, dataset, protocol, data, progress)
-                store.put(stored)
+                stored = _run(entry, run, seed, dataset, protocol, data, progress, space)
+                store.put(stored, key)
             done.append(stored)
     return done
 
@@ -96,25 +102,28 @@ def write_outputs(records: Sequence[RunRecord], out: str | Path) -> list[Path]:
             write_text_atomic(folder / "leaderboard.csv", to_csv(rows))]
 
 
-def _key(entry: Entry, run: RunSettings, seed: int, protocol: dict, dataset: Dataset) -> str:
-    from .store import run_key
-
-    return run_key(entry.label, run.model.config(), seed, protocol, matrix_digest(dataset.train))
-
-
 def _run(entry: Entry, run: RunSettings, seed: int, dataset: Dataset, protocol: dict, data: str | Path,
-         progress) -> RunRecord:
+         progress, space: dict) -> RunRecord:
+    chosen_by = "as configured"
+    tuning_s = 0.0
+    if space:
+        found = grid_tune(run.config.model_name, run.config.model_settings, space, dataset, batch_size=run.batch_size,
+                          spectra=run.spectra)
+        run = dataclasses.replace(run, model=make_model(run.config.model_name, **found.best))
+        chosen_by = f"grid on validation ({len(found.rows)} points: {', '.join(space)})"
+        tuning_s = found.timings_s["search"]
     result = run_experiment(run.model, dataset, ks=(20,), batch_size=run.batch_size, progress=progress,
                             name=entry.label, fitting=run.fit_options(progress=progress))
     seconds = result["timings_s"]
-    command = " ".join(["bspm", "run", "--data", shlex.quote(str(data)), *entry.flag.split(),
+    chosen = [a for k, v in run.model.config().items() if k in space for a in ("--set", f"{k}={v}")]
+    command = " ".join(["bspm", "run", "--data", shlex.quote(str(data)), *entry.flag.split(), *chosen,
                         *(["--set", f"train.seed={seed}"] if entry.trained else []),
                         "--set", f"data.validation={run.validation}", "--k", "20"])
     return RunRecord(
-        label=entry.label, model=run.model.name, seed=seed, settings=run.model.config(), chosen_by="as configured",
+        label=entry.label, model=run.model.name, seed=seed, settings=run.model.config(), chosen_by=chosen_by,
         protocol=protocol, dataset={**dataset.summary(), "digest": matrix_digest(dataset.train)},
         validation=result.get("validation_metrics", {}), test=result["metrics"],
-        fit_s=float(seconds.get("preprocess", 0.0)), score_s=float(seconds.get("inference", 0.0)),
+        fit_s=tuning_s + float(seconds.get("preprocess", 0.0)), score_s=float(seconds.get("inference", 0.0)),
         peak_mib=memory_info()["peak_rss_bytes"] / 2**20, machine=environment_info("auto"),
         version=__version__, command=command,
         finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),

@@ -91,9 +91,11 @@ class ResultsStore:
         conn.execute("PRAGMA journal_mode = WAL")
         return conn
 
-    def put(self, record: RunRecord) -> str:
-        """Store ``record`` (replacing a run with the same key) in one transaction; returns its key."""
-        row = (record.key, record.label, record.model, record.seed, json.dumps(dataclasses.asdict(record)),
+    def put(self, record: RunRecord, key: str | None = None) -> str:
+        """Store ``record`` under ``key`` (default :attr:`RunRecord.key`), replacing a run with the same key, in one
+        transaction; returns the key."""
+        key = record.key if key is None else key
+        row = (key, record.label, record.model, record.seed, json.dumps(dataclasses.asdict(record)),
                record.finished)
         conn = self._connect()
         try:
@@ -102,7 +104,7 @@ class ResultsStore:
             conn.execute("COMMIT")
         finally:
             conn.close()
-        return record.key
+        return key
 
     def get(self, key: str) -> RunRecord | None:
         """The run stored under ``key``, or None."""

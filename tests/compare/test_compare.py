@@ -65,6 +65,26 @@ def test_cli_compare_writes_the_store_and_the_leaderboards(tmp_path: Path, capsy
     table = list(csv.DictReader((out / "leaderboard.csv").read_text().splitlines()))
     stored = {r.label: r.test["recall@20"] for r in ResultsStore(out / "results.sqlite").records()}
     assert {t["model"]: round(float(t["recall@20"]), 6) for t in table} == {k: round(v, 6) for k, v in stored.items()}
-    capsys.readouterr()
-    assert main(["compare", "--data", str(tmp_path / "p.csv"), "--models", "popularity", "--out", str(out)]) == 2
-    assert "does not tune yet" in capsys.readouterr().err
+
+
+
+def test_tuning_chooses_on_validation_only(tmp_path: Path) -> None:
+    """The chosen point is the grid's best on validation (recomputed here), and its test figure is that model's."""
+    from bspm_jax.compare.spaces import SEARCH_SPACES
+    from bspm_jax.tuning.grid import grid_points
+
+    rng = np.random.default_rng(2)
+    rows = [(f"u{u}", f"i{i}") for u in range(70) for i in rng.choice(35, rng.integers(5, 14), replace=False)]
+    data = tmp_path / "p.csv"
+    data.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    (record,) = compare(data, entries(models=["turbo-cf"]), tmp_path / "out")
+    dataset = carve_validation(load_dataset(data), 0.2, 0)
+    scores = []
+    for point in grid_points(SEARCH_SPACES["turbo-cf"]):
+        model = make_model("turbo-cf", **point).fit(dataset.train)
+        scores.append(evaluate(model, dataset, ks=(20,), split="valid").metrics["recall@20"])
+    best = grid_points(SEARCH_SPACES["turbo-cf"])[int(np.argmax(scores))]  # ties: the first, as the grid keeps order
+    assert {k: record.settings[k] for k in best} == best and record.chosen_by.startswith("grid on validation (6 points")
+    chosen = make_model("turbo-cf", **best).fit(dataset.train)
+    assert record.test["recall@20"] == evaluate(chosen, dataset, ks=(20,)).metrics["recall@20"]
+    assert "--set alpha=" in record.command and "--set power=" in record.command
