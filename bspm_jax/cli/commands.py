@@ -209,7 +209,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """``bspm compare``: work in progress (issue 36)."""
     from ..compare.run import compare, entries, write_outputs
 
-    contenders = entries(_names(args.models), _names(args.presets))
+    contenders = entries(_names(args.models), _names(args.presets), args.set)
     seeds = [int(s) for s in _names(args.seeds)] or [0]
     records = compare(args.data, contenders, args.out, seeds, _progress(args.quiet), tune=not args.no_tune)
     for path in write_outputs(records, args.out):

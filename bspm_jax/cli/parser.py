@@ -236,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--models", help="model names, comma-separated (their default settings)")
     cmp_.add_argument("--presets", help="shipped presets, comma-separated")
     cmp_.add_argument("--seeds", help="seeds of trained models, comma-separated (default 0)")
+    cmp_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="an override for every model and preset, e.g. train.epochs=20 (repeated in each command)")
     cmp_.add_argument("--no-tune", action="store_true", help="run the models and presets as configured (default: "
                                                              "training-free models choose settings on validation)")
     cmp_.add_argument("--out", required=True, help="folder for results.sqlite, leaderboard.md and leaderboard.csv")

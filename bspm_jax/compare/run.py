@@ -43,15 +43,18 @@ class Entry:
         return issubclass(type(RunSettings.of(self.config).model), AbstractTrainedRecommender)
 
 
-def entries(models: Sequence[str] = (), presets: Sequence[str] = ()) -> list[Entry]:
-    """Entries from model names (their default settings) and shipped presets, in the order given."""
+def entries(models: Sequence[str] = (), presets: Sequence[str] = (), sets: Sequence[str] = ()) -> list[Entry]:
+    """Entries from model names (their default settings) and shipped presets, in the order given, each with the
+    ``key=value`` overrides ``sets`` (e.g. ``train.epochs=20``), which their commands repeat."""
     out = []
+    extra = " ".join(f"--set {shlex.quote(s)}" for s in sets)
     for name in models:
         if name not in MODELS:
             raise ConfigError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
-        out.append(Entry(name, Config({"model": {"name": name}}), f"--model {name}"))
+        out.append(Entry(name, Config({"model": {"name": name}}).with_overrides(sets), f"--model {name} {extra}"))
     for name in presets:
-        out.append(Entry(preset_name(name), get_preset(name), f"--preset {preset_name(name)}"))
+        out.append(Entry(preset_name(name), get_preset(name).with_overrides(sets),
+                         f"--preset {preset_name(name)} {extra}"))
     labels = [e.label for e in out]
     if len(set(labels)) != len(labels) or not out:
         raise ConfigError("name each model or preset once, and at least one")
@@ -116,7 +119,7 @@ def _run(entry: Entry, run: RunSettings, seed: int, dataset: Dataset, protocol: 
                             name=entry.label, fitting=run.fit_options(progress=progress))
     seconds = result["timings_s"]
     chosen = [a for k, v in run.model.config().items() if k in space for a in ("--set", f"{k}={v}")]
-    command = " ".join(["bspm", "run", "--data", shlex.quote(str(data)), *entry.flag.split(), *chosen,
+    command = " ".join(["bspm", "run", "--data", shlex.quote(str(data)), *shlex.split(entry.flag), *chosen,
                         *(["--set", f"train.seed={seed}"] if entry.trained else []),
                         "--set", f"data.validation={run.validation}", "--k", "20"])
     return RunRecord(

@@ -88,3 +88,21 @@ def test_tuning_chooses_on_validation_only(tmp_path: Path) -> None:
     chosen = make_model("turbo-cf", **best).fit(dataset.train)
     assert record.test["recall@20"] == evaluate(chosen, dataset, ks=(20,)).metrics["recall@20"]
     assert "--set alpha=" in record.command and "--set power=" in record.command
+
+
+def test_stored_commands_reproduce_their_figures(tmp_path: Path) -> None:
+    """Each row's command, run alone, gives the stored test figure: a tuned training-free model and a trained one."""
+    import json
+    import shlex
+
+    from bspm_jax.cli import main
+
+    rng = np.random.default_rng(4)
+    rows = [(f"u{u}", f"i{i}") for u in range(50) for i in rng.choice(25, rng.integers(5, 12), replace=False)]
+    data = tmp_path / "p.csv"
+    data.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    contenders = entries(models=["turbo-cf"]) + entries(models=["mf-bpr"], sets=["train.epochs=3", "dim=8"])
+    for record in compare(data, contenders, tmp_path / "out", seeds=[1]):
+        out = tmp_path / f"{record.label}.json"
+        assert main([*shlex.split(record.command)[1:], "--json", str(out), "--quiet"]) == 0
+        assert json.loads(out.read_text())["metrics"]["recall@20"] == record.test["recall@20"], record.command
