@@ -90,9 +90,10 @@ def compare(data: str | Path, contenders: Sequence[Entry], out: str | Path, seed
 
 
 def write_outputs(records: Sequence[RunRecord], out: str | Path) -> list[Path]:
-    """``leaderboard.md`` and ``leaderboard.csv`` in ``out``, written atomically."""
+    """``leaderboard.md``, ``leaderboard.csv`` and ``report.html`` in ``out``, written atomically."""
     from ..runtime.io import write_text_atomic
     from .leaderboard import leaderboard, to_csv, to_markdown
+    from .report import report_html
 
     rows = leaderboard(records)
     protocols = {r.protocol["name"]: r.protocol for r in records}
@@ -102,7 +103,8 @@ def write_outputs(records: Sequence[RunRecord], out: str | Path) -> list[Path]:
     text = f"{protocol['name']}: {protocol['description']}; {protocol.get('split', '')}"
     folder = Path(out)
     return [write_text_atomic(folder / "leaderboard.md", to_markdown(rows, text)),
-            write_text_atomic(folder / "leaderboard.csv", to_csv(rows))]
+            write_text_atomic(folder / "leaderboard.csv", to_csv(rows)),
+            write_text_atomic(folder / "report.html", report_html(rows, text, records[0].dataset.get("name", "")))]
 
 
 def _run(entry: Entry, run: RunSettings, seed: int, dataset: Dataset, protocol: dict, data: str | Path,

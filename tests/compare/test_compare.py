@@ -61,7 +61,10 @@ def test_cli_compare_writes_the_store_and_the_leaderboards(tmp_path: Path, capsy
     out = tmp_path / "cmp"
     assert main(["compare", "--data", str(tmp_path / "p.csv"), "--models", "popularity,lgcn-ide", "--no-tune",
                  "--out", str(out), "--quiet"]) == 0
-    assert {p.name for p in out.iterdir()} >= {"results.sqlite", "leaderboard.md", "leaderboard.csv"}
+    assert {p.name for p in out.iterdir()} >= {"results.sqlite", "leaderboard.md", "leaderboard.csv", "report.html"}
+    page = (out / "report.html").read_text()
+    assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched at view time
+    assert page.count("<circle") == 2 and "popularity" in page and "<svg" in page
     table = list(csv.DictReader((out / "leaderboard.csv").read_text().splitlines()))
     stored = {r.label: r.test["recall@20"] for r in ResultsStore(out / "results.sqlite").records()}
     assert {t["model"]: round(float(t["recall@20"]), 6) for t in table} == {k: round(v, 6) for k, v in stored.items()}
