@@ -18,7 +18,7 @@ from ..evaluation.fit import FitOptions, fit_model
 from ..evaluation.fit import fitting_matrix
 from ..evaluation.protocol import evaluate, protocol_of
 from ..models import AbstractRecommender, AbstractTrainingFree, load_model
-from ..ranking import Progress, Recommendations, recommend_for, write_recommendations
+from ..ranking import Progress, Recommendations, recommend_rows, write_recommendations
 from ..runtime.environment import environment_info, memory_info
 from ..serial import check_target, load_history
 from .settings import RunSettings, saved_config, saved_data_table
@@ -134,8 +134,8 @@ def recommend_config(
     if out is not None:
         return write_recommendations(rec.model, rec.dataset, rec.history, out, known, new_users, k, filter_seen,
                                      rec.batch_size, progress)
-    return recommend_for(rec.model, rec.dataset, rec.history, rec.dataset.user_label(known).tolist(), new_users, k,
-                         filter_seen, rec.batch_size, progress)
+    return recommend_rows(rec.model, rec.dataset, rec.history, known, new_users, k, filter_seen, rec.batch_size,
+                          progress)
 
 
 def run_config(

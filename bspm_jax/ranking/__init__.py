@@ -5,7 +5,7 @@ from .batching import MAX_BATCH, check_batch_size, model_bytes, plan_batch_size
 from .devices import SHARD_AXIS, batched_top_k, device_mesh, sharded_top_k
 from .progress import BatchTicker, Progress, no_progress
 from .rank import Ranking, rank_rows
-from .recommend import Recommendations, recommend, recommend_for, recommend_indices, write_recommendations
+from .recommend import Recommendations, recommend, recommend_for, recommend_indices, recommend_rows, write_recommendations
 from .topk import check_cutoffs, check_k, layout_top_k, masked_top_k
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "recommend",
     "recommend_for",
     "recommend_indices",
+    "recommend_rows",
     "write_recommendations",
     "sharded_top_k",
 ]

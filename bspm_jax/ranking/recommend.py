@@ -157,7 +157,7 @@ def recommend(
     known = np.arange(dataset.n_users) if isinstance(users, str) and users == "all" else \
         _known_users(dataset, users)
     new = [(label, items) for label, items in (histories or {}).items()]
-    return _recommend(model, dataset, dataset.train, known, new, k, filter_seen, batch_size, progress)
+    return recommend_rows(model, dataset, dataset.train, known, new, k, filter_seen, batch_size, progress)
 
 
 def _known_users(dataset: Dataset, users: Any) -> np.ndarray:
@@ -184,12 +184,17 @@ def recommend_for(
     have been fitted on exactly this matrix.
     """
     known = dataset.user_indices(list(user_ids)) if len(user_ids) else np.zeros(0, dtype=np.int64)
-    return _recommend(model, dataset, history, known, list(new_users), k, filter_seen, batch_size, progress)
+    return recommend_rows(model, dataset, history, known, list(new_users), k, filter_seen, batch_size, progress)
 
 
-def _recommend(model: AbstractRecommender, dataset: Dataset, history: sp.spmatrix, known: np.ndarray,
-               new_users: list[tuple[Any, Sequence[Any]]], k: int, filter_seen: bool, batch_size: int | str,
-               progress: Progress | None, local: bool = False, checked: bool = False) -> Recommendations:
+def recommend_rows(model: AbstractRecommender, dataset: Dataset, history: sp.spmatrix, known: np.ndarray,
+                   new_users: Sequence[tuple[Any, Sequence[Any]]], k: int, filter_seen: bool = True,
+                   batch_size: int | str = 1024, progress: Progress | None = None, local: bool = False,
+                   checked: bool = False) -> Recommendations:
+    """Recommendations for known users by row index (``known``) and new users ((label, item ids)); what
+    :func:`recommend` and :func:`recommend_for` call once they have the indices. ``local``: rank in this process
+    only; ``checked``: ``history`` is already known to be the fitted-on matrix."""
+    new_users = list(new_users)
     history = history if checked else check_history(model, history)
     rows = [history[known]]
     for _, items in new_users:
@@ -279,10 +284,10 @@ def write_recommendations(
     def write(f: Any) -> None:
         out = sink(f, text)
         for part in bar:  # the inner bar: the chunk's batches
-            out.write(_recommend(model, dataset, history, part, [], k, filter_seen, batch_size, progress, local=True,
+            out.write(recommend_rows(model, dataset, history, part, [], k, filter_seen, batch_size, progress, local=True,
                                  checked=True))
         if new_users or not len(known):
-            out.write(_recommend(model, dataset, history, np.zeros(0, np.int64), list(new_users), k, filter_seen,
+            out.write(recommend_rows(model, dataset, history, np.zeros(0, np.int64), list(new_users), k, filter_seen,
                                  batch_size, None, local=True, checked=True))
         out.close()
 
