@@ -206,13 +206,14 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """``bspm compare``: work in progress (issue 36)."""
-    from ..compare.run import compare, entries, write_outputs
+    """``bspm compare``: every entry on one dataset under one protocol, to a leaderboard and a report."""
+    from ..compare.comparison import comparison
 
-    contenders = entries(_names(args.models), _names(args.presets), args.set)
-    seeds = [int(s) for s in _names(args.seeds)] or [0]
-    records = compare(args.data, contenders, args.out, seeds, _progress(args.quiet), tune=not args.no_tune)
-    for path in write_outputs(records, args.out):
+    seeds = [int(s) for s in _names(args.seeds)] if args.seeds else None
+    done = comparison(args.data, args.out, _names(args.models), _names(args.presets), args.suite, seeds, args.set,
+                      tune=not args.no_tune, budget=args.budget, validation=args.validation,
+                      progress=_progress(args.quiet))
+    for path in done.files:
         print(f"wrote    {path}")
     print((Path(args.out) / "leaderboard.md").read_text(), end="")
     return 0

@@ -151,6 +151,12 @@ def _add_process_options(p: argparse.ArgumentParser, role: str) -> None:
     multi.add_argument("--join-timeout", type=int, default=300, help="seconds to wait for all processes (default 300)")
 
 
+def _suite_names() -> list[str]:
+    from ..compare.suite import suite_names
+
+    return suite_names()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bspm", description="Training-free graph-filter collaborative filtering (BSPM) in JAX."
@@ -230,17 +236,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the shipped presets (--preset NAME) with their descriptions")
 
-    cmp_ = sub.add_parser("compare", help="models and presets on one dataset under one protocol, to a leaderboard "
-                                          "(work in progress)")
+    cmp_ = sub.add_parser("compare", help="models, presets or a suite on one dataset under one protocol, settings "
+                                          "chosen on validation, to a leaderboard and a report")
     cmp_.add_argument("--data", required=True, help="the dataset (any --data the library reads)")
     cmp_.add_argument("--models", help="model names, comma-separated (their default settings)")
     cmp_.add_argument("--presets", help="shipped presets, comma-separated")
-    cmp_.add_argument("--seeds", help="seeds of trained models, comma-separated (default 0)")
+    cmp_.add_argument("--suite", help="a shipped suite (" + ", ".join(_suite_names()) + ") or a suite .toml file")
+    cmp_.add_argument("--seeds", help="seeds of trained models, comma-separated (default: the suite's, else 0)")
     cmp_.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="an override for every model and preset, e.g. train.epochs=20 (repeated in each command)")
-    cmp_.add_argument("--no-tune", action="store_true", help="run the models and presets as configured (default: "
-                                                             "training-free models choose settings on validation)")
-    cmp_.add_argument("--out", required=True, help="folder for results.sqlite, leaderboard.md and leaderboard.csv")
+    cmp_.add_argument("--no-tune", action="store_true", help="run every entry as configured (default: its settings "
+                                                             "are chosen on validation from its search space)")
+    cmp_.add_argument("--budget", type=int, help="at most this many points per search (the configured point first)")
+    cmp_.add_argument("--validation", type=float, default=0.2,
+                      help="share of each user's train items carved as validation when the data has none and a run "
+                           "needs it (default 0.2)")
+    cmp_.add_argument("--out", required=True, help="folder for results.sqlite, leaderboard.md, leaderboard.csv and "
+                                                   "report.html (a finished run in its store is never redone)")
     cmp_.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from ..errors import ConfigError
 from .store import RunRecord
 
 METRICS = ("recall@20", "ndcg@20")
@@ -15,7 +17,8 @@ METRICS = ("recall@20", "ndcg@20")
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One entry: its runs' test metrics (mean, sd over seeds; sd 0 for one run), validation means, and costs."""
+    """One entry: its runs' test metrics (mean, sd over seeds; sd 0 for one run), validation means, costs (means of
+    fit and scoring seconds, the search's seconds, the largest peak memory), and the published figures if given."""
 
     model: str
     runs: int
@@ -24,11 +27,25 @@ class Row:
     validation: dict[str, float]
     fit_s: float
     score_s: float
+    search_s: float
     peak_mib: float
+    chosen_by: str
+    paper: dict[str, float]
 
 
-def leaderboard(records: Sequence[RunRecord]) -> list[Row]:
-    """Rows by entry label, best mean test Recall@20 first (ties by label)."""
+def protocol_text(records: Sequence[RunRecord]) -> str:
+    """The one protocol of ``records``, stated once: its name, description and split; several are refused."""
+    protocols = {r.protocol["name"]: r.protocol for r in records}
+    if len(protocols) != 1:
+        raise ConfigError(f"runs of several protocols ({', '.join(sorted(protocols)) or 'none'}) never share one "
+                          "leaderboard")
+    (protocol,) = protocols.values()
+    split = protocol.get("split", "")
+    return f"{protocol['name']}: {protocol['description']}" + (f"; {split}" if split else "")
+
+
+def leaderboard(records: Sequence[RunRecord], paper: Mapping[str, Mapping[str, float]] | None = None) -> list[Row]:
+    """Rows by entry label, best mean test Recall@20 first (ties by label); ``paper``: published figures by label."""
     by_label: dict[str, list[RunRecord]] = {}
     for r in records:
         by_label.setdefault(r.label, []).append(r)
@@ -41,35 +58,49 @@ def leaderboard(records: Sequence[RunRecord]) -> list[Row]:
             model=label, runs=len(runs),
             test={m: statistics.fmean(values("test", m)) for m in METRICS},
             test_sd={m: statistics.stdev(values("test", m)) if len(runs) > 1 else 0.0 for m in METRICS},
-            validation={m: statistics.fmean(values("validation", m)) if values("validation", m) else float("nan")
+            validation={m: statistics.fmean(values("validation", m)) if values("validation", m) else math.nan
                         for m in METRICS},
             fit_s=statistics.fmean(r.fit_s for r in runs), score_s=statistics.fmean(r.score_s for r in runs),
-            peak_mib=max(r.peak_mib for r in runs)))
+            search_s=runs[0].search_s, peak_mib=max(r.peak_mib for r in runs), chosen_by=runs[0].chosen_by,
+            paper=dict((paper or {}).get(label, {}))))
     return sorted(rows, key=lambda row: (-row.test["recall@20"], row.model))
 
 
 def to_csv(rows: Sequence[Row]) -> str:
-    """``model``, ``recall@20``, ``ndcg@20`` (test means), their ``_sd``, validation means, runs and costs."""
+    """``model``, ``recall@20``, ``ndcg@20`` (test means), their ``_sd``, validation means, runs, costs, and the
+    published figures (``paper_recall@20``, ``paper_ndcg@20``; empty where none)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["model", *METRICS, *(f"{m}_sd" for m in METRICS), *(f"valid_{m}" for m in METRICS), "runs",
-                     "fit_s", "score_s", "peak_mib"])
+                     "fit_s", "score_s", "search_s", "peak_mib", *(f"paper_{m}" for m in METRICS), "chosen_by"])
     for row in rows:
         writer.writerow([row.model, *(f"{row.test[m]:.6f}" for m in METRICS), *(f"{row.test_sd[m]:.6f}" for m in METRICS),
                          *(f"{row.validation[m]:.6f}" for m in METRICS), row.runs, f"{row.fit_s:.2f}",
-                         f"{row.score_s:.2f}", f"{row.peak_mib:.0f}"])
+                         f"{row.score_s:.2f}", f"{row.search_s:.2f}", f"{row.peak_mib:.0f}",
+                         *(f"{row.paper[m]:.4f}" if m in row.paper else "" for m in METRICS), row.chosen_by])
     return buffer.getvalue()
 
 
-def to_markdown(rows: Sequence[Row], protocol: str) -> str:
-    """The table, the protocol stated once above it."""
-    lines = [f"Protocol: {protocol}", "",
-             "| model | R@20 | N@20 | validation R@20 | runs | fit s | scoring s | peak MiB |",
-             "|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        def cell(m: str) -> str:
-            return f"{row.test[m]:.4f}" + (f" ± {row.test_sd[m]:.4f}" if row.runs > 1 else "")
+def cell(row: Row, metric: str, plus_minus: str = "±") -> str:
+    """A test mean, with its spread when there are several runs."""
+    return f"{row.test[metric]:.4f}" + (f" {plus_minus} {row.test_sd[metric]:.4f}" if row.runs > 1 else "")
 
-        lines.append(f"| {row.model} | {cell('recall@20')} | {cell('ndcg@20')} | {row.validation['recall@20']:.4f} | "
-                     f"{row.runs} | {row.fit_s:.1f} | {row.score_s:.1f} | {row.peak_mib:.0f} |")
+
+def paper_cell(row: Row) -> str:
+    return " / ".join(f"{row.paper[m]:.4f}" for m in METRICS if m in row.paper) or "-"
+
+
+def to_markdown(rows: Sequence[Row], protocol: str, reference: str = "") -> str:
+    """The table, the protocol stated once above it; a column of published figures when ``reference`` names them."""
+    lines = [f"Protocol: {protocol}", ""]
+    head = "| model | R@20 | N@20 | validation R@20 | runs | fit s | scoring s | search s | peak MiB |"
+    if reference:
+        lines += [f"Published figures: {reference}.", ""]
+        head += " published R@20 / N@20 |"
+    lines += [head, "|" + "---|" * head.count(" |")]
+    for row in rows:
+        line = (f"| {row.model} | {cell(row, 'recall@20')} | {cell(row, 'ndcg@20')} | "
+                f"{row.validation['recall@20']:.4f} | {row.runs} | {row.fit_s:.1f} | {row.score_s:.1f} | "
+                f"{row.search_s:.1f} | {row.peak_mib:.0f} |")
+        lines.append(line + (f" {paper_cell(row)} |" if reference else ""))
     return "\n".join(lines) + "\n"

@@ -1,135 +1,286 @@
 """Run a comparison: every entry on one dataset under one protocol, each run kept in the results store.
 
-Work in progress (issue 36): training-free models choose their settings on validation from
-:data:`~bspm_jax.compare.spaces.SEARCH_SPACES` (a grid); trained models run as configured.
+For each entry, its settings are chosen on validation from a search: the configured point,
+then the grid of the model's own :meth:`~bspm_jax.models.AbstractRecommender.search_space`
+(or the entry's), at most ``budget`` points, each a *trial* fitted (trained models: on the
+first seed, early-stopped on validation) and scored on validation only. The best trial's
+settings then run once per seed (training-free models once) as *final* runs, scored on
+validation and on test. Every run is stored when it ends; a run already stored is never redone,
+and a trained run killed midway resumes from its checkpoint in ``out/checkpoints``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
+import math
 import shlex
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .._version import __version__
 from ..config import Config, get_preset, preset_name
 from ..data import Dataset
 from ..data.sparse import matrix_digest
 from ..errors import ConfigError
-from ..evaluation.protocol import protocol_of
-from ..experiment.run import run_experiment
+from ..evaluation.fit import FitOptions, fit_model
+from ..evaluation.protocol import evaluate, protocol_of
 from ..experiment.settings import RunSettings
-from ..models import MODELS, AbstractTrainedRecommender, make_model
-from ..tuning.grid import tune as grid_tune
-from ..runtime.environment import environment_info, memory_info
-from .spaces import SEARCH_SPACES
-from .store import ResultsStore, RunRecord, run_key
+from ..models import MODELS, AbstractTrainedRecommender, FitCache
+from ..ranking import Progress, no_progress
+from ..runtime.environment import environment_info, reset_peak_rss, window_peak_rss_bytes
+from ..training import CURVE
+from ..tuning.grid import grid_points
+from .store import ResultsStore, RunRecord, identity, run_key
 
 DEFAULT_VALIDATION = 0.2
 """Share of each user's train items carved as validation when the data has no validation split."""
+KS = (10, 20)
+"""The cut-offs every run is scored at."""
+METRIC = "recall@20"
+"""The validation metric that chooses settings."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-    """One contender: its ``label`` in the leaderboard, its configuration, and how the command line names it."""
+    """One contender: its ``label`` in the leaderboard, its configuration, how the command line names it
+    (``flag``), and its search (``space``: None for the model's own; ``budget``: at most that many points)."""
 
     label: str
     config: Config
     flag: str
+    space: Mapping[str, Sequence[Any]] | None = None
+    budget: int | None = None
+
+    @property
+    def settings(self) -> RunSettings:
+        return RunSettings.of(self.config)
 
     @property
     def trained(self) -> bool:
-        return issubclass(type(RunSettings.of(self.config).model), AbstractTrainedRecommender)
+        return isinstance(self.settings.model, AbstractTrainedRecommender)
+
+    def points(self, tune: bool) -> list[dict[str, Any]]:
+        """The settings tried on validation: the configured point first, then the grid's others (just the configured
+        point without ``tune``), at most ``budget``."""
+        run = self.settings
+        space = dict(run.model.search_space() if self.space is None else self.space) if tune else {}
+        configured = {key: _current(run, key) for key in space}
+        points = [configured] + [p for p in grid_points(space) if p != configured]
+        return points[: self.budget] if self.budget else points
+
+
+def _current(run: RunSettings, key: str) -> Any:
+    """The configured value of a search key: a model setting, or ``train.NAME``."""
+    table, _, name = key.rpartition(".")
+    settings = run.model.config() if table in ("", "model") else run.train.to_dict() if table == "train" else {}
+    if name not in settings:
+        raise ConfigError(f"search key {key!r} is not a setting of the {run.model.name} model or of [train]")
+    return settings[name]
 
 
 def entries(models: Sequence[str] = (), presets: Sequence[str] = (), sets: Sequence[str] = ()) -> list[Entry]:
     """Entries from model names (their default settings) and shipped presets, in the order given, each with the
     ``key=value`` overrides ``sets`` (e.g. ``train.epochs=20``), which their commands repeat."""
-    out = []
-    extra = " ".join(f"--set {shlex.quote(s)}" for s in sets)
-    for name in models:
-        if name not in MODELS:
-            raise ConfigError(f"unknown model {name!r}; available: {', '.join(MODELS)}")
-        out.append(Entry(name, Config({"model": {"name": name}}).with_overrides(sets), f"--model {name} {extra}"))
-    for name in presets:
-        out.append(Entry(preset_name(name), get_preset(name).with_overrides(sets),
-                         f"--preset {preset_name(name)} {extra}"))
-    labels = [e.label for e in out]
-    if len(set(labels)) != len(labels) or not out:
-        raise ConfigError("name each model or preset once, and at least one")
+    out = [entry(model=name, sets=sets) for name in models] + [entry(preset=name, sets=sets) for name in presets]
+    check_labels(out)
     return out
 
 
+def entry(model: str | None = None, preset: str | None = None, sets: Sequence[str] = (), label: str | None = None,
+          space: Mapping[str, Sequence[Any]] | None = None, budget: int | None = None) -> Entry:
+    """One entry: a model by name (its defaults) or a shipped preset, with overrides ``sets``."""
+    if (model is None) == (preset is None):
+        raise ConfigError("an entry names a model or a preset, not both or neither")
+    if budget is not None and not (isinstance(budget, int) and not isinstance(budget, bool) and budget >= 1):
+        raise ConfigError(f"budget must be an integer >= 1, got {budget!r}")
+    extra = [f"--set {shlex.quote(s)}" for s in sets]
+    if model is not None:
+        if model not in MODELS:
+            raise ConfigError(f"unknown model {model!r}; available: {', '.join(MODELS)}")
+        base, flag = Config({"model": {"name": model}}), f"--model {model}"
+    else:
+        base, flag = get_preset(preset), f"--preset {preset_name(preset)}"
+    found = Entry(label or model or preset_name(preset), base.with_overrides(sets), " ".join([flag, *extra]),
+                  None if space is None else {k: tuple(v) for k, v in space.items()}, budget)
+    found.points(tune=True)  # a bad search key fails here, before anything runs
+    return found
+
+
+def check_labels(contenders: Sequence[Entry]) -> None:
+    labels = [e.label for e in contenders]
+    if len(set(labels)) != len(labels) or not labels:
+        raise ConfigError("name each model or preset once, and at least one")
+
+
 def compare(data: str | Path, contenders: Sequence[Entry], out: str | Path, seeds: Sequence[int] = (0,),
-            progress=None, tune: bool = True) -> list[RunRecord]:
-    """Run every entry (trained ones once per seed) on ``data`` under protocol A, skipping runs already stored in
-    ``out/results.sqlite``; returns every stored run of these entries. With ``tune`` a training-free entry's
-    settings are chosen on validation from its search space first."""
+            progress: Progress | None = None, tune: bool = True,
+            validation: float = DEFAULT_VALIDATION) -> list[RunRecord]:
+    """Run every entry on ``data`` under protocol A, skipping runs already stored in ``out/results.sqlite``; returns
+    the final runs of these entries, in order. ``progress`` (e.g. tqdm) shows one bar over the runs and one inside
+    each.
+
+    One split for all: where a run needs validation (a search, or a trained model) and the data has no validation
+    split, every entry's is carved the same way, ``validation`` of each user's train items (seed 0), whatever its
+    own configuration says; otherwise every model is fitted on the whole train split. Refitting on train +
+    validation is turned off: that is another protocol."""
+    check_labels(contenders)
+    seeds = list(seeds) or [0]
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(folder / "results.sqlite")
-    done = []
-    for entry in contenders:
-        for seed in (seeds if entry.trained else [0]):
-            config = entry.config.with_values({"data.path": str(data), "train.seed": seed})
-            if "validation" not in config["data"]:
-                config = config.with_values({"data.validation": DEFAULT_VALIDATION})
-            run = RunSettings.of(config)
-            dataset = run.dataset()
-            protocol = protocol_of(dataset)
-            space = SEARCH_SPACES.get(run.config.model_name, {}) if tune and not entry.trained else {}
-            what = {"settings": run.model.config(), "space": space}
-            key = run_key(entry.label, what, seed, protocol, matrix_digest(dataset.train))
-            stored = store.get(key)
-            if stored is None:
-                stored = _run(entry, run, seed, dataset, protocol, data, progress, space)
-                store.put(stored, key)
-            done.append(stored)
-    return done
+    plans = [(e, e.points(tune), seeds if e.trained else [0]) for e in contenders]
+    needs = any(e.trained or len(points) > 1 for e, points, _ in plans)
+    total = sum((len(points) if len(points) > 1 else 0) + len(runs) for _, points, runs in plans)
+    jobs = _Jobs(store, folder, str(data), validation if needs else None, progress)
+    bar = (progress or no_progress)(iter(range(total)), total=total, desc="compare", unit="run")
+    ticks = iter(bar)
+    finals = []
+    for e, points, runs in plans:
+        finals += jobs.entry(e, points, runs, ticks)
+    for _ in ticks:  # close the bar
+        pass
+    return finals
 
 
-def write_outputs(records: Sequence[RunRecord], out: str | Path) -> list[Path]:
-    """``leaderboard.md``, ``leaderboard.csv`` and ``report.html`` in ``out``, written atomically."""
+class _Jobs:
+    """The runs of one comparison: datasets loaded once, records stored as each run ends."""
+
+    def __init__(self, store: ResultsStore, folder: Path, data: str, validation: float | None,
+                 progress: Progress | None):
+        self.store, self.folder, self.data, self.progress = store, folder, data, progress
+        self.validation = validation
+        self.datasets: dict[str, Dataset] = {}
+
+    def dataset(self, run: RunSettings) -> Dataset:
+        key = json.dumps(run.data_table(saved=False), sort_keys=True, default=str)
+        if key not in self.datasets:
+            self.datasets[key] = run.dataset()
+        return self.datasets[key]
+
+    def settings(self, e: Entry, point: Mapping[str, Any], seed: int) -> RunSettings:
+        """The entry's run at ``point`` and ``seed`` under the comparison's one split, never refitted."""
+        tables = {name: dict(table) for name, table in e.config.tables.items()}
+        data = {k: v for k, v in tables.get("data", {}).items() if k not in ("validation", "validation_seed")}
+        tables["data"] = {**data, "path": self.data,
+                          **({} if self.validation is None else {"validation": self.validation, "validation_seed": 0})}
+        tables["evaluation"] = {**tables.get("evaluation", {}), "refit_with_valid": False}
+        config = Config(tables, e.config.description).with_values({**point, **({"train.seed": seed} if e.trained else {})})
+        return RunSettings.of(config)
+
+    def entry(self, e: Entry, points: list[dict[str, Any]], seeds: list[int], ticks: Iterator[Any]) -> list[RunRecord]:
+        fits = FitCache()
+        chosen, chosen_by, search_s = points[0], "as configured", 0.0
+        if len(points) > 1:
+            trials = []
+            for point in points:
+                next(ticks, None)
+                trials.append(self.run(e, point, seeds[0], "trial", "search", 0.0, fits))
+            best = max(range(len(trials)), key=lambda i: (_finite(trials[i].validation.get(METRIC)), -i))
+            chosen, search_s = points[best], sum(t.fit_s for t in trials)
+            values = {k: sorted({p[k] for p in points}, key=str) for k in points[0]}
+            chosen_by = (f"best validation {METRIC} of {len(points)} points (seed {seeds[0]}): "
+                         + "; ".join(f"{k} in {', '.join(map(str, v))}" for k, v in values.items()))
+        finals = []
+        for seed in seeds:
+            next(ticks, None)
+            finals.append(self.run(e, chosen, seed, "final", chosen_by, search_s, fits))
+        return finals
+
+    def run(self, e: Entry, point: Mapping[str, Any], seed: int, kind: str, chosen_by: str, search_s: float,
+            fits: FitCache) -> RunRecord:
+        run = self.settings(e, point, seed)
+        dataset = self.dataset(run)
+        protocol, digest = protocol_of(dataset), matrix_digest(dataset.train)
+        train = run.train.to_dict() if e.trained else {}
+        settings = run.model.config()
+        key = run_key(e.label, identity(kind, settings, train, chosen_by), seed, protocol, digest)
+        stored = self.store.get(key)
+        if stored is not None:
+            return stored
+        reset_peak_rss()
+        folder = self.folder / "checkpoints" / run_key(e.label, identity("train", settings, train, ""), seed,
+                                                       protocol, digest)[:16]
+        t0 = time.perf_counter()
+        if e.trained:
+            fitted, record = fit_model(run.model, dataset, FitOptions(
+                train=run.train, train_dir=folder, resume=True, batch_size=run.batch_size, progress=self.progress))
+            fit_s = float(record["seconds"])
+            training = {k: record[k] for k in ("epochs_run", "best_epoch", "seconds_to_best", "stopped_early")}
+            curve = _curve(folder, run.train.metric)
+        else:
+            # trials share fits (one SVD per rank); a final run fits afresh, so that its fit time is a user's
+            fitted = fits.fit(run.model, dataset.train) if kind == "trial" else run.model.fit(dataset.train)
+            fit_s, training, curve = time.perf_counter() - t0, {}, []
+        t1 = time.perf_counter()
+        validation = {} if dataset.valid is None else \
+            evaluate(fitted, dataset, ks=KS, batch_size=run.batch_size, split="valid").metrics
+        fit_s += time.perf_counter() - t1 if kind == "trial" else 0.0
+        test, score_s = {}, 0.0
+        if kind == "final":
+            t2 = time.perf_counter()
+            test = evaluate(fitted, dataset, ks=KS, batch_size=run.batch_size, progress=self.progress).metrics
+            score_s = time.perf_counter() - t2
+        command = self.command(e, point, seed)
+        record = RunRecord(
+            label=e.label, model=run.model.name, kind=kind, seed=seed, settings=settings, train=train,
+            chosen_by=chosen_by, protocol=protocol, dataset={**dataset.summary(), "digest": digest},
+            validation=validation, test=test, fit_s=fit_s, score_s=score_s, search_s=search_s,
+            peak_mib=window_peak_rss_bytes() / 2**20, training=training, curve=curve,
+            machine=environment_info("auto"), version=__version__, command=command,
+            finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"))
+        self.store.put(record, key)
+        return record
+
+
+    def command(self, e: Entry, point: Mapping[str, Any], seed: int) -> str:
+        """The ``bspm run`` command that reproduces a final run alone."""
+        given = e.config["data"]
+        if self.validation is not None:
+            carve = ["--set", f"data.validation={self.validation}", "--set", "data.validation_seed=0"]
+        else:
+            carve = ["--set", "data.validation=false"] if "validation" in given else []
+        refit = ["--set", "evaluation.refit_with_valid=false"] if e.config["evaluation"].get("refit_with_valid") else []
+        chosen = [a for k, v in point.items() for a in ("--set", f"{k}={_toml(v)}")]
+        return " ".join(["bspm", "run", "--data", shlex.quote(self.data), *shlex.split(e.flag), *chosen,
+                         *(["--set", f"train.seed={seed}"] if e.trained else []), *carve, *refit,
+                         "--k", *map(str, KS)])
+
+
+def _finite(value: float | None) -> float:
+    return value if value is not None and math.isfinite(value) else -math.inf
+
+
+def _toml(value: Any) -> str:
+    """A value as ``--set`` reads it back (TOML)."""
+    return json.dumps(value) if isinstance(value, (str, list, tuple, bool)) else repr(value)
+
+
+def _curve(folder: Path, metric: str) -> list[dict[str, Any]]:
+    """A trained run's learning curve (epoch, loss, the validation metric where validated) from its folder."""
+    path = folder / f"{CURVE}.json"
+    if not path.is_file():
+        return []
+    history = json.loads(path.read_text())["history"]
+    return [{"epoch": r["epoch"], "loss": r.get("loss"), metric: r.get(metric)} for r in history]
+
+
+def write_outputs(records: Sequence[RunRecord], out: str | Path, paper: Mapping[str, Mapping[str, float]] | None = None,
+                  reference: str = "") -> list[Path]:
+    """``leaderboard.md``, ``leaderboard.csv`` and ``report.html`` of the final runs in ``records``, written
+    atomically in ``out``; ``paper``: published figures by entry label (``reference`` names their source)."""
     from ..runtime.io import write_text_atomic
-    from .leaderboard import leaderboard, to_csv, to_markdown
+    from .leaderboard import leaderboard, protocol_text, to_csv, to_markdown
     from .report import report_html
 
-    rows = leaderboard(records)
-    protocols = {r.protocol["name"]: r.protocol for r in records}
-    if len(protocols) != 1:
-        raise ConfigError(f"runs of several protocols ({', '.join(sorted(protocols))}) never share one leaderboard")
-    (protocol,) = protocols.values()
-    text = f"{protocol['name']}: {protocol['description']}; {protocol.get('split', '')}"
+    finals = [r for r in records if r.kind == "final"]
+    text = protocol_text(finals)
+    rows = leaderboard(finals, paper)
     folder = Path(out)
-    return [write_text_atomic(folder / "leaderboard.md", to_markdown(rows, text)),
+    return [write_text_atomic(folder / "leaderboard.md", to_markdown(rows, text, reference)),
             write_text_atomic(folder / "leaderboard.csv", to_csv(rows)),
-            write_text_atomic(folder / "report.html", report_html(rows, text, records[0].dataset.get("name", "")))]
-
-
-def _run(entry: Entry, run: RunSettings, seed: int, dataset: Dataset, protocol: dict, data: str | Path,
-         progress, space: dict) -> RunRecord:
-    chosen_by = "as configured"
-    tuning_s = 0.0
-    if space:
-        found = grid_tune(run.config.model_name, run.config.model_settings, space, dataset, batch_size=run.batch_size,
-                          spectra=run.spectra)
-        run = dataclasses.replace(run, model=make_model(run.config.model_name, **found.best))
-        chosen_by = f"grid on validation ({len(found.rows)} points: {', '.join(space)})"
-        tuning_s = found.timings_s["search"]
-    result = run_experiment(run.model, dataset, ks=(20,), batch_size=run.batch_size, progress=progress,
-                            name=entry.label, fitting=run.fit_options(progress=progress))
-    seconds = result["timings_s"]
-    chosen = [a for k, v in run.model.config().items() if k in space for a in ("--set", f"{k}={v}")]
-    command = " ".join(["bspm", "run", "--data", shlex.quote(str(data)), *shlex.split(entry.flag), *chosen,
-                        *(["--set", f"train.seed={seed}"] if entry.trained else []),
-                        "--set", f"data.validation={run.validation}", "--k", "20"])
-    return RunRecord(
-        label=entry.label, model=run.model.name, seed=seed, settings=run.model.config(), chosen_by=chosen_by,
-        protocol=protocol, dataset={**dataset.summary(), "digest": matrix_digest(dataset.train)},
-        validation=result.get("validation_metrics", {}), test=result["metrics"],
-        fit_s=tuning_s + float(seconds.get("preprocess", 0.0)), score_s=float(seconds.get("inference", 0.0)),
-        peak_mib=memory_info()["peak_rss_bytes"] / 2**20, machine=environment_info("auto"),
-        version=__version__, command=command,
-        finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"),
-    )
+            write_text_atomic(folder / "report.html",
+                              report_html(rows, text, finals[0].dataset.get("name", ""), finals, reference))]

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import DataError
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2
 """The layout of the ``runs`` table; a store of another format is refused."""
 
 _SCHEMA = """
@@ -36,14 +36,24 @@ _BUSY_MS = 120_000
 
 @dataclasses.dataclass(frozen=True)
 class RunRecord:
-    """One finished run: what ran (``label``, ``model``, ``settings``, ``chosen_by``, ``seed``), on what
-    (``protocol``, ``dataset`` with its digest), what it scored (``validation``, ``test`` metrics), what it cost
-    (``fit_s``, ``score_s``, ``peak_mib``), where (``machine``, ``version``), and ``command``, which reproduces it."""
+    """One finished run of ``bspm compare``.
+
+    What ran: ``label`` (the entry), ``model``, ``kind`` (``"final"``: a leaderboard run, scored on validation and
+    test; ``"trial"``: a point of the search, scored on validation only), ``seed``, ``settings`` (the model's),
+    ``train`` (a trained model's ``[train]`` settings; empty otherwise), ``chosen_by``. On what: ``protocol``,
+    ``dataset`` (with its digest). What it scored: ``validation``, ``test``. What it cost: ``fit_s`` (fitting, or
+    training with its validations, plus the search for a final run), ``score_s`` (test scoring), ``peak_mib`` (peak
+    resident memory during the run), ``search_s`` (the trials that chose a final run's settings). How it trained: ``training`` (epochs run, best epoch, seconds to it) and
+    ``curve`` (per epoch: loss, and the validation metric where validated). Where: ``machine``, ``version``; and
+    ``command``, which reproduces it alone.
+    """
 
     label: str
     model: str
+    kind: str
     seed: int
     settings: dict[str, Any]
+    train: dict[str, Any]
     chosen_by: str
     protocol: dict[str, Any]
     dataset: dict[str, Any]
@@ -51,7 +61,10 @@ class RunRecord:
     test: dict[str, float]
     fit_s: float
     score_s: float
+    search_s: float
     peak_mib: float
+    training: dict[str, Any]
+    curve: list[dict[str, Any]]
     machine: dict[str, Any]
     version: str
     command: str
@@ -59,13 +72,19 @@ class RunRecord:
 
     @property
     def key(self) -> str:
-        return run_key(self.label, self.settings, self.seed, self.protocol, self.dataset.get("digest", ""))
+        return run_key(self.label, identity(self.kind, self.settings, self.train, self.chosen_by), self.seed,
+                       self.protocol, self.dataset.get("digest", ""))
 
 
-def run_key(label: str, settings: dict[str, Any], seed: int, protocol: dict[str, Any], digest: str) -> str:
-    """SHA-256 of what a run is: the same entry, settings, seed, protocol and data give the same key."""
-    what = {"label": label, "settings": settings, "seed": seed, "protocol": protocol, "digest": digest}
-    return hashlib.sha256(json.dumps(what, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def identity(kind: str, settings: dict[str, Any], train: dict[str, Any], chosen_by: str) -> dict[str, Any]:
+    """What a run is, besides its entry, seed, protocol and data: the ``what`` of :func:`run_key`."""
+    return {"kind": kind, "settings": settings, "train": train, "chosen_by": chosen_by}
+
+
+def run_key(label: str, what: dict[str, Any], seed: int, protocol: dict[str, Any], digest: str) -> str:
+    """SHA-256 of what a run is: the same entry, settings (``what``), seed, protocol and data give the same key."""
+    ident = {"label": label, "what": what, "seed": seed, "protocol": protocol, "digest": digest}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class ResultsStore:
@@ -116,7 +135,7 @@ class ResultsStore:
         return None if row is None else self._record(row[0])
 
     def records(self) -> list[RunRecord]:
-        """Every stored run, in the order they finished."""
+        """Every stored run (final runs and search trials), in the order they finished."""
         conn = self._connect()
         try:
             rows = conn.execute("SELECT record FROM runs ORDER BY finished, key").fetchall()

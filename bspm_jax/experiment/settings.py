@@ -65,7 +65,7 @@ class RunSettings:
             model=make_model(config.model_name, **config.model_settings),
             data_path=path,
             data_options={("test_path" if k == "test" else k): v for k, v in data.items()},
-            validation=config["data"].get("validation"),
+            validation=config["data"].get("validation") or None,  # false: none carved
             validation_seed=seed,
             ks=evaluation["k"],
             batch_size=evaluation["batch_size"],

@@ -138,6 +138,10 @@ class AbstractAutoencoder(AbstractTrainedRecommender):
     encoder: eqx.AbstractVar[tuple[Affine, ...] | None]
     decoder: eqx.AbstractVar[tuple[Affine, ...] | None]
 
+    def search_space(self) -> dict[str, tuple[Any, ...]]:
+        """The learning rate and the input dropout (these models' regulariser)."""
+        return {"train.lr": (5e-4, 1e-3), "dropout": (0.2, 0.5)}
+
     def __check_init__(self) -> None:
         if not (isinstance(self.hidden, tuple) and all(isinstance(w, numbers.Integral) and not isinstance(w, bool)
                                                          and w >= 1 for w in self.hidden)):

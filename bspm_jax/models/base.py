@@ -81,6 +81,11 @@ class AbstractRecommender(eqx.Module):
     def score(self, rows: Rows) -> Float[Array, "b n_items"]:
         """Scores of every item for each user row (the user's interaction history)."""
 
+    @abc.abstractmethod
+    def search_space(self) -> dict[str, tuple[Any, ...]]:
+        """The small grid ``bspm compare`` chooses this model's settings from on validation, around these settings:
+        each key a ``--set`` key (a model setting, or ``train.lr``) with its candidate values; empty: none tuned."""
+
     def score_with_stats(self, rows: Rows) -> tuple[Array, dict[str, Any]]:
         """Scores and solver statistics (none for models without ODEs).
 

@@ -24,7 +24,7 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -118,6 +118,20 @@ class BSPM(AbstractSpectralFilter, AbstractLayoutFilter):
     use_diffrax: bool = eqx.field(static=True, default=False)
     kernel: str = eqx.field(static=True, default="auto")
     graph: ItemGraph | None = None
+
+    def search_space(self) -> dict[str, tuple[Any, ...]]:
+        """The blur's own setting (GF-CF's ``gfcf_beta``, or ``T_b`` when nothing sharpens), then ``T_s``, and ``beta``
+        where the ideal low-pass is in use already (its rank configured for the data)."""
+        space: dict[str, tuple[Any, ...]] = {}
+        if self.blur == "gfcf":
+            space["gfcf_beta"] = (0.1, 0.3, 0.5)
+        elif not self.sharpen:
+            space["T_b"] = (1.0, 2.0, 3.0)
+        if self.sharpen:
+            space["T_s"] = (1.5, 2.5, 3.5)
+        if self.sharpen and self.beta > 0:
+            space["beta"] = (0.0, 0.2)
+        return space
 
     def __check_init__(self) -> None:
         if self.blur not in BLURS:

@@ -28,7 +28,7 @@ Two settings go beyond the paper, for tuning by gradient (:mod:`bspm_jax.tuning.
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -100,6 +100,9 @@ class ChebyCF(AbstractSpectralFilter, AbstractLayoutFilter):
     post: Float[Array, " n_items"] | None = None
     """``D^beta``."""
     singular_values: Float[Array, " eta"] | None = None
+
+    def search_space(self) -> dict[str, tuple[Any, ...]]:
+        return {"phi": (1.0, 1.5, 2.0), "beta": (0.2, 0.4)}
 
     def __check_init__(self) -> None:
         check_integer("Chebyshev order K", self.K, 1)

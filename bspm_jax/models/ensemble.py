@@ -70,6 +70,9 @@ class Ensemble(AbstractTrainingFree):
     fitted: tuple[AbstractTrainingFree, ...] | None = None
     """The members, fitted on the train matrix."""
 
+    def search_space(self) -> dict[str, tuple[Any, ...]]:
+        return {}
+
     def __check_init__(self) -> None:
         if not (isinstance(self.members, tuple) and self.members
                 and all(isinstance(m, tuple) and isinstance(m[0], str) for m in self.members)):

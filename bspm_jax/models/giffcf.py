@@ -109,6 +109,10 @@ class GiffCF(AbstractTrainedRecommender):
     extra_heads: ItemDenoiser | None = None
     """Heads 2..H, their arrays stacked on a leading axis (None with one head)."""
 
+    def search_space(self) -> dict[str, tuple[Any, ...]]:
+        """The learning rate only: each run takes minutes to hundreds of epochs."""
+        return {"train.lr": (5e-4, 1e-3)}
+
     def __check_init__(self) -> None:
         for name in ("embed_dim", "steps", "ideal_cutoff", "mixer_hidden", "heads"):
             check_integer(name, getattr(self, name), 1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -32,6 +32,9 @@ class LGCNIDE(AbstractSpectralFilter):
     layers: int = eqx.field(static=True, default=1)
     kernel: str = eqx.field(static=True, default="auto")
     graph: ItemGraph | None = None
+
+    def search_space(self) -> dict[str, tuple[Any, ...]]:
+        return {"layers": (1, 2, 3)}
 
     def __check_init__(self) -> None:
         if not (isinstance(self.layers, int) and self.layers >= 1):

@@ -115,6 +115,9 @@ class AbstractNCF(AbstractPairwise):
     reg: float = eqx.field(static=True, default=0.0)
     init_scale: float = eqx.field(static=True, default=0.01)
 
+    def search_space(self) -> dict[str, tuple[Any, ...]]:
+        return {"train.lr": (1e-3, 5e-3), "reg": (0.0, 1e-4)}
+
     def __check_init__(self) -> None:
         if self.loss not in NCF_LOSSES:
             raise ConfigError(f"loss must be one of {', '.join(NCF_LOSSES)}, got {self.loss!r}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -23,6 +23,9 @@ class Popularity(AbstractTrainingFree):
 
     name: ClassVar[str] = "popularity"
     degree: Float[Array, " n_items"] | None = None
+
+    def search_space(self) -> dict[str, tuple[Any, ...]]:
+        return {}
 
     def fit_key(self) -> tuple[()]:
         return ()

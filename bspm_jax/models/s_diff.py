@@ -116,6 +116,10 @@ class SDiff(AbstractTrainedRecommender):
     frequencies: Float[Array, " k"] | None = None
     denoiser: AbstractDenoiser | None = None
 
+    def search_space(self) -> dict[str, tuple[Any, ...]]:
+        """The learning rate only (no weight decay in the reference code)."""
+        return {"train.lr": (1e-4, 3e-4)}
+
     def __check_init__(self) -> None:
         check_integer("rank", self.rank, 1)
         check_svd_settings(self.svd_solver, self.svd_tol)

@@ -104,3 +104,6 @@ class AbstractPairwise(AbstractTrainedRecommender):
 
 class AbstractBPR(AbstractPairwise):
     """A pairwise model trained on BPR triples (user, positive, unseen negative), the pairs drawn as ``sampling`` says."""
+
+    def search_space(self) -> dict[str, tuple[Any, ...]]:
+        return {"train.lr": (1e-3, 5e-3), "reg": (1e-4, 1e-3)}

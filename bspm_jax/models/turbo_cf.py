@@ -16,7 +16,7 @@ Its Gowalla settings: a 0.6, s 0.7, filter 1 (reported Recall@20 0.1835).
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import equinox as eqx
 import numpy as np
@@ -56,6 +56,9 @@ class TurboCF(AbstractLayoutFilter):
     kernel: str = eqx.field(static=True, default="auto")
     item_item: Sparse | None = None
     """``P`` (float32)."""
+
+    def search_space(self) -> dict[str, tuple[Any, ...]]:
+        return {"alpha": (0.4, 0.6, 0.8), "power": (0.5, 0.7)}
 
     def __check_init__(self) -> None:
         check_number("alpha", self.alpha, -np.inf)

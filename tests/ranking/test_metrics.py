@@ -28,6 +28,9 @@ class LinearScores(AbstractRecommender):
     def fit(self, train):
         return self
 
+    def search_space(self):
+        return {}
+
     def score(self, rows):
         return rows @ self.weights
 

@@ -1,0 +1,49 @@
+"""``bspm compare`` as one call: the entries (models, presets, a suite), the runs, then the leaderboard and report."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..ranking import Progress
+from .run import DEFAULT_VALIDATION, compare, entries, write_outputs
+from .store import RunRecord
+from .suite import load_suite
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """A finished comparison: its final runs and the files written."""
+
+    records: list[RunRecord]
+    files: list[Path]
+
+
+def comparison(data: str | Path, out: str | Path, models: Sequence[str] = (), presets: Sequence[str] = (),
+               suite: str | Path | None = None, seeds: Sequence[int] | None = None, sets: Sequence[str] = (),
+               tune: bool = True, budget: int | None = None, validation: float = DEFAULT_VALIDATION,
+               progress: Progress | None = None) -> Comparison:
+    """Compare ``models`` and ``presets`` (with overrides ``sets``), or a ``suite`` (shipped name or file), on
+    ``data``; ``seeds`` (default: the suite's, else 0) for trained models; ``tune`` False runs every entry as
+    configured (a suite may say so too); ``budget``: at most that many points per search where the entry sets none.
+    Writes ``results.sqlite``, ``leaderboard.md``, ``leaderboard.csv`` and ``report.html`` into ``out``."""
+    if suite is not None and (models or presets):
+        raise ConfigError("give --suite, or --models/--presets, not both")
+    if budget is not None and not (isinstance(budget, int) and budget >= 1):
+        raise ConfigError(f"budget must be an integer >= 1, got {budget!r}")
+    paper, reference = {}, ""
+    if suite is not None:
+        found = load_suite(suite)
+        if sets:
+            raise ConfigError("--set applies to --models and --presets; a suite file sets each entry's own")
+        contenders, paper, reference = found.entries, found.paper, found.reference
+        seeds = found.seeds if seeds is None else seeds
+        tune = tune and found.tune
+    else:
+        contenders = entries(models, presets, sets)
+    if budget is not None:
+        contenders = [e if e.budget is not None else dataclasses.replace(e, budget=budget) for e in contenders]
+    records = compare(data, contenders, out, seeds or [0], progress, tune, validation)
+    return Comparison(records, write_outputs(records, out, paper, reference))
