@@ -21,6 +21,7 @@ from .data import (Dataset, Interactions, carve_validation, from_frame, holdout_
                    load_pairs, load_sample, read_interactions)
 from .errors import BSPMError, ConfigError, DataError, ResourceError, TrainingError
 from .evaluation import Evaluation, evaluate
+from .compare.comparison import comparison
 from .experiment import run_experiment
 from .models import (BSPM, GMF, LGCNIDE, MFBPR, MLP, MODELS, AbstractRecommender, ChebyCF, Ensemble, GiffCF, LightGCN,
                      MultDAE, MultVAE, NeuMF, Popularity, SDiff, TurboCF, load_model, make_model)
@@ -38,7 +39,7 @@ __all__ = [
     "Interactions", "from_frame", "read_interactions", "Dataset", "load_dataset", "load_lightgcn", "load_pairs", "load_sample", "holdout_split", "carve_validation",
     # recommend, evaluate, train, tune, run
     "recommend", "recommend_for", "evaluate", "Evaluation", "train", "TrainSettings", "TrainResult", "tune",
-    "run_experiment",
+    "run_experiment", "comparison",
     # configs and presets
     "get_preset", "load_config", "preset_names", "presets",
     # errors

@@ -17,7 +17,7 @@ from ..models import MODELS
 from ..tuning.grid import grid_points
 from ..runtime.io import check_writable, write_json_atomic, write_text_atomic
 from .output import _cell, _numbers, _training_line, format_result
-from .parser import _histories, _read_ids, load_cli_config
+from .parser import _histories, _read_ids, flag_values, load_cli_config
 
 
 def _progress(quiet: bool):
@@ -212,7 +212,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     seeds = [int(s) for s in _names(args.seeds)] if args.seeds else None
     done = comparison(args.data, args.out, _names(args.models), _names(args.presets), args.suite, seeds, args.set,
                       tune=not args.no_tune, budget=args.budget, validation=args.validation,
-                      progress=_progress(args.quiet))
+                      data_options={k.removeprefix("data."): v for k, v in flag_values(args).items()
+                                    if k.startswith("data.") and k != "data.path"}, progress=_progress(args.quiet))
     for path in done.files:
         print(f"wrote    {path}")
     print((Path(args.out) / "leaderboard.md").read_text(), end="")

@@ -31,6 +31,11 @@ def load_cli_config(args: argparse.Namespace, load: str | None = None) -> Config
     if args.model and (args.config or args.preset) and args.model != config.model_name:
         where = f"preset {args.preset!r}" if args.preset else f"config {args.config}"
         raise ConfigError(f"{where} is for model {config.model_name!r}, not {args.model!r}")
+    return config.with_values(flag_values(args)).with_overrides(args.set)
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The config keys the command's flags set (``data.user_col``, ``cache.spectra``, ...), with their values."""
     flags: dict[str, Any] = {}
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag, None)
@@ -40,7 +45,7 @@ def load_cli_config(args: argparse.Namespace, load: str | None = None) -> Config
             if flag in ("cut", "validation_share"):
                 value = _number_or_text(value)
             flags[key] = value
-    return config.with_values(flags).with_overrides(args.set)
+    return flags
 
 
 def _number_or_text(text: str) -> int | float | str:
@@ -124,6 +129,10 @@ def _add_config_options(p: argparse.ArgumentParser, k: bool = True, train: bool 
         trained = p.add_argument_group("trained models ([train] table)")
         trained.add_argument("--train-dir", metavar="DIR", help="folder for checkpoints and learning curves (CSV, JSON, plot)")
         trained.add_argument("--resume", action="store_true", help="continue the training checkpointed in --train-dir")
+    _add_interactions_options(p)
+
+
+def _add_interactions_options(p: argparse.ArgumentParser, validation: bool = True) -> None:
     pairs = p.add_argument_group("interactions files (CSV, TSV, Parquet)")
     pairs.add_argument("--user-col", help="user column: 0-based position or header name (default 0)")
     pairs.add_argument("--item-col", help="item column: 0-based position or header name (default 1)")
@@ -139,8 +148,9 @@ def _add_config_options(p: argparse.ArgumentParser, k: bool = True, train: bool 
     pairs.add_argument("--seed", type=int, help="seed of the random split (default 0)")
     pairs.add_argument("--cut", help="--split time: the first time in test (a date such as 2012-06-01, or a number)")
     pairs.add_argument("--last-n", type=int, help="--split last: each user's latest N interactions held out (default 1)")
-    pairs.add_argument("--validation-holdout", dest="validation_share",
-                       help="hold out validation from train the way test is (a share; a count for --split last)")
+    if validation:
+        pairs.add_argument("--validation-holdout", dest="validation_share",
+                           help="hold out validation from train the way test is (a share; a count for --split last)")
 
 
 def _add_process_options(p: argparse.ArgumentParser, role: str) -> None:
@@ -248,11 +258,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--no-tune", action="store_true", help="run every entry as configured (default: its settings "
                                                              "are chosen on validation from its search space)")
     cmp_.add_argument("--budget", type=int, help="at most this many points per search (the configured point first)")
-    cmp_.add_argument("--validation", type=float, default=0.2,
-                      help="share of each user's train items carved as validation when the data has none and a run "
-                           "needs it (default 0.2)")
+    cmp_.add_argument("--validation", type=_number_or_text,
+                      help="validation held out of train when the data has none and a run needs it: a share of each "
+                           "user's items (default 0.2), a count with --split last (default --last-n)")
     cmp_.add_argument("--out", required=True, help="folder for results.sqlite, leaderboard.md, leaderboard.csv and "
                                                    "report.html (a finished run in its store is never redone)")
+    _add_interactions_options(cmp_, validation=False)
     cmp_.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from ..ranking import Progress
-from .run import DEFAULT_VALIDATION, compare, entries, write_outputs
-from .store import RunRecord
+from .run import compare, entries, write_outputs
+from .store import ResultsStore, RunRecord, read_store
 from .suite import load_suite
 
 
@@ -23,11 +25,12 @@ class Comparison:
 
 def comparison(data: str | Path, out: str | Path, models: Sequence[str] = (), presets: Sequence[str] = (),
                suite: str | Path | None = None, seeds: Sequence[int] | None = None, sets: Sequence[str] = (),
-               tune: bool = True, budget: int | None = None, validation: float = DEFAULT_VALIDATION,
-               progress: Progress | None = None) -> Comparison:
+               tune: bool = True, budget: int | None = None, validation: float | None = None,
+               data_options: Mapping[str, Any] | None = None, progress: Progress | None = None) -> Comparison:
     """Compare ``models`` and ``presets`` (with overrides ``sets``), or a ``suite`` (shipped name or file), on
     ``data``; ``seeds`` (default: the suite's, else 0) for trained models; ``tune`` False runs every entry as
-    configured (a suite may say so too); ``budget``: at most that many points per search where the entry sets none.
+    configured (a suite may say so too); ``budget``: at most that many points per search where the entry sets none;
+    ``validation`` and ``data_options`` as in :func:`~bspm_jax.compare.run.compare`.
     Writes ``results.sqlite``, ``leaderboard.md``, ``leaderboard.csv`` and ``report.html`` into ``out``."""
     if suite is not None and (models or presets):
         raise ConfigError("give --suite, or --models/--presets, not both")
@@ -45,5 +48,15 @@ def comparison(data: str | Path, out: str | Path, models: Sequence[str] = (), pr
         contenders = entries(models, presets, sets)
     if budget is not None:
         contenders = [e if e.budget is not None else dataclasses.replace(e, budget=budget) for e in contenders]
-    records = compare(data, contenders, out, seeds or [0], progress, tune, validation)
+    records = compare(data, contenders, out, seeds or [0], progress, tune, validation, data_options)
+    if paper or reference:  # kept beside the runs, for pages made from the store later
+        store = ResultsStore(Path(out) / "results.sqlite")
+        store.set_meta("paper", json.dumps(paper, sort_keys=True))
+        store.set_meta("reference", reference)
     return Comparison(records, write_outputs(records, out, paper, reference))
+
+
+def render(store: str | Path, out: str | Path) -> list[Path]:
+    """The leaderboards and report of the final runs in a store (a copy kept with results: read-only), into ``out``."""
+    meta, records = read_store(store)
+    return write_outputs(records, out, json.loads(meta.get("paper", "{}")), meta.get("reference", ""))

@@ -117,15 +117,17 @@ def check_labels(contenders: Sequence[Entry]) -> None:
 
 
 def compare(data: str | Path, contenders: Sequence[Entry], out: str | Path, seeds: Sequence[int] = (0,),
-            progress: Progress | None = None, tune: bool = True,
-            validation: float = DEFAULT_VALIDATION) -> list[RunRecord]:
+            progress: Progress | None = None, tune: bool = True, validation: float | None = None,
+            data_options: Mapping[str, Any] | None = None) -> list[RunRecord]:
     """Run every entry on ``data`` under protocol A, skipping runs already stored in ``out/results.sqlite``; returns
     the final runs of these entries, in order. ``progress`` (e.g. tqdm) shows one bar over the runs and one inside
-    each.
+    each. ``data_options``: how ``data`` is read and split when it is an interactions file (``[data]`` keys such as
+    ``user_col``, ``split``, ``time_col``), the same for every entry.
 
     One split for all: where a run needs validation (a search, or a trained model) and the data has no validation
-    split, every entry's is carved the same way, ``validation`` of each user's train items (seed 0), whatever its
-    own configuration says; otherwise every model is fitted on the whole train split. Refitting on train +
+    split, every entry's is held out the same way, whatever its own configuration says: ``validation`` of each
+    user's train items (default 0.2; seed 0), held out as test is (an interactions file split by time takes the
+    latest; split by each user's last N, ``validation`` is a count, by default that N); otherwise every model is fitted on the whole train split. Refitting on train +
     validation is turned off: that is another protocol."""
     check_labels(contenders)
     seeds = list(seeds) or [0]
@@ -134,8 +136,11 @@ def compare(data: str | Path, contenders: Sequence[Entry], out: str | Path, seed
     store = ResultsStore(folder / "results.sqlite")
     plans = [(e, e.points(tune), seeds if e.trained else [0]) for e in contenders]
     needs = any(e.trained or len(points) > 1 for e, points, _ in plans)
+    if validation is None:
+        validation = (data_options or {}).get("last_n", 1) if (data_options or {}).get("split") == "last" \
+            else DEFAULT_VALIDATION
     total = sum((len(points) if len(points) > 1 else 0) + len(runs) for _, points, runs in plans)
-    jobs = _Jobs(store, folder, str(data), validation if needs else None, progress)
+    jobs = _Jobs(store, folder, str(data), dict(data_options or {}), validation if needs else None, progress)
     bar = (progress or no_progress)(iter(range(total)), total=total, desc="compare", unit="run")
     ticks = iter(bar)
     finals = []
@@ -149,10 +154,13 @@ def compare(data: str | Path, contenders: Sequence[Entry], out: str | Path, seed
 class _Jobs:
     """The runs of one comparison: datasets loaded once, records stored as each run ends."""
 
-    def __init__(self, store: ResultsStore, folder: Path, data: str, validation: float | None,
-                 progress: Progress | None):
+    def __init__(self, store: ResultsStore, folder: Path, data: str, options: dict[str, Any],
+                 validation: float | None, progress: Progress | None):
         self.store, self.folder, self.data, self.progress = store, folder, data, progress
-        self.validation = validation
+        self.options, self.validation = options, validation
+        for key in ("path", "validation", "validation_seed"):
+            if key in options:
+                raise ConfigError(f"data option {key!r} is the comparison's own: give data and validation instead")
         self.datasets: dict[str, Dataset] = {}
 
     def dataset(self, run: RunSettings) -> Dataset:
@@ -164,8 +172,7 @@ class _Jobs:
     def settings(self, e: Entry, point: Mapping[str, Any], seed: int) -> RunSettings:
         """The entry's run at ``point`` and ``seed`` under the comparison's one split, never refitted."""
         tables = {name: dict(table) for name, table in e.config.tables.items()}
-        data = {k: v for k, v in tables.get("data", {}).items() if k not in ("validation", "validation_seed")}
-        tables["data"] = {**data, "path": self.data,
+        tables["data"] = {"path": self.data, **self.options,  # the comparison's data, not the entry's own [data]
                           **({} if self.validation is None else {"validation": self.validation, "validation_seed": 0})}
         tables["evaluation"] = {**tables.get("evaluation", {}), "refit_with_valid": False}
         config = Config(tables, e.config.description).with_values({**point, **({"train.seed": seed} if e.trained else {})})
@@ -209,7 +216,8 @@ class _Jobs:
             fitted, record = fit_model(run.model, dataset, FitOptions(
                 train=run.train, train_dir=folder, resume=True, batch_size=run.batch_size, progress=self.progress))
             fit_s = float(record["seconds"])
-            training = {k: record[k] for k in ("epochs_run", "best_epoch", "seconds_to_best", "stopped_early")}
+            training = {k: record[k] for k in ("epochs_run", "best_epoch", "seconds_to_best", "stopped_early",
+                                                "resumed_from_epoch")}
             curve = _curve(folder, run.train.metric)
         else:
             # trials share fits (one SVD per rank); a final run fits afresh, so that its fit time is a user's
@@ -233,19 +241,20 @@ class _Jobs:
             machine=environment_info("auto"), version=__version__, command=command,
             finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"))
         self.store.put(record, key)
-        return record
+        return self.store.get(key)  # as stored (JSON: tuples come back as lists), like a run found in the store
 
 
     def command(self, e: Entry, point: Mapping[str, Any], seed: int) -> str:
         """The ``bspm run`` command that reproduces a final run alone."""
         given = e.config["data"]
+        read = [a for k, v in self.options.items() for a in ("--set", f"data.{k}={_toml(v)}")]
         if self.validation is not None:
             carve = ["--set", f"data.validation={self.validation}", "--set", "data.validation_seed=0"]
         else:
             carve = ["--set", "data.validation=false"] if "validation" in given else []
         refit = ["--set", "evaluation.refit_with_valid=false"] if e.config["evaluation"].get("refit_with_valid") else []
         chosen = [a for k, v in point.items() for a in ("--set", f"{k}={_toml(v)}")]
-        return " ".join(["bspm", "run", "--data", shlex.quote(self.data), *shlex.split(e.flag), *chosen,
+        return " ".join(["bspm", "run", "--data", shlex.quote(self.data), *read, *shlex.split(e.flag), *chosen,
                          *(["--set", f"train.seed={seed}"] if e.trained else []), *carve, *refit,
                          "--k", *map(str, KS)])
 

@@ -125,6 +125,22 @@ class ResultsStore:
             conn.close()
         return key
 
+    def set_meta(self, name: str, value: str) -> None:
+        """Keep ``value`` under ``name`` beside the runs (e.g. the suite's published figures)."""
+        conn = self._connect()
+        try:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+        finally:
+            conn.close()
+
+    def meta(self) -> dict[str, str]:
+        """Everything kept beside the runs, ``format`` included."""
+        conn = self._connect()
+        try:
+            return dict(conn.execute("SELECT name, value FROM meta").fetchall())
+        finally:
+            conn.close()
+
     def get(self, key: str) -> RunRecord | None:
         """The run stored under ``key``, or None."""
         conn = self._connect()
@@ -144,7 +160,31 @@ class ResultsStore:
         return [self._record(r[0]) for r in rows]
 
     def _record(self, text: str) -> RunRecord:
+        return _record(self.path, text)
+
+
+def _record(path: Path, text: str) -> RunRecord:
+    try:
+        return RunRecord(**json.loads(text))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise DataError(f"{path} holds a damaged run record: {err}") from None
+
+
+def read_store(path: str | Path) -> tuple[dict[str, str], list[RunRecord]]:
+    """The meta and runs of a store that nothing writes any more (a copy kept with results), opened read-only:
+    nothing is written beside it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} is not a results store file")
+    try:
+        conn = sqlite3.connect(f"file:{path.resolve()}?immutable=1", uri=True)
         try:
-            return RunRecord(**json.loads(text))
-        except (json.JSONDecodeError, TypeError) as err:
-            raise DataError(f"{self.path} holds a damaged run record: {err}") from None
+            meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+            rows = conn.execute("SELECT record FROM runs ORDER BY finished, key").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as err:
+        raise DataError(f"{path} is not a bspm results store (SQLite): {err}") from None
+    if meta.get("format") != str(STORE_FORMAT):
+        raise DataError(f"{path} is a results store of format {meta.get('format')}; this bspm_jax reads {STORE_FORMAT}")
+    return meta, [_record(path, r[0]) for r in rows]

@@ -13,8 +13,20 @@ import jax
 from . import native
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: ``/proc/cpuinfo``), else what ``platform`` says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment_info(kernel: str = "auto") -> dict[str, Any]:
-    """JAX version, backend, device, Python version, CPU count and the native kernel's paths.
+    """JAX version, backend, device, Python version, CPU count and model, and the native kernel's paths.
 
     ``kernel`` is the path that the setting ``kernel`` runs here (``jax``: the pure-JAX
     fallback); ``kernel_paths`` the native paths this CPU runs; ``kernel_note`` why there are none.
@@ -29,6 +41,7 @@ def environment_info(kernel: str = "auto") -> dict[str, Any]:
         "device_count": jax.device_count(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_model(),
         "platform": platform.platform(),
         "process_count": jax.process_count(),
         "kernel": native.JAX if auto is None else auto,

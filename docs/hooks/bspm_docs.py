@@ -585,6 +585,40 @@ def api_reference() -> str:
     return "\n".join(out)
 
 
+def leaderboards_page() -> str:
+    """Every results store (``results.sqlite``) under ``benchmarks/results/``: its leaderboard, each entry's settings
+    as chosen, and the command that reproduces its first final run."""
+    from bspm_jax.compare import read_store
+    from bspm_jax.compare.leaderboard import leaderboard, protocol_text, to_markdown
+
+    lines = ["# Leaderboards (`bspm compare`)", "",
+             "*Generated at build time from the results stores (`results.sqlite`) under `benchmarks/results/`; "
+             "nothing on this page is typed by hand.*", "",
+             "Each section is one `bspm compare` run: one dataset, one protocol, stated above its table. Test "
+             "figures are means ± sd over the trained models' seeds; times are of the machine named below each "
+             "table.", ""]
+    for path in sorted(RESULTS.rglob("results.sqlite"), key=_rel, reverse=True):
+        try:
+            meta, records = read_store(path)
+        except Exception as err:  # a damaged or foreign file: listed, never fatal
+            log.warning("leaderboards: %s skipped: %s", _rel(path), err)
+            continue
+        finals = [r for r in records if r.kind == "final"]
+        if not finals:
+            continue
+        rows = leaderboard(finals, json.loads(meta.get("paper", "{}")))
+        machine = finals[0].machine
+        cpu = ", ".join(str(machine[k]) for k in ("cpu", "cpu_count", "device") if k in machine)
+        lines += [f"## {finals[0].dataset.get('name', '')}: `{_rel(path.parent)}`", "",
+                  to_markdown(rows, protocol_text(finals), meta.get("reference", "")),
+                  f"*{len(finals)} final runs and {len(records) - len(finals)} search trials; bspm_jax "
+                  f"{finals[0].version}; machine: {cpu}.*", "",
+                  _table(["model", "settings chosen by", "command (first run)"],
+                         [[row.model, row.chosen_by,
+                           "`" + next(r.command for r in finals if r.label == row.model) + "`"] for row in rows]), ""]
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- mkdocs events
 
 _GENERATED: dict[str, str] = {}
@@ -592,7 +626,7 @@ _GENERATED: dict[str, str] = {}
 
 def on_files(files: Files, config: Any) -> Files:
     found, skipped = collect_results()
-    pages = {"results/index.md": _results_index(found, skipped)}
+    pages = {"results/index.md": _results_index(found, skipped), "results/leaderboards.md": leaderboards_page()}
     for family, (page, _, _) in FAMILIES.items():
         pages[f"results/{page}"] = _results_page(family, found[family])
     for nb in sorted(NOTEBOOKS.glob("*.ipynb")):

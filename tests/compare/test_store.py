@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from bspm_jax.compare import ResultsStore, RunRecord, run_key
+from bspm_jax.compare import ResultsStore, RunRecord, identity, run_key
 from bspm_jax.errors import DataError
 
 
 def _record(label: str = "bspm", seed: int = 0, recall: float = 0.19, finished: str = "2026-12-07T20:00:00") -> RunRecord:
-    return RunRecord(label=label, model="bspm", seed=seed, settings={"rank": 64, "T_s": 2.5}, chosen_by="preset",
-                     protocol={"name": "A"}, dataset={"name": "d", "digest": "ab12"},
+    return RunRecord(label=label, model="bspm", kind="final", seed=seed, settings={"rank": 64, "T_s": 2.5}, train={},
+                     chosen_by="preset", protocol={"name": "A", "description": "d"}, dataset={"name": "d", "digest": "ab12"},
                      validation={"recall@20": recall - 0.05}, test={"recall@20": recall, "ndcg@20": recall - 0.03},
-                     fit_s=1.5, score_s=0.25, peak_mib=812.0, machine={"node": "vm"}, version="0.1.0",
-                     command="bspm run --preset x", finished=finished)
+                     fit_s=1.5, score_s=0.25, search_s=0.0, peak_mib=812.0, training={}, curve=[],
+                     machine={"node": "vm"}, version="0.1.0", command="bspm run --preset x", finished=finished)
 
 
 def test_records_round_trip_and_replace_by_key(tmp_path: Path) -> None:
@@ -35,10 +35,12 @@ def test_records_round_trip_and_replace_by_key(tmp_path: Path) -> None:
 
 def test_key_is_what_the_run_is() -> None:
     r = _record()
-    assert r.key == run_key("bspm", {"T_s": 2.5, "rank": 64}, 0, {"name": "A"}, "ab12")  # key order is irrelevant
+    what = identity("final", {"T_s": 2.5, "rank": 64}, {}, "preset")
+    assert r.key == run_key("bspm", what, 0, {"description": "d", "name": "A"}, "ab12")  # key order is irrelevant
     assert len({r.key, _record(seed=1).key, _record(label="gf-cf").key,
-                dataclasses.replace(r, settings={"rank": 32}).key,
-                dataclasses.replace(r, dataset={"digest": "cd34"}).key}) == 5
+                dataclasses.replace(r, settings={"rank": 32}).key, dataclasses.replace(r, kind="trial").key,
+                dataclasses.replace(r, train={"lr": 0.1}).key, dataclasses.replace(r, chosen_by="grid").key,
+                dataclasses.replace(r, dataset={"digest": "cd34"}).key}) == 8
     assert dataclasses.replace(r, test={"recall@20": 0.5}, fit_s=9.0).key == r.key  # results are not identity
 
 
@@ -75,6 +77,6 @@ def test_damaged_or_foreign_files_are_refused(tmp_path: Path) -> None:
 
     with sqlite3.connect(tmp_path / "r.sqlite") as conn:
         conn.execute("UPDATE meta SET value = '99' WHERE name = 'format'")
-    with pytest.raises(DataError, match="is a results store of format 99; this bspm_jax reads 1"):
+    with pytest.raises(DataError, match="is a results store of format 99; this bspm_jax reads 2"):
         ResultsStore(tmp_path / "r.sqlite")
     del store
