@@ -213,7 +213,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     done = comparison(args.data, args.out, _names(args.models), _names(args.presets), args.suite, seeds, args.set,
                       tune=not args.no_tune, budget=args.budget, validation=args.validation,
                       data_options={k.removeprefix("data."): v for k, v in flag_values(args).items()
-                                    if k.startswith("data.") and k != "data.path"}, progress=_progress(args.quiet))
+                                    if k.startswith("data.") and k != "data.path"}, refit=args.refit,
+                      progress=_progress(args.quiet))
     for path in done.files:
         print(f"wrote    {path}")
     print((Path(args.out) / "leaderboard.md").read_text(), end="")

@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--validation", type=_number_or_text,
                       help="validation held out of train when the data has none and a run needs it: a share of each "
                            "user's items (default 0.2), a count with --split last (default --last-n)")
+    cmp_.add_argument("--refit", action="store_true",
+                      help="the refit protocol: each chosen model fitted again on train + validation, test scored from "
+                           "that history (a table of its own; default protocol A)")
     cmp_.add_argument("--out", required=True, help="folder for results.sqlite, leaderboard.md, leaderboard.csv and "
                                                    "report.html (a finished run in its store is never redone)")
     _add_interactions_options(cmp_, validation=False)

@@ -26,11 +26,12 @@ class Comparison:
 def comparison(data: str | Path, out: str | Path, models: Sequence[str] = (), presets: Sequence[str] = (),
                suite: str | Path | None = None, seeds: Sequence[int] | None = None, sets: Sequence[str] = (),
                tune: bool = True, budget: int | None = None, validation: float | None = None,
-               data_options: Mapping[str, Any] | None = None, progress: Progress | None = None) -> Comparison:
+               data_options: Mapping[str, Any] | None = None, refit: bool = False,
+               progress: Progress | None = None) -> Comparison:
     """Compare ``models`` and ``presets`` (with overrides ``sets``), or a ``suite`` (shipped name or file), on
     ``data``; ``seeds`` (default: the suite's, else 0) for trained models; ``tune`` False runs every entry as
     configured (a suite may say so too); ``budget``: at most that many points per search where the entry sets none;
-    ``validation`` and ``data_options`` as in :func:`~bspm_jax.compare.run.compare`.
+    ``validation``, ``data_options`` and ``refit`` as in :func:`~bspm_jax.compare.run.compare`.
     Writes ``results.sqlite``, ``leaderboard.md``, ``leaderboard.csv`` and ``report.html`` into ``out``."""
     if suite is not None and (models or presets):
         raise ConfigError("give --suite, or --models/--presets, not both")
@@ -48,7 +49,7 @@ def comparison(data: str | Path, out: str | Path, models: Sequence[str] = (), pr
         contenders = entries(models, presets, sets)
     if budget is not None:
         contenders = [e if e.budget is not None else dataclasses.replace(e, budget=budget) for e in contenders]
-    records = compare(data, contenders, out, seeds or [0], progress, tune, validation, data_options)
+    records = compare(data, contenders, out, seeds or [0], progress, tune, validation, data_options, refit)
     if paper or reference:  # kept beside the runs, for pages made from the store later
         store = ResultsStore(Path(out) / "results.sqlite")
         store.set_meta("paper", json.dumps(paper, sort_keys=True))

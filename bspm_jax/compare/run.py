@@ -26,7 +26,7 @@ from ..config import Config, get_preset, preset_name
 from ..data import Dataset
 from ..data.sparse import matrix_digest
 from ..errors import ConfigError
-from ..evaluation.fit import FitOptions, fit_model
+from ..evaluation.fit import FitOptions, fit_model, fitting_matrix
 from ..evaluation.protocol import evaluate, protocol_of
 from ..experiment.settings import RunSettings
 from ..models import MODELS, AbstractTrainedRecommender, FitCache
@@ -118,7 +118,7 @@ def check_labels(contenders: Sequence[Entry]) -> None:
 
 def compare(data: str | Path, contenders: Sequence[Entry], out: str | Path, seeds: Sequence[int] = (0,),
             progress: Progress | None = None, tune: bool = True, validation: float | None = None,
-            data_options: Mapping[str, Any] | None = None) -> list[RunRecord]:
+            data_options: Mapping[str, Any] | None = None, refit: bool = False) -> list[RunRecord]:
     """Run every entry on ``data`` under protocol A, skipping runs already stored in ``out/results.sqlite``; returns
     the final runs of these entries, in order. ``progress`` (e.g. tqdm) shows one bar over the runs and one inside
     each. ``data_options``: how ``data`` is read and split when it is an interactions file (``[data]`` keys such as
@@ -127,20 +127,25 @@ def compare(data: str | Path, contenders: Sequence[Entry], out: str | Path, seed
     One split for all: where a run needs validation (a search, or a trained model) and the data has no validation
     split, every entry's is held out the same way, whatever its own configuration says: ``validation`` of each
     user's train items (default 0.2; seed 0), held out as test is (an interactions file split by time takes the
-    latest; split by each user's last N, ``validation`` is a count, by default that N); otherwise every model is fitted on the whole train split. Refitting on train +
-    validation is turned off: that is another protocol."""
+    latest; split by each user's last N, ``validation`` is a count, by default that N); otherwise every model is
+    fitted on the whole train split.
+
+    ``refit`` (the refit protocol, never in one table with A): after the search, each final run is fitted again on
+    train + validation (a trained model for its best epoch count on validation) and test is scored from that
+    history; its validation figure is the one that chose it (a model fitted on train).
+    """
     check_labels(contenders)
     seeds = list(seeds) or [0]
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(folder / "results.sqlite")
     plans = [(e, e.points(tune), seeds if e.trained else [0]) for e in contenders]
-    needs = any(e.trained or len(points) > 1 for e, points, _ in plans)
+    needs = refit or any(e.trained or len(points) > 1 for e, points, _ in plans)
     if validation is None:
         validation = (data_options or {}).get("last_n", 1) if (data_options or {}).get("split") == "last" \
             else DEFAULT_VALIDATION
     total = sum((len(points) if len(points) > 1 else 0) + len(runs) for _, points, runs in plans)
-    jobs = _Jobs(store, folder, str(data), dict(data_options or {}), validation if needs else None, progress)
+    jobs = _Jobs(store, folder, str(data), dict(data_options or {}), validation if needs else None, refit, progress)
     bar = (progress or no_progress)(iter(range(total)), total=total, desc="compare", unit="run")
     ticks = iter(bar)
     finals = []
@@ -155,9 +160,9 @@ class _Jobs:
     """The runs of one comparison: datasets loaded once, records stored as each run ends."""
 
     def __init__(self, store: ResultsStore, folder: Path, data: str, options: dict[str, Any],
-                 validation: float | None, progress: Progress | None):
+                 validation: float | None, refit: bool, progress: Progress | None):
         self.store, self.folder, self.data, self.progress = store, folder, data, progress
-        self.options, self.validation = options, validation
+        self.options, self.validation, self.refit = options, validation, refit
         for key in ("path", "validation", "validation_seed"):
             if key in options:
                 raise ConfigError(f"data option {key!r} is the comparison's own: give data and validation instead")
@@ -170,11 +175,11 @@ class _Jobs:
         return self.datasets[key]
 
     def settings(self, e: Entry, point: Mapping[str, Any], seed: int) -> RunSettings:
-        """The entry's run at ``point`` and ``seed`` under the comparison's one split, never refitted."""
+        """The entry's run at ``point`` and ``seed`` under the comparison's one split (a refit is the run's choice)."""
         tables = {name: dict(table) for name, table in e.config.tables.items()}
         tables["data"] = {"path": self.data, **self.options,  # the comparison's data, not the entry's own [data]
                           **({} if self.validation is None else {"validation": self.validation, "validation_seed": 0})}
-        tables["evaluation"] = {**tables.get("evaluation", {}), "refit_with_valid": False}
+        tables["evaluation"] = {**tables.get("evaluation", {}), "refit_with_valid": False}  # the trials' and A's
         config = Config(tables, e.config.description).with_values({**point, **({"train.seed": seed} if e.trained else {})})
         return RunSettings.of(config)
 
@@ -201,7 +206,8 @@ class _Jobs:
             fits: FitCache) -> RunRecord:
         run = self.settings(e, point, seed)
         dataset = self.dataset(run)
-        protocol, digest = protocol_of(dataset), matrix_digest(dataset.train)
+        refit = self.refit and kind == "final"
+        protocol, digest = protocol_of(dataset, refit), matrix_digest(dataset.train)
         train = run.train.to_dict() if e.trained else {}
         settings = run.model.config()
         key = run_key(e.label, identity(kind, settings, train, chosen_by), seed, protocol, digest)
@@ -210,27 +216,35 @@ class _Jobs:
             return stored
         reset_peak_rss()
         folder = self.folder / "checkpoints" / run_key(e.label, identity("train", settings, train, ""), seed,
-                                                       protocol, digest)[:16]
+                                                       protocol_of(dataset), digest)[:16]
         t0 = time.perf_counter()
+        validation: dict[str, float] = {}
         if e.trained:
             fitted, record = fit_model(run.model, dataset, FitOptions(
-                train=run.train, train_dir=folder, resume=True, batch_size=run.batch_size, progress=self.progress))
-            fit_s = float(record["seconds"])
+                refit_with_valid=refit, train=run.train, train_dir=folder, resume=True, batch_size=run.batch_size,
+                progress=self.progress))
+            fit_s = float(record["seconds"]) + float(record.get("refit_with_valid", {}).get("seconds", 0.0))
             training = {k: record[k] for k in ("epochs_run", "best_epoch", "seconds_to_best", "stopped_early",
                                                 "resumed_from_epoch")}
             curve = _curve(folder, run.train.metric)
+            validation = dict(record["best_validation"]) if refit else {}  # the refitted model has seen validation
         else:
             # trials share fits (one SVD per rank); a final run fits afresh, so that its fit time is a user's
-            fitted = fits.fit(run.model, dataset.train) if kind == "trial" else run.model.fit(dataset.train)
+            fitted = fits.fit(run.model, dataset.train) if kind == "trial" else \
+                run.model.fit(fitting_matrix(dataset, refit))
             fit_s, training, curve = time.perf_counter() - t0, {}, []
+            if refit:  # validation scored by the model fitted on train (the trials' fit, when there were trials)
+                validation = evaluate(fits.fit(run.model, dataset.train), dataset, ks=KS, batch_size=run.batch_size,
+                                      split="valid").metrics
         t1 = time.perf_counter()
-        validation = {} if dataset.valid is None else \
-            evaluate(fitted, dataset, ks=KS, batch_size=run.batch_size, split="valid").metrics
+        if dataset.valid is not None and not refit:
+            validation = evaluate(fitted, dataset, ks=KS, batch_size=run.batch_size, split="valid").metrics
         fit_s += time.perf_counter() - t1 if kind == "trial" else 0.0
         test, score_s = {}, 0.0
         if kind == "final":
             t2 = time.perf_counter()
-            test = evaluate(fitted, dataset, ks=KS, batch_size=run.batch_size, progress=self.progress).metrics
+            test = evaluate(fitted, dataset, ks=KS, batch_size=run.batch_size, progress=self.progress,
+                            history="train+valid" if refit else "train").metrics
             score_s = time.perf_counter() - t2
         command = self.command(e, point, seed)
         record = RunRecord(
@@ -252,7 +266,8 @@ class _Jobs:
             carve = ["--set", f"data.validation={self.validation}", "--set", "data.validation_seed=0"]
         else:
             carve = ["--set", "data.validation=false"] if "validation" in given else []
-        refit = ["--set", "evaluation.refit_with_valid=false"] if e.config["evaluation"].get("refit_with_valid") else []
+        given_refit = bool(e.config["evaluation"].get("refit_with_valid"))
+        refit = [] if given_refit == self.refit else ["--set", f"evaluation.refit_with_valid={str(self.refit).lower()}"]
         chosen = [a for k, v in point.items() for a in ("--set", f"{k}={_toml(v)}")]
         return " ".join(["bspm", "run", "--data", shlex.quote(self.data), *read, *shlex.split(e.flag), *chosen,
                          *(["--set", f"train.seed={seed}"] if e.trained else []), *carve, *refit,

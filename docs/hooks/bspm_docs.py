@@ -327,14 +327,15 @@ READERS: list[Callable[[Path, Any], list[dict[str, Any]] | None]] = [
 
 FAMILIES = {
     "table4": ("gowalla-table4.md", "Gowalla: the BSPM paper's Table 4",
-               "`python -m benchmarks.table4`: every configuration in its own `bspm run` process on Gowalla "
+               "Records of the retired `benchmarks.table4` (now `bspm compare --suite gowalla-training-free "
+               "--no-tune`): every configuration in its own `bspm run` process on Gowalla "
                "(LightGCN split, no validation file). Paper figures from the BSPM paper's Table 4."),
     "runs": ("runs.md", "Single runs (`bspm run --json`)",
              "Records written by `bspm run --json`, grouped by dataset and protocol. Records written before the "
              "protocol was stored get it derived from their own contents (a validation split, "
              "`refit_with_valid`), marked \"protocol derived\"."),
     "trained": ("trained.md", "Trained models (`benchmarks.trained`)",
-                "One table per file and protocol: mean ± sd over the seeds the file holds. On Gowalla the "
+                "Records of the retired `benchmarks.trained` (now `bspm compare`). One table per file and protocol: mean ± sd over the seeds the file holds. On Gowalla the "
                 "validation split is carved from train; \"protocol A\" test is then scored from the history "
                 "the model was trained on."),
     "s-diff": ("s-diff.md", "S-Diff on ML-1M (`benchmarks.s_diff`)",
@@ -603,19 +604,22 @@ def leaderboards_page() -> str:
         except Exception as err:  # a damaged or foreign file: listed, never fatal
             log.warning("leaderboards: %s skipped: %s", _rel(path), err)
             continue
-        finals = [r for r in records if r.kind == "final"]
-        if not finals:
-            continue
-        rows = leaderboard(finals, json.loads(meta.get("paper", "{}")))
-        machine = finals[0].machine
-        cpu = ", ".join(str(machine[k]) for k in ("cpu", "cpu_count", "device") if k in machine)
-        lines += [f"## {finals[0].dataset.get('name', '')}: `{_rel(path.parent)}`", "",
-                  to_markdown(rows, protocol_text(finals), meta.get("reference", "")),
-                  f"*{len(finals)} final runs and {len(records) - len(finals)} search trials; bspm_jax "
-                  f"{finals[0].version}; machine: {cpu}.*", "",
-                  _table(["model", "settings chosen by", "command (first run)"],
-                         [[row.model, row.chosen_by,
-                           "`" + next(r.command for r in finals if r.label == row.model) + "`"] for row in rows]), ""]
+        by_protocol: dict[str, list[Any]] = {}
+        for r in records:
+            if r.kind == "final":
+                by_protocol.setdefault(r.protocol["name"], []).append(r)
+        for protocol, finals in sorted(by_protocol.items()):  # one table per protocol, never two in one
+            rows = leaderboard(finals, json.loads(meta.get("paper", "{}")))
+            machine = finals[0].machine
+            cpu = ", ".join(str(machine[k]) for k in ("cpu", "cpu_count", "device") if k in machine)
+            lines += [f"## {finals[0].dataset.get('name', '')}, protocol {protocol}: `{_rel(path.parent)}`", "",
+                      to_markdown(rows, protocol_text(finals), meta.get("reference", "")),
+                      f"*{len(finals)} final runs; {sum(r.kind == 'trial' for r in records)} search trials in the "
+                      f"store; bspm_jax {finals[0].version}; machine: {cpu}.*", "",
+                      _table(["model", "settings chosen by", "command (first run)"],
+                             [[row.model, row.chosen_by,
+                               "`" + next(r.command for r in finals if r.label == row.model) + "`"] for row in rows]),
+                      ""]
     return "\n".join(lines)
 
 

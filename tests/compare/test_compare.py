@@ -268,3 +268,22 @@ def test_cli_refusals_are_one_line(tmp_path: Path) -> None:
     for extra, message in cases:
         done = refused("compare", "--data", str(data), "--out", str(tmp_path / "o"), "--quiet", *extra)
         assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, extra
+
+
+def test_the_refit_protocol_has_its_own_runs_and_commands(tmp_path: Path) -> None:
+    """--refit: each chosen model fitted again on train + validation, test scored from that history; the figures
+    are those of ``bspm run --refit-with-valid`` (each stored command, run alone), and never share a key with A."""
+    from bspm_jax.cli import main
+
+    data = _plays(tmp_path / "p.csv", 9, 50, 25)
+    contenders = [entry(model="turbo-cf", budget=2), entry(model="mult-dae", budget=1,
+                                                           sets=["train.epochs=3", "train.eval_every=1", "latent=8"])]
+    finals = compare(data, contenders, tmp_path / "out", seeds=[0], refit=True)
+    assert {r.protocol["name"] for r in finals} == {"refit"}
+    for record in finals:
+        assert "evaluation.refit_with_valid=true" in record.command and record.validation
+        out = tmp_path / f"{record.label}.json"
+        assert main([*shlex.split(record.command)[1:], "--json", str(out), "--quiet"]) == 0
+        assert json.loads(out.read_text())["metrics"]["recall@20"] == record.test["recall@20"], record.command
+    again = compare(data, contenders, tmp_path / "out", seeds=[0])  # protocol A beside it in the store: other runs
+    assert {r.protocol["name"] for r in again} == {"A"} and {r.key for r in again}.isdisjoint({r.key for r in finals})
