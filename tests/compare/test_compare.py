@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shlex
 import signal
 import subprocess
@@ -25,6 +26,8 @@ from bspm_jax.errors import ConfigError
 from bspm_jax.evaluation import evaluate
 from bspm_jax.models import make_model
 from bspm_jax.tuning.grid import grid_points
+
+ROOT = Path(__file__).parents[2]
 
 
 def _plays(path: Path, seed: int, users: int = 80, items: int = 40) -> Path:
@@ -287,3 +290,12 @@ def test_the_refit_protocol_has_its_own_runs_and_commands(tmp_path: Path) -> Non
         assert json.loads(out.read_text())["metrics"]["recall@20"] == record.test["recall@20"], record.command
     again = compare(data, contenders, tmp_path / "out", seeds=[0])  # protocol A beside it in the store: other runs
     assert {r.protocol["name"] for r in again} == {"A"} and {r.key for r in again}.isdisjoint({r.key for r in finals})
+
+
+def test_the_docs_python_example_runs(tmp_path: Path, monkeypatch) -> None:
+    code = re.search(r"## From Python\n\n```python\n(.+?)\n```", (ROOT / "docs" / "compare.md").read_text(), re.S).group(1)
+    _plays(tmp_path / "plays.csv", 10, 40, 20)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/compare.md", "exec"), {})
+    board = (tmp_path / "cmp" / "leaderboard.csv").read_text().splitlines()
+    assert len(board) == 3 and board[0].startswith("model,recall@20,ndcg@20,")
