@@ -57,7 +57,15 @@ def comparison(data: str | Path, out: str | Path, models: Sequence[str] = (), pr
     return Comparison(records, write_outputs(records, out, paper, reference))
 
 
-def render(store: str | Path, out: str | Path) -> list[Path]:
-    """The leaderboards and report of the final runs in a store (a copy kept with results: read-only), into ``out``."""
+def render(store: str | Path, out: str | Path, protocol: str | None = None) -> list[Path]:
+    """The leaderboards and report of the final runs in a store (a copy kept with results: read-only), into ``out``
+    (created); ``protocol`` names which runs where the store holds several protocols' (e.g. ``A``, ``refit``)."""
     meta, records = read_store(store)
-    return write_outputs(records, out, json.loads(meta.get("paper", "{}")), meta.get("reference", ""))
+    found = sorted({r.protocol["name"] for r in records if r.kind == "final"})
+    if protocol is None and len(found) == 1:
+        protocol = found[0]
+    if protocol not in found:
+        raise ConfigError(f"{store} holds final runs of protocol(s) {', '.join(found) or 'none'}: name one")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    chosen = [r for r in records if r.protocol["name"] == protocol]
+    return write_outputs(chosen, out, json.loads(meta.get("paper", "{}")), meta.get("reference", ""))

@@ -38,7 +38,9 @@ class _Axes:
                  f'<line x1="{_PAD}" y1="{_H - _PAD}" x2="{_W - _PAD}" y2="{_H - _PAD}" stroke="black"/>',
                  f'<line x1="{_PAD}" y1="{_PAD}" x2="{_PAD}" y2="{_H - _PAD}" stroke="black"/>']
         lo, hi = self.x_range
-        ticks = [10.0 ** e for e in range(int(lo), int(hi) + 1)] if self.log_x else [lo + (hi - lo) * k / 4 for k in range(5)]
+        step = max(1, math.ceil((hi - lo) / 5))  # a linear axis counts epochs: whole numbers
+        ticks = [10.0 ** e for e in range(int(lo), int(hi) + 1)] if self.log_x else \
+            list(range(math.ceil(lo), math.floor(hi) + 1, step))
         for t in ticks:
             text = f"{t:g} s" if self.log_x else f"{t:.0f}"
             parts.append(f'<text x="{self.x(t):.1f}" y="{_H - _PAD + 18}" font-size="11" text-anchor="middle">{text}</text>')

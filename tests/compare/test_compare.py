@@ -299,3 +299,17 @@ def test_the_docs_python_example_runs(tmp_path: Path, monkeypatch) -> None:
     exec(compile(code, "docs/compare.md", "exec"), {})
     board = (tmp_path / "cmp" / "leaderboard.csv").read_text().splitlines()
     assert len(board) == 3 and board[0].startswith("model,recall@20,ndcg@20,")
+    import sqlite3
+
+    from bspm_jax.compare.comparison import render
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with sqlite3.connect(tmp_path / "out" / "results.sqlite") as source, sqlite3.connect(kept / "results.sqlite") as copy:
+        source.backup(copy)  # a store kept with results: one file
+    with pytest.raises(ConfigError, match=r"holds final runs of protocol\(s\) A, refit: name one"):
+        render(kept / "results.sqlite", tmp_path / "pages")
+    render(kept / "results.sqlite", tmp_path / "pages", "refit")
+    board = list(csv.DictReader((tmp_path / "pages" / "leaderboard.csv").read_text().splitlines()))
+    assert {b["model"]: float(b["recall@20"]) for b in board} == {r.label: round(r.test["recall@20"], 6) for r in finals}
+    assert sorted(p.name for p in kept.iterdir()) == ["results.sqlite"]  # read without writing beside it
