@@ -214,6 +214,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                       tune=not args.no_tune, budget=args.budget, validation=args.validation,
                       data_options={k.removeprefix("data."): v for k, v in flag_values(args).items()
                                     if k.startswith("data.") and k != "data.path"}, refit=args.refit,
+                      gradient=args.gradient,
                       progress=_progress(args.quiet))
     for path in done.files:
         print(f"wrote    {path}")

@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an override for every model and preset, e.g. train.epochs=20 (repeated in each command)")
     cmp_.add_argument("--no-tune", action="store_true", help="run every entry as configured (default: its settings "
                                                              "are chosen on validation from its search space)")
+    cmp_.add_argument("--gradient", action="store_true",
+                      help="then tune the best point of the models that have gradient tuning (ChebyCF, ensembles) by it")
     cmp_.add_argument("--budget", type=int, help="at most this many points per search (the configured point first)")
     cmp_.add_argument("--validation", type=_number_or_text,
                       help="validation held out of train when the data has none and a run needs it: a share of each "

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..ranking import Progress
+from ..tuning.gradient import TUNINGS
 from .run import compare, entries, write_outputs
 from .store import ResultsStore, RunRecord, read_store
 from .suite import load_suite
@@ -26,11 +27,12 @@ class Comparison:
 def comparison(data: str | Path, out: str | Path, models: Sequence[str] = (), presets: Sequence[str] = (),
                suite: str | Path | None = None, seeds: Sequence[int] | None = None, sets: Sequence[str] = (),
                tune: bool = True, budget: int | None = None, validation: float | None = None,
-               data_options: Mapping[str, Any] | None = None, refit: bool = False,
+               data_options: Mapping[str, Any] | None = None, refit: bool = False, gradient: bool = False,
                progress: Progress | None = None) -> Comparison:
     """Compare ``models`` and ``presets`` (with overrides ``sets``), or a ``suite`` (shipped name or file), on
     ``data``; ``seeds`` (default: the suite's, else 0) for trained models; ``tune`` False runs every entry as
     configured (a suite may say so too); ``budget``: at most that many points per search where the entry sets none;
+    ``gradient``: entries whose model has gradient tuning (ChebyCF, ensembles) tune from their best point by it;
     ``validation``, ``data_options`` and ``refit`` as in :func:`~bspm_jax.compare.run.compare`.
     Writes ``results.sqlite``, ``leaderboard.md``, ``leaderboard.csv`` and ``report.html`` into ``out``."""
     if suite is not None and (models or presets):
@@ -47,6 +49,9 @@ def comparison(data: str | Path, out: str | Path, models: Sequence[str] = (), pr
         tune = tune and found.tune
     else:
         contenders = entries(models, presets, sets)
+    if gradient:
+        contenders = [dataclasses.replace(e, gradient=True) if type(e.settings.model) in TUNINGS else e
+                      for e in contenders]
     if budget is not None:
         contenders = [e if e.budget is not None else dataclasses.replace(e, budget=budget) for e in contenders]
     records = compare(data, contenders, out, seeds or [0], progress, tune, validation, data_options, refit)

@@ -33,6 +33,7 @@ from ..models import MODELS, AbstractTrainedRecommender, FitCache
 from ..ranking import Progress, no_progress
 from ..runtime.environment import environment_info, reset_peak_rss, window_peak_rss_bytes
 from ..training import CURVE
+from ..tuning.gradient import TUNINGS, tune_gradient
 from ..tuning.grid import grid_points
 from .store import ResultsStore, RunRecord, identity, run_key
 
@@ -47,13 +48,15 @@ METRIC = "recall@20"
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """One contender: its ``label`` in the leaderboard, its configuration, how the command line names it
-    (``flag``), and its search (``space``: None for the model's own; ``budget``: at most that many points)."""
+    (``flag``), and its search (``space``: None for the model's own; ``budget``: at most that many points;
+    ``gradient``: then tune the best point's continuous settings by gradient, for the models that have it)."""
 
     label: str
     config: Config
     flag: str
     space: Mapping[str, Sequence[Any]] | None = None
     budget: int | None = None
+    gradient: bool = False
 
     @property
     def settings(self) -> RunSettings:
@@ -91,7 +94,8 @@ def entries(models: Sequence[str] = (), presets: Sequence[str] = (), sets: Seque
 
 
 def entry(model: str | None = None, preset: str | None = None, sets: Sequence[str] = (), label: str | None = None,
-          space: Mapping[str, Sequence[Any]] | None = None, budget: int | None = None) -> Entry:
+          space: Mapping[str, Sequence[Any]] | None = None, budget: int | None = None,
+          gradient: bool = False) -> Entry:
     """One entry: a model by name (its defaults) or a shipped preset, with overrides ``sets``."""
     if (model is None) == (preset is None):
         raise ConfigError("an entry names a model or a preset, not both or neither")
@@ -105,8 +109,11 @@ def entry(model: str | None = None, preset: str | None = None, sets: Sequence[st
     else:
         base, flag = get_preset(preset), f"--preset {preset_name(preset)}"
     found = Entry(label or model or preset_name(preset), base.with_overrides(sets), " ".join([flag, *extra]),
-                  None if space is None else {k: tuple(v) for k, v in space.items()}, budget)
+                  None if space is None else {k: tuple(v) for k, v in space.items()}, budget, bool(gradient))
     found.points(tune=True)  # a bad search key fails here, before anything runs
+    if gradient and type(found.settings.model) not in TUNINGS:
+        raise ConfigError(f"gradient tuning tunes the {', '.join(sorted(c.name for c in TUNINGS))} models, not the "
+                          f"{found.settings.model.name} model")
     return found
 
 
@@ -144,13 +151,16 @@ def compare(data: str | Path, contenders: Sequence[Entry], out: str | Path, seed
     if validation is None:
         validation = (data_options or {}).get("last_n", 1) if (data_options or {}).get("split") == "last" \
             else DEFAULT_VALIDATION
-    total = sum((len(points) if len(points) > 1 else 0) + len(runs) for _, points, runs in plans)
+    gradients = {e.label: tune and e.gradient for e, _, _ in plans}
+    needs = needs or any(gradients.values())
+    total = sum((len(points) if len(points) > 1 or gradients[e.label] else 0) + gradients[e.label] + len(runs)
+                for e, points, runs in plans)
     jobs = _Jobs(store, folder, str(data), dict(data_options or {}), validation if needs else None, refit, progress)
     bar = (progress or no_progress)(iter(range(total)), total=total, desc="compare", unit="run")
     ticks = iter(bar)
     finals = []
     for e, points, runs in plans:
-        finals += jobs.entry(e, points, runs, ticks)
+        finals += jobs.entry(e, points, runs, ticks, gradients[e.label])
     for _ in ticks:  # close the bar
         pass
     return finals
@@ -183,24 +193,64 @@ class _Jobs:
         config = Config(tables, e.config.description).with_values({**point, **({"train.seed": seed} if e.trained else {})})
         return RunSettings.of(config)
 
-    def entry(self, e: Entry, points: list[dict[str, Any]], seeds: list[int], ticks: Iterator[Any]) -> list[RunRecord]:
+    def entry(self, e: Entry, points: list[dict[str, Any]], seeds: list[int], ticks: Iterator[Any],
+              gradient: bool = False) -> list[RunRecord]:
         fits = FitCache()
         chosen, chosen_by, search_s = points[0], "as configured", 0.0
-        if len(points) > 1:
+        if len(points) > 1 or gradient:
             trials = []
             for point in points:
                 next(ticks, None)
                 trials.append(self.run(e, point, seeds[0], "trial", "search", 0.0, fits))
-            best = max(range(len(trials)), key=lambda i: (_finite(trials[i].validation.get(METRIC)), -i))
-            chosen, search_s = points[best], sum(t.fit_s for t in trials)
             values = {k: sorted({p[k] for p in points}, key=str) for k in points[0]}
             chosen_by = (f"best validation {METRIC} of {len(points)} points (seed {seeds[0]}): "
                          + "; ".join(f"{k} in {', '.join(map(str, v))}" for k, v in values.items()))
+            if gradient:  # from the grid's best point, its continuous settings by gradient on validation
+                next(ticks, None)
+                start = points[max(range(len(trials)), key=lambda i: (_finite(trials[i].validation.get(METRIC)), -i))]
+                tuned, seconds = self.gradient(e, start, seeds[0])
+                points = [*points, tuned]
+                trials.append(self.run(e, tuned, seeds[0], "trial", "search", seconds, fits))
+                chosen_by += "; and gradient tuning from the best of them"
+            best = max(range(len(trials)), key=lambda i: (_finite(trials[i].validation.get(METRIC)), -i))
+            chosen, search_s = points[best], sum(t.fit_s + t.search_s for t in trials)
         finals = []
         for seed in seeds:
             next(ticks, None)
             finals.append(self.run(e, chosen, seed, "final", chosen_by, search_s, fits))
         return finals
+
+    def gradient(self, e: Entry, start: Mapping[str, Any], seed: int) -> tuple[dict[str, Any], float]:
+        """The point gradient tuning reaches from ``start`` on validation (kept in the store: never searched twice),
+        and its seconds."""
+        run = self.settings(e, start, seed)
+        dataset = self.dataset(run)
+        base = run.model.config()
+        key = run_key(e.label, identity("gradient", base, {}, ""), seed, protocol_of(dataset), matrix_digest(dataset.train))
+        stored = self.store.get(key)
+        if stored is None:
+            reset_peak_rss()
+            t0 = time.perf_counter()
+            found = tune_gradient(run.model, dataset, metric=METRIC, ks=KS, batch_size=run.batch_size,
+                                  progress=self.progress)
+            self.store.put(self.record(e, run, dataset, "gradient", seed, found.best, "gradient tuning", {}, {},
+                                       time.perf_counter() - t0, 0.0, 0.0, {}, [], dict(start)), key)
+            stored = self.store.get(key)
+        tuned = {k: v for k, v in stored.settings.items() if json.dumps(v) != json.dumps(base.get(k))}
+        return {**start, **tuned}, stored.fit_s
+
+    def record(self, e: Entry, run: RunSettings, dataset: Dataset, kind: str, seed: int, settings: dict[str, Any],
+               chosen_by: str, validation: dict[str, float], test: dict[str, float], fit_s: float, score_s: float,
+               search_s: float, training: dict[str, Any], curve: list[dict[str, Any]], point: Mapping[str, Any],
+               protocol: dict[str, Any] | None = None) -> RunRecord:
+        return RunRecord(
+            label=e.label, model=run.model.name, kind=kind, seed=seed, settings=settings,
+            train=run.train.to_dict() if e.trained else {}, chosen_by=chosen_by,
+            protocol=protocol or protocol_of(dataset), dataset={**dataset.summary(), "digest": matrix_digest(dataset.train)},
+            validation=validation, test=test, fit_s=fit_s, score_s=score_s, search_s=search_s,
+            peak_mib=window_peak_rss_bytes() / 2**20, training=training, curve=curve,
+            machine=environment_info("auto"), version=__version__, command=self.command(e, point, seed),
+            finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"))
 
     def run(self, e: Entry, point: Mapping[str, Any], seed: int, kind: str, chosen_by: str, search_s: float,
             fits: FitCache) -> RunRecord:
@@ -246,14 +296,8 @@ class _Jobs:
             test = evaluate(fitted, dataset, ks=KS, batch_size=run.batch_size, progress=self.progress,
                             history="train+valid" if refit else "train").metrics
             score_s = time.perf_counter() - t2
-        command = self.command(e, point, seed)
-        record = RunRecord(
-            label=e.label, model=run.model.name, kind=kind, seed=seed, settings=settings, train=train,
-            chosen_by=chosen_by, protocol=protocol, dataset={**dataset.summary(), "digest": digest},
-            validation=validation, test=test, fit_s=fit_s, score_s=score_s, search_s=search_s,
-            peak_mib=window_peak_rss_bytes() / 2**20, training=training, curve=curve,
-            machine=environment_info("auto"), version=__version__, command=command,
-            finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds"))
+        record = self.record(e, run, dataset, kind, seed, settings, chosen_by, validation, test, fit_s, score_s,
+                             search_s, training, curve, point, protocol)
         self.store.put(record, key)
         return self.store.get(key)  # as stored (JSON: tuples come back as lists), like a run found in the store
 

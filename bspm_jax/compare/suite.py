@@ -14,6 +14,7 @@ A suite file::
     set = ["sharpen_solver=euler"]     # optional overrides
     space = {"train.lr" = [1e-3]}      # optional: the search instead of the model's own
     budget = 2                         # optional: at most this many points
+    gradient = true                    # optional: then gradient tuning from the best point (ChebyCF, ensembles)
     paper = {"recall@20" = 0.1740, "ndcg@20" = 0.1079}   # optional: the published figures
 """
 
@@ -29,7 +30,7 @@ from ..errors import ConfigError
 from .run import Entry, check_labels, entry
 
 _KEYS = {"description", "reference", "seeds", "tune", "entries"}
-_ENTRY_KEYS = {"model", "preset", "label", "set", "space", "budget", "paper"}
+_ENTRY_KEYS = {"model", "preset", "label", "set", "space", "budget", "gradient", "paper"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +91,8 @@ def _suite(name: str, source: str, table: dict[str, Any]) -> Suite:
                               f"{', '.join(sorted(_ENTRY_KEYS))}")
         try:
             found = entry(model=row.get("model"), preset=row.get("preset"), sets=row.get("set", []),
-                          label=row.get("label"), space=row.get("space"), budget=row.get("budget"))
+                          label=row.get("label"), space=row.get("space"), budget=row.get("budget"),
+                          gradient=row.get("gradient", False))
         except ConfigError as err:
             raise ConfigError(f"suite {source}, entry {n}: {err}") from None
         out.append(found)

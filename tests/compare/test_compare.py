@@ -291,14 +291,6 @@ def test_the_refit_protocol_has_its_own_runs_and_commands(tmp_path: Path) -> Non
     again = compare(data, contenders, tmp_path / "out", seeds=[0])  # protocol A beside it in the store: other runs
     assert {r.protocol["name"] for r in again} == {"A"} and {r.key for r in again}.isdisjoint({r.key for r in finals})
 
-
-def test_the_docs_python_example_runs(tmp_path: Path, monkeypatch) -> None:
-    code = re.search(r"## From Python\n\n```python\n(.+?)\n```", (ROOT / "docs" / "compare.md").read_text(), re.S).group(1)
-    _plays(tmp_path / "plays.csv", 10, 40, 20)
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "docs/compare.md", "exec"), {})
-    board = (tmp_path / "cmp" / "leaderboard.csv").read_text().splitlines()
-    assert len(board) == 3 and board[0].startswith("model,recall@20,ndcg@20,")
     import sqlite3
 
     from bspm_jax.compare.comparison import render
@@ -313,3 +305,36 @@ def test_the_docs_python_example_runs(tmp_path: Path, monkeypatch) -> None:
     board = list(csv.DictReader((tmp_path / "pages" / "leaderboard.csv").read_text().splitlines()))
     assert {b["model"]: float(b["recall@20"]) for b in board} == {r.label: round(r.test["recall@20"], 6) for r in finals}
     assert sorted(p.name for p in kept.iterdir()) == ["results.sqlite"]  # read without writing beside it
+
+def test_the_docs_python_example_runs(tmp_path: Path, monkeypatch) -> None:
+    code = re.search(r"## From Python\n\n```python\n(.+?)\n```", (ROOT / "docs" / "compare.md").read_text(), re.S).group(1)
+    _plays(tmp_path / "plays.csv", 10, 40, 20)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/compare.md", "exec"), {})
+    board = (tmp_path / "cmp" / "leaderboard.csv").read_text().splitlines()
+    assert len(board) == 3 and board[0].startswith("model,recall@20,ndcg@20,")
+
+
+def test_gradient_tuning_starts_from_the_grids_best_and_is_kept(tmp_path: Path, monkeypatch) -> None:
+    """A gradient-tuned point joins the trials (chosen only if best on validation); a rerun does not tune again."""
+    import bspm_jax.compare.run as run_module
+
+    data = _plays(tmp_path / "p.csv", 11, 120, 60)
+    contenders = [entry(model="chebycf", sets=["eta=16"], space={"phi": [1.0, 1.5]}, gradient=True)]
+    (final,) = compare(data, contenders, tmp_path / "out")
+    runs = ResultsStore(tmp_path / "out" / "results.sqlite").records()
+    trials = [r for r in runs if r.kind == "trial"]
+    (tuned,) = [r for r in runs if r.kind == "gradient"]
+    assert len(trials) == 3 and final.chosen_by.endswith("; and gradient tuning from the best of them")
+    grid_best = max(trials[:2], key=lambda t: t.validation["recall@20"])
+    assert tuned.command.count("--set phi=") == 1 and f"--set phi={grid_best.settings['phi']}" in tuned.command
+    assert trials[2].settings["coefficients"] == tuned.settings["coefficients"]  # the gradient's point, scored
+    assert final.validation == max(trials, key=lambda t: t.validation["recall@20"]).validation
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("gradient tuning ran again")
+
+    monkeypatch.setattr(run_module, "tune_gradient", refuse)
+    assert compare(data, contenders, tmp_path / "out")[0].finished == final.finished
+    with pytest.raises(ConfigError, match="gradient tuning tunes the chebycf, ensemble models, not the turbo-cf"):
+        entry(model="turbo-cf", gradient=True)
