@@ -222,11 +222,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``bspm serve``: the HTTP API of a saved model, until interrupted."""
+    try:
+        from ..serve import Limits, serve
+    except ImportError as err:
+        raise ConfigError(f"bspm serve needs the serve extra (pip install 'bspm-jax[serve]'): {err}") from None
+
+    def ready(served) -> None:
+        print(f"serving {served.model.name} ({served.history.n_users:,} users, {served.history.n_items:,} items) "
+              f"from {args.load} on http://{args.host}:{args.port} (API: /docs)", file=sys.stderr, flush=True)
+
+    serve(args.load, args.host, args.port, args.token_file,
+          Limits(max_k=args.max_k, max_users=args.max_users, max_body=args.max_body), args.max_wait_ms / 1000,
+          ready=ready)
+    return 0
+
+
 def _names(text: str | None) -> list[str]:
     return [t for t in (text or "").split(",") if t]
 
 
 COMMANDS = {"run": cmd_run, "recommend": cmd_recommend, "fit": cmd_fit, "fetch": cmd_fetch, "plot": cmd_plot,
             "tune": cmd_tune, "presets": cmd_presets,
-            "compare": cmd_compare}
+            "compare": cmd_compare, "serve": cmd_serve}
 """Each ``bspm`` command's function."""

@@ -246,6 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the shipped presets (--preset NAME) with their descriptions")
 
+    srv = sub.add_parser("serve", help="recommendations over HTTP (JSON) from a saved model (the [serve] extra)")
+    srv.add_argument("--load", required=True, help="folder of a model saved with bspm fit --save (with its ids)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--token-file", help="file holding a bearer token every endpoint but /v1/health requires "
+                                          "(and that enables POST /v1/reload)")
+    srv.add_argument("--max-k", type=int, default=100, help="largest k a request may ask (default 100)")
+    srv.add_argument("--max-users", type=int, default=1000,
+                     help="most users and histories in one request (default 1000)")
+    srv.add_argument("--max-body", type=int, default=1_000_000, help="largest request body in bytes (default 1 MB)")
+    srv.add_argument("--max-wait-ms", type=float, default=2.0,
+                     help="how long a history waits for others to be scored with it (default 2 ms)")
+
     cmp_ = sub.add_parser("compare", help="models, presets or a suite on one dataset under one protocol, settings "
                                           "chosen on validation, to a leaderboard and a report")
     cmp_.add_argument("--data", required=True, help="the dataset (any --data the library reads)")

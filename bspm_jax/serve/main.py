@@ -1,0 +1,38 @@
+"""``bspm serve``: load a saved model, then answer on HTTP with uvicorn until stopped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import ConfigError
+from .app import Limits, create_app
+from .model import ServedModel, load_served
+
+
+def read_token(path: str | Path) -> str:
+    """The bearer token in file ``path`` (one line; surrounding space ignored)."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read the token file {path}: {getattr(err, 'strerror', None) or err}") from None
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise ConfigError(f"the token in {path} must be one word of at least 16 characters")
+    return token
+
+
+def serve(load: str | Path, host: str = "127.0.0.1", port: int = 8000, token_file: str | Path | None = None,
+          limits: Limits | None = None, max_wait: float = 0.002, log_level: str = "warning",
+          ready: Callable[[ServedModel], None] | None = None) -> None:
+    """Serve the model saved in folder ``load`` on ``host:port`` until interrupted (SIGINT, SIGTERM); SIGHUP and
+    ``POST /v1/reload`` load the folder again. ``ready`` is called with the loaded model before the server binds."""
+    import uvicorn
+
+    limits = limits or Limits()
+    token = None if token_file is None else read_token(token_file)
+    served = load_served(load, max_k=limits.max_k)
+    if ready is not None:
+        ready(served)
+    app = create_app(served, load=lambda: load_served(load, max_k=limits.max_k), token=token, limits=limits,
+                     max_wait=max_wait)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=10)
