@@ -75,10 +75,19 @@ def to_csv(rows: Sequence[Row]) -> str:
                      "fit_s", "score_s", "search_s", "peak_mib", *(f"paper_{m}" for m in METRICS), "chosen_by"])
     for row in rows:
         writer.writerow([row.model, *(f"{row.test[m]:.6f}" for m in METRICS), *(f"{row.test_sd[m]:.6f}" for m in METRICS),
-                         *(f"{row.validation[m]:.6f}" for m in METRICS), row.runs, f"{row.fit_s:.2f}",
+                         *(_number(row.validation[m], 6) for m in METRICS), row.runs, f"{row.fit_s:.2f}",
                          f"{row.score_s:.2f}", f"{row.search_s:.2f}", f"{row.peak_mib:.0f}",
                          *(f"{row.paper[m]:.4f}" if m in row.paper else "" for m in METRICS), row.chosen_by])
     return buffer.getvalue()
+
+
+def _number(value: float, digits: int) -> str:
+    """A figure with ``digits`` decimals; empty when there is none (no validation split)."""
+    return "" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def valid_cell(row: Row) -> str:
+    return _number(row.validation["recall@20"], 4) or "-"
 
 
 def cell(row: Row, metric: str, plus_minus: str = "±") -> str:
@@ -100,7 +109,7 @@ def to_markdown(rows: Sequence[Row], protocol: str, reference: str = "") -> str:
     lines += [head, "|" + "---|" * head.count(" |")]
     for row in rows:
         line = (f"| {row.model} | {cell(row, 'recall@20')} | {cell(row, 'ndcg@20')} | "
-                f"{row.validation['recall@20']:.4f} | {row.runs} | {row.fit_s:.1f} | {row.score_s:.1f} | "
+                f"{valid_cell(row)} | {row.runs} | {row.fit_s:.1f} | {row.score_s:.1f} | "
                 f"{row.search_s:.1f} | {row.peak_mib:.0f} |")
         lines.append(line + (f" {paper_cell(row)} |" if reference else ""))
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ import html
 import math
 from collections.abc import Sequence
 
-from .leaderboard import Row, cell, paper_cell
+from .leaderboard import Row, cell, paper_cell, valid_cell
 from .store import RunRecord
 
 _W, _H, _PAD = 640, 360, 56
@@ -102,7 +102,7 @@ def report_html(rows: Sequence[Row], protocol: str, dataset: str, records: Seque
     body = []
     for r in rows:
         body.append(f"<tr><td>{html.escape(r.model)}</td><td>{cell(r, 'recall@20', '&plusmn;')}</td>"
-                    f"<td>{cell(r, 'ndcg@20', '&plusmn;')}</td><td>{r.validation['recall@20']:.4f}</td><td>{r.runs}</td>"
+                    f"<td>{cell(r, 'ndcg@20', '&plusmn;')}</td><td>{valid_cell(r)}</td><td>{r.runs}</td>"
                     f"<td>{r.fit_s:.1f}</td><td>{r.score_s:.1f}</td><td>{r.search_s:.1f}</td><td>{r.peak_mib:.0f}</td>"
                     + (f"<td>{paper_cell(r)}</td>" if reference else "")
                     + f"<td class=\"text\">{html.escape(r.chosen_by)}</td></tr>")
