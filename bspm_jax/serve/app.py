@@ -350,13 +350,19 @@ def openapi_page(schema: dict[str, Any]) -> str:
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             if body:
                 parts.append(f"<p>Body: <code>{html.escape(json.dumps(_resolve(schema, body)))}</code></p>")
-            answers = "".join(f"<li><b>{html.escape(code)}</b> {html.escape(r.get('description', ''))}</li>"
-                              for code, r in op.get("responses", {}).items())
+            answers = "".join(f"<li><b>{html.escape(code)}</b> {html.escape(r.get('description', ''))}"
+                              + _shape(schema, r) + "</li>" for code, r in op.get("responses", {}).items())
             parts.append(f"<ul>{answers}</ul>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>bspm serve API</title><style>"
             "body{font-family:sans-serif;margin:2em;max-width:60em}code{background:#f3f3f3}table{border-collapse:"
             "collapse}td,th{border:1px solid #ccc;padding:3px 8px}.m{color:#3367d6}</style></head><body>\n"
             + "\n".join(parts) + "\n</body></html>\n")
+
+
+def _shape(schema: dict[str, Any], response: dict[str, Any]) -> str:
+    """An answer's JSON shape, where the schema gives one."""
+    node = response.get("content", {}).get("application/json", {}).get("schema")
+    return f": <code>{html.escape(json.dumps(_resolve(schema, node)))}</code>" if node else ""
 
 
 def _resolve(schema: dict[str, Any], node: Any) -> Any:

@@ -225,3 +225,17 @@ def test_cli_refuses_what_it_cannot_serve(saved: Path, tmp_path: Path) -> None:
                         (["--load", str(saved / "model"), "--token-file", str(tmp_path / "short")], "at least 16")]:
         done = refused("serve", *args)
         assert done.returncode == 2 and words in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_api_page_is_self_contained_and_lists_every_endpoint(saved: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from bspm_jax.serve import create_app, load_served
+
+    with TestClient(create_app(load_served(saved / "model"))) as client:
+        page = client.get("/docs").text
+        schema = client.get("/openapi.json").json()
+    assert "http://" not in page and "https://" not in page and "<script" not in page  # nothing fetched when viewed
+    for path, methods in schema["paths"].items():
+        for method in methods:
+            assert f'<span class="m">{method.upper()}</span> <code>{path.replace("{", "{")}</code>' in page
