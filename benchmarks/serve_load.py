@@ -7,7 +7,8 @@ Fits and saves the preset (once; kept in ``--work``), times ``bspm recommend --l
 (users per second), starts ``bspm serve`` in its own process, then sends a fixed number of
 requests from an asyncio client (httpx) at concurrency 1, 8 and 32 for each kind: a known
 user's top 20 (``GET``), a new user's history of 20 items (``POST``), a batch of 100 known users
-(``POST``). Then ``--mixed`` requests at concurrency 32 with 10% malformed or invalid ones mixed
+(``POST``); and a known user scored at request time (``keep_seen``: what answering known users without
+the ranking made at load would cost). Then ``--mixed`` requests at concurrency 32 with 10% malformed or invalid ones mixed
 in (every answer's status counted; the server's RSS sampled), and a reload under load (two
 swaps, then a damaged folder refused, while requests run). Prints tables and writes
 ``benchmarks/results/serve-<host>-<date>T<HHMM>.json`` with the machine.
@@ -141,6 +142,9 @@ def _requests(kind: str, n: int, users: list, items: list, history: list[list], 
     for _ in range(n):
         if kind == "known":
             out.append(("GET", f"/v1/users/{users[rng.integers(len(users))]}/recommendations?k=20", None))
+        elif kind == "known-scored":  # the same user scored at request time (seen items kept): the online path
+            out.append(("GET", f"/v1/users/{users[rng.integers(len(users))]}/recommendations?k=20&keep_seen=true",
+                        None))
         elif kind == "history":
             row = history[rng.integers(len(history))]
             picked = [row[i] for i in rng.choice(len(row), min(20, len(row)), replace=False)]
@@ -193,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| kind | concurrency | requests | p50 ms | p99 ms | throughput /s | users /s | statuses |")
         print("|---|---|---|---|---|---|---|---|")
         result["load"] = []
-        for kind in ("known", "history", "batch100"):
+        for kind in ("known", "known-scored", "history", "batch100"):
             for concurrency in (1, 8, 32):
                 asyncio.run(_load(server.url, _requests(kind, 50, users, items, rows, rng), concurrency))  # warm
                 r = asyncio.run(_load(server.url, _requests(kind, args.requests, users, items, rows, rng), concurrency))
