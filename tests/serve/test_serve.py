@@ -117,6 +117,15 @@ def test_every_endpoint_answers_what_bspm_recommend_does(saved: Path) -> None:
         assert [a["user"] for a in answer] == users + ["new1", "new2"]
         for a in answer:
             _same(a, expected[a["user"]])
+        batched = _concurrent_histories(url, auth, [histories[i % 2] for i in range(24)])  # scored together
+        for answer in batched:
+            _same(answer, expected[f"new{histories.index([i for i in answer['asked']]) + 1}"])
+        sizes = httpx.get(f"{url}/metrics", headers=auth).text
+        calls = float(next(line.split()[-1] for line in sizes.splitlines() if line.startswith("bspm_batch_rows_count")))
+        rows = float(next(line.split()[-1] for line in sizes.splitlines() if line.startswith("bspm_batch_rows_sum")))
+        # scored at request time: 2 users keeping their seen items, 2 histories in one batch, then the 24 at once,
+        # which took fewer calls than requests
+        assert rows == 2 + 2 + 24 and calls < 2 + 1 + 24
         info = httpx.get(f"{url}/v1/model", headers=auth).json()
         header = json.loads((saved / "model" / "model.json").read_text())
         assert (info["model"], info["users"], info["items"]) == ("bspm", 300, 200)
@@ -130,6 +139,22 @@ def test_every_endpoint_answers_what_bspm_recommend_does(saved: Path) -> None:
         metrics = httpx.get(f"{url}/metrics", headers=auth).text
         assert 'bspm_requests_total{endpoint="/v1/recommendations",method="POST",status="200"} 1.0' in metrics
         assert 'bspm_request_errors_total{endpoint="/v1/model",status="401"} 2.0' in metrics
+
+
+def _concurrent_histories(url: str, auth: dict, histories: list[list[str]]) -> list[dict]:
+    """One request per history, all in flight at once; each answer with the history it asked for."""
+    import asyncio
+
+    async def ask(client, history):
+        answer = await client.post(f"{url}/v1/recommendations", json={"histories": {"h": history}, "k": 10},
+                                   headers=auth)
+        return {**answer.json()["recommendations"][0], "asked": history}
+
+    async def run():
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(ask(client, h) for h in histories))
+
+    return asyncio.run(run())
 
 
 BAD = [  # (method, path, body or None, headers, status, words in the error)
