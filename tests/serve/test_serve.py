@@ -137,7 +137,7 @@ def test_every_endpoint_answers_what_bspm_recommend_does(saved: Path) -> None:
         assert {"/v1/health", "/v1/model", "/v1/users/{user_id}/recommendations", "/v1/recommendations",
                 "/v1/reload", "/metrics"} <= set(schema["paths"])
         metrics = httpx.get(f"{url}/metrics", headers=auth).text
-        assert 'bspm_requests_total{endpoint="/v1/recommendations",method="POST",status="200"} 1.0' in metrics
+        assert 'bspm_requests_total{endpoint="/v1/recommendations",method="POST",status="200"} 25.0' in metrics
         assert 'bspm_request_errors_total{endpoint="/v1/model",status="401"} 2.0' in metrics
 
 
