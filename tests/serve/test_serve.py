@@ -224,8 +224,29 @@ def test_reload_swaps_a_good_folder_and_refuses_a_damaged_one(saved: Path, tmp_p
         before = httpx.get(f"{url}/v1/model", headers=auth).json()["loaded_at"]
         time.sleep(1.1)
         assert httpx.post(f"{url}/v1/reload").status_code == 401
-        swapped = httpx.post(f"{url}/v1/reload", headers=auth, timeout=120)
+        import threading
+
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def load() -> None:  # requests all through the swap
+            with httpx.Client(headers=auth, timeout=60) as client:
+                while not stop.is_set():
+                    statuses.append(client.get(f"{url}/v1/users/u{len(statuses) % 300}/recommendations").status_code)
+                    statuses.append(client.post(f"{url}/v1/recommendations",
+                                                json={"histories": {"h": ["i1", "i2"]}}).status_code)
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            swapped = httpx.post(f"{url}/v1/reload", headers=auth, timeout=120)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
         assert swapped.status_code == 200 and swapped.json()["loaded_at"] != before
+        assert len(statuses) > 20 and set(statuses) == {200}  # not one request failed across the swap
         arrays = next(p for p in (folder / "model").iterdir() if p.suffix == ".npz")
         arrays.write_bytes(arrays.read_bytes()[:100])  # damaged in place
         refused = httpx.post(f"{url}/v1/reload", headers=auth, timeout=120)
