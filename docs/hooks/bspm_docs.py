@@ -263,6 +263,28 @@ def read_tables(path: Path, d: Any) -> list[dict[str, Any]] | None:
                              "end to end s", "R@20", "N@20", "peak RSS GiB"], rows)}]
 
 
+def read_serve(path: Path, d: Any) -> list[dict[str, Any]] | None:
+    """``benchmarks.serve_load``: latency and throughput of ``bspm serve`` beside ``bspm recommend --users all``."""
+    if not (isinstance(d, dict) and "load" in d and "recommend_all" in d):
+        return None
+    rows = [[f"`{r['kind']}`", str(r["concurrency"]), str(r["requests"]), f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
+             f"{r['throughput_rps']:,.0f}", f"{r['users_per_s']:,.0f}", json.dumps(r["statuses"])] for r in d["load"]]
+    text = _table(["kind", "concurrency", "requests", "p50 ms", "p99 ms", "requests/s", "users/s", "statuses"], rows)
+    every = d["recommend_all"]
+    text += (f"\n`bspm recommend --users all`: {every['users']:,} users in {every['seconds']:.1f} s "
+             f"({every['users_per_s']:,.0f} users/s); server start {d.get('server_start_s', 0):.1f} s.\n")
+    mixed = d.get("mixed")
+    if mixed:
+        text += (f"\nMixed load: {mixed['requests']:,} requests, {mixed['bad']:,} bad; statuses "
+                 f"{json.dumps(mixed['statuses'])}; server RSS MiB {[round(x) for x in mixed['rss_mib']]}.\n")
+    reload = d.get("reload")
+    if reload:
+        text += (f"\nReload under load: {reload['requests']:,} requests, statuses {json.dumps(reload['statuses'])}; "
+                 f"reloads {json.dumps([(r['damaged'], r['status']) for r in reload.get('during', [])])} "
+                 "(damaged folder, status).\n")
+    return [{"family": "speed", "protocol": "holdout", "title": _rel(path) + " (bspm serve)", "text": text}]
+
+
 def read_scale(path: Path, d: Any) -> list[dict[str, Any]] | None:
     """``benchmarks.scale``: synthetic power-law data of growing size."""
     if not (isinstance(d, dict) and isinstance(d.get("rows"), list) and d["rows"]
@@ -321,7 +343,7 @@ def read_kernels(path: Path, d: Any) -> list[dict[str, Any]] | None:
 
 
 READERS: list[Callable[[Path, Any], list[dict[str, Any]] | None]] = [
-    read_table4, read_tables, read_run_record, read_trained, read_s_diff, read_giffcf_reference, read_giffcf_heads,
+    read_table4, read_tables, read_serve, read_run_record, read_trained, read_s_diff, read_giffcf_reference, read_giffcf_heads,
     read_scale, read_svd, read_devices, read_kernels,
 ]
 
@@ -345,7 +367,7 @@ FAMILIES = {
                "The reference code's checkpoint scored by `bspm_jax.GiffCF`, the `ml1m-giffcf` runs, and "
                "heads composed from two trained models."),
     "speed": ("speed.md", "Speed and scale",
-              "Tables 5 and 6 (`benchmarks.tables`), scale (`benchmarks.scale`), the truncated SVD "
+              "Tables 5 and 6 (`benchmarks.tables`), `bspm serve` under load (`benchmarks.serve_load`), scale (`benchmarks.scale`), the truncated SVD "
               "(`benchmarks.svd`), devices (`benchmarks.devices`) and the kernel paths (`benchmarks.kernels`). "
               "Timings are of the machine named in each record (the 2-core VMs unless said otherwise)."),
 }
