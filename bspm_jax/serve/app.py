@@ -140,24 +140,7 @@ def create_app(served: ServedModel, load: Callable[[], ServedModel] | None = Non
                   redoc_url=None, description="Top items for known users and new users' histories from one saved "
                   "bspm_jax model. Every error is JSON: {\"error\": ..., \"ids\": [...]}.")
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        t0 = time.perf_counter()
-        route = _route(app, request)
-        try:
-            if token is not None and request.url.path != "/v1/health" and not _authorised(request, token):
-                response = _error(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
-                                  headers={"WWW-Authenticate": "Bearer"})
-            elif _too_long(request, limits.max_body):
-                response = _error(413, f"request body over {limits.max_body:,} bytes")
-            else:
-                _as_json(request)
-                response = await call_next(request)
-        except Exception:  # noqa: BLE001 - a server fault: logged here, never a traceback to the client
-            LOG.exception("%s %s failed", request.method, request.url.path)
-            response = _error(500, "internal error")
-        metrics.observe(route, request.method, response.status_code, time.perf_counter() - t0)
-        return response
+    app.add_middleware(_Guard, token=token, max_body=limits.max_body, metrics=metrics, routes=app.router.routes)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, err: ApiError):
@@ -300,33 +283,65 @@ def _error(status: int, message: str, ids: list[Any] | None = None, headers: dic
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _authorised(request: Request, token: str) -> bool:
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
+class _Guard:
+    """Pure ASGI middleware in front of every request: the bearer token, the body bound, JSON bodies whatever their
+    declared type, metrics by endpoint, and a JSON 500 (logged) if the server itself fails."""
+
+    def __init__(self, app: Any, token: str | None, max_body: int, metrics: ServerMetrics, routes: list[Any]):
+        self.app, self.token, self.max_body, self.metrics, self.routes = app, token, max_body, metrics, routes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def sent(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        refusal = None
+        if self.token is not None and scope["path"] != "/v1/health" and not _authorised(headers, self.token):
+            refusal = _error(401, "missing or wrong bearer token (Authorization: Bearer TOKEN)",
+                             headers={"WWW-Authenticate": "Bearer"})
+        elif _too_long(headers, self.max_body):
+            refusal = _error(413, f"request body over {self.max_body:,} bytes (and a body must declare its length)")
+        if refusal is not None:
+            await refusal(scope, receive, sent)
+        else:
+            if scope["method"] == "POST" and "json" not in headers.get("content-type", ""):  # curl -d declares a form
+                scope = {**scope, "headers": [*((k, v) for k, v in scope["headers"] if k.lower() != b"content-type"),
+                                              (b"content-type", b"application/json")]}
+            try:
+                await self.app(scope, receive, sent)
+            except Exception:  # noqa: BLE001 - a server fault: logged here, never a traceback to the client
+                LOG.exception("%s %s failed", scope["method"], scope["path"])
+                if status[0] == 500:
+                    await _error(500, "internal error")(scope, receive, sent)
+        self.metrics.observe(self._route(scope), scope["method"], status[0], time.perf_counter() - t0)
+
+    def _route(self, scope: dict[str, Any]) -> str:
+        """The endpoint's path template (a bounded set of metric labels), or ``other``."""
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match.name == "FULL":
+                return getattr(route, "path", "other")
+        return "other"
+
+
+def _authorised(headers: dict[str, str], token: str) -> bool:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
 
 
-def _as_json(request: Request) -> None:
-    """Read a POST body as JSON whatever its declared type (``curl -d`` declares a form)."""
-    if request.method == "POST" and "json" not in request.headers.get("content-type", ""):
-        headers = [(k, v) for k, v in request.scope["headers"] if k.lower() != b"content-type"]
-        request.scope["headers"] = [*headers, (b"content-type", b"application/json")]
-
-
-def _too_long(request: Request, limit: int) -> bool:
-    length = request.headers.get("content-length")
+def _too_long(headers: dict[str, str], limit: int) -> bool:
+    length = headers.get("content-length")
     if length is None:
-        return "chunked" in request.headers.get("transfer-encoding", "").lower()  # a body of unknown length
+        return "chunked" in headers.get("transfer-encoding", "").lower()  # a body of unknown length
     return not length.isdigit() or int(length) > limit
-
-
-def _route(app: FastAPI, request: Request) -> str:
-    """The endpoint's path template (a bounded set of metric labels), or ``other``."""
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match.name == "FULL":
-            return getattr(route, "path", "other")
-    return "other"
 
 
 def _describe(error: dict[str, Any]) -> str:

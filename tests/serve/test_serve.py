@@ -285,3 +285,20 @@ def test_the_api_page_is_self_contained_and_lists_every_endpoint(saved: Path) ->
     for path, methods in schema["paths"].items():
         for method in methods:
             assert f'<span class="m">{method.upper()}</span> <code>{path.replace("{", "{")}</code>' in page
+
+
+def test_a_fault_of_the_server_is_a_json_500_and_it_goes_on(saved: Path, caplog) -> None:
+    from fastapi.testclient import TestClient
+
+    from bspm_jax.serve import create_app, load_served
+
+    served = load_served(saved / "model")
+    app = create_app(served)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        object.__setattr__(served, "top_items", None)  # a broken model: every known user's answer fails
+        answer = client.get("/v1/users/u1/recommendations")
+        assert answer.status_code == 500 and answer.json() == {"error": "internal error"}
+        assert "GET /v1/users/u1/recommendations failed" in caplog.text  # logged, with its traceback, for the operator
+        assert client.get("/v1/health").status_code == 200
+        assert 'bspm_request_errors_total{endpoint="/v1/users/{user_id}/recommendations",status="500"} 1.0' in \
+            client.get("/metrics").text
