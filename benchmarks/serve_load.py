@@ -58,7 +58,7 @@ def _free_port() -> int:
 class Server:
     """``bspm serve`` in its own process on a free port of 127.0.0.1."""
 
-    def __init__(self, folder: Path, token_file: Path):
+    def __init__(self, folder: Path, token_file: Path, log: Path):
         import httpx
 
         self.port = _free_port()
@@ -66,7 +66,7 @@ class Server:
         t0 = time.perf_counter()
         self.proc = subprocess.Popen([sys.executable, "-m", "bspm_jax", "serve", "--load", str(folder), "--port",
                                       str(self.port), "--token-file", str(token_file)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=log.open("w"), stderr=subprocess.STDOUT)
         while True:
             if self.proc.poll() is not None:
                 raise SystemExit("bspm serve stopped while starting")
@@ -94,6 +94,7 @@ async def _load(url: str, requests: list[tuple[str, str, bytes | None]], concurr
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     latencies: list[float] = []
     statuses: dict[int, int] = {}
+    errors: list[str] = []
     not_json = 0
     done = asyncio.Event()
 
@@ -112,7 +113,11 @@ async def _load(url: str, requests: list[tuple[str, str, bytes | None]], concurr
                 if during is not None and done.is_set():
                     return
                 t0 = time.perf_counter()
-                answer = await client.request(method, path, content=body)
+                try:
+                    answer = await client.request(method, path, content=body)
+                except httpx.TransportError as err:  # counted, never fatal: the server closed or refused
+                    errors.append(f"{method} {path} {body[:60] if body else b''!r}: {type(err).__name__}")
+                    continue
                 latencies.append(time.perf_counter() - t0)
                 statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
                 try:
@@ -133,6 +138,7 @@ async def _load(url: str, requests: list[tuple[str, str, bytes | None]], concurr
             "throughput_rps": len(latencies) / wall, "p50_ms": float(np.percentile(ms, 50)),
             "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max()),
             "statuses": {str(k): v for k, v in sorted(statuses.items())}, "not_json": not_json,
+            "transport_errors": len(errors), "transport_error_examples": errors[:5],
             **({"during": side_result} if side_result is not None else {})}
 
 
@@ -166,8 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000, help="requests per kind and concurrency")
     parser.add_argument("--mixed", type=int, default=100_000, help="requests of the mixed load (10%% bad)")
     parser.add_argument("--work", default="runs/serve-load", help="folder for the saved model (kept)")
+    parser.add_argument("--parts", default="load,mixed,reload", help="which parts to run (default all)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
     from bspm_jax import load_history
 
     work = Path(args.work)
@@ -181,15 +189,17 @@ def main(argv: list[str] | None = None) -> int:
     items = np.asarray(history.item_ids if history.item_ids is not None else np.arange(history.n_items)).tolist()
     rows = [[items[i] for i in history.train[u].indices] for u in range(history.n_users)]
     rows = [r for r in rows if len(r) >= 5]
-    export = _bspm("recommend", "--load", str(folder), "--users", "all", "--k", "20", "--out",
-                   str(work / "recs.parquet"))
-    result["recommend_all"] = {"seconds": export, "users": len(users), "users_per_s": len(users) / export}
-    print(f"bspm recommend --users all: {len(users):,} users in {export:.1f} s, {len(users) / export:,.0f} users/s")
+    if "load" in parts:
+        export = _bspm("recommend", "--load", str(folder), "--users", "all", "--k", "20", "--out",
+                       str(work / "recs.parquet"))
+        result["recommend_all"] = {"seconds": export, "users": len(users), "users_per_s": len(users) / export}
+        print(f"bspm recommend --users all: {len(users):,} users in {export:.1f} s, {len(users) / export:,.0f} "
+              "users/s")
     (work / "token").write_text(TOKEN)
     live = work / "live"
     shutil.rmtree(live, ignore_errors=True)
     shutil.copytree(folder, live)
-    server = Server(live, work / "token")
+    server = Server(live, work / "token", work / "server.log")
     result["server_start_s"] = server.start_s
     rng = np.random.default_rng(0)
     try:
@@ -197,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| kind | concurrency | requests | p50 ms | p99 ms | throughput /s | users /s | statuses |")
         print("|---|---|---|---|---|---|---|---|")
         result["load"] = []
-        for kind in ("known", "known-scored", "history", "batch100"):
+        for kind in ("known", "known-scored", "history", "batch100") if "load" in parts else ():
             for concurrency in (1, 8, 32):
                 asyncio.run(_load(server.url, _requests(kind, 50, users, items, rows, rng), concurrency))  # warm
                 r = asyncio.run(_load(server.url, _requests(kind, args.requests, users, items, rows, rng), concurrency))
@@ -208,55 +218,70 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['throughput_rps']:,.0f} | {r['users_per_s']:,.0f} | {r['statuses']} |", flush=True)
         save_results("serve", args.out, result)
 
-        # the mixed load: 10% bad requests, RSS sampled
-        good = _requests("known", args.mixed, users, items, rows, rng)
-        mixed, bad = [], 0
-        for i, request in enumerate(good):
-            if rng.random() < 0.1:
-                mixed.append(("POST", "/v1/recommendations", BAD_BODIES[bad % len(BAD_BODIES)]))
-                bad += 1
-            else:
-                mixed.append(request if i % 2 else _requests("history", 1, users, items, rows, rng)[0])
-        rss = [_rss_mib(server.proc.pid)]
-        chunks = []
-        step = max(1, len(mixed) // 10)
-        for start in range(0, len(mixed), step):
-            chunks.append(asyncio.run(_load(server.url, mixed[start:start + step], 32)))
-            rss.append(_rss_mib(server.proc.pid))
-        statuses: dict[str, int] = {}
-        for c in chunks:
-            for k, v in c["statuses"].items():
-                statuses[k] = statuses.get(k, 0) + v
-        result["mixed"] = {"requests": len(mixed), "bad": bad, "statuses": statuses,
-                           "not_json": sum(c["not_json"] for c in chunks), "rss_mib": rss,
-                           "p99_ms": max(c["p99_ms"] for c in chunks)}
-        print(f"mixed: {len(mixed):,} requests, {bad:,} bad; statuses {statuses}; answers not JSON: "
-              f"{result['mixed']['not_json']}; RSS MiB {[round(x) for x in rss]}")
-        save_results("serve", args.out, result)
-
-        # reload under load: two swaps, then a damaged folder refused
-        async def reloads(client) -> list:
-            out = []
-            for damaged in (False, False, True):
-                await asyncio.sleep(2.0)
-                if damaged:
-                    arrays = next(p for p in live.iterdir() if p.suffix == ".npz")
-                    arrays.write_bytes(arrays.read_bytes()[: 1000])
-                t0 = time.perf_counter()
-                answer = await client.post("/v1/reload")
-                out.append({"damaged": damaged, "status": answer.status_code, "seconds": time.perf_counter() - t0})
-            return out
-
-        during = _requests("known", 1000, users, items, rows, rng) + _requests("history", 200, users, items, rows, rng)
-        rng.shuffle(during)
-        r = asyncio.run(_load(server.url, during, 8, during=reloads))
-        result["reload"] = r
-        print(f"reload under load: {r['requests']:,} requests, statuses {r['statuses']}; reloads {r['during']}")
+        if "mixed" in parts:
+            _mixed(server, args, users, items, rows, rng, result)
+            save_results("serve", args.out, result)
+        if "reload" in parts:
+            _reload_under_load(server, live, args, users, items, rows, rng, result)
         path = save_results("serve", args.out, result)
         print(f"wrote {path}", file=sys.stderr)
     finally:
         server.stop()
     return 0
+
+
+def _mixed(server: Server, args: argparse.Namespace, users: list, items: list, rows: list,
+           rng: np.random.Generator, result: dict) -> None:
+    """--mixed requests at concurrency 32, one in ten bad; every status counted, the server's RSS sampled."""
+    good = _requests("known", args.mixed, users, items, rows, rng)
+    mixed, bad = [], 0
+    for i, request in enumerate(good):
+        if rng.random() < 0.1:
+            mixed.append(("POST", "/v1/recommendations", BAD_BODIES[bad % len(BAD_BODIES)]))
+            bad += 1
+        else:
+            mixed.append(request if i % 2 else _requests("history", 1, users, items, rows, rng)[0])
+    rss = [_rss_mib(server.proc.pid)]
+    chunks = []
+    step = max(1, len(mixed) // 10)
+    for start in range(0, len(mixed), step):
+        chunks.append(asyncio.run(_load(server.url, mixed[start:start + step], 32)))
+        rss.append(_rss_mib(server.proc.pid))
+    statuses: dict[str, int] = {}
+    for c in chunks:
+        for k, v in c["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
+    result["mixed"] = {"requests": len(mixed), "bad": bad, "statuses": statuses,
+                       "transport_errors": sum(c["transport_errors"] for c in chunks),
+                       "transport_error_examples": [e for c in chunks for e in c["transport_error_examples"]][:10],
+                       "not_json": sum(c["not_json"] for c in chunks), "rss_mib": rss,
+                       "p99_ms": max(c["p99_ms"] for c in chunks)}
+    print(f"mixed: {len(mixed):,} requests, {bad:,} bad; statuses {statuses}; answers not JSON: "
+          f"{result['mixed']['not_json']}; connection errors {result['mixed']['transport_errors']} "
+          f"{result['mixed']['transport_error_examples'][:3]}; RSS MiB {[round(x) for x in rss]}")
+
+
+def _reload_under_load(server: Server, live: Path, args: argparse.Namespace, users: list, items: list, rows: list,
+                       rng: np.random.Generator, result: dict) -> None:
+    """Requests at concurrency 8 all through two reloads and a refused one (a damaged folder)."""
+    async def reloads(client) -> list:
+        out = []
+        for damaged in (False, False, True):
+            await asyncio.sleep(2.0)
+            if damaged:
+                arrays = next(p for p in live.iterdir() if p.suffix == ".npz")
+                arrays.write_bytes(arrays.read_bytes()[: 1000])
+            t0 = time.perf_counter()
+            answer = await client.post("/v1/reload")
+            out.append({"damaged": damaged, "status": answer.status_code, "seconds": time.perf_counter() - t0})
+        return out
+
+    during = _requests("known", 1000, users, items, rows, rng) + _requests("history", 200, users, items, rows, rng)
+    rng.shuffle(during)
+    r = asyncio.run(_load(server.url, during, 8, during=reloads))
+    result["reload"] = r
+    print(f"reload under load: {r['requests']:,} requests, statuses {r['statuses']}, connection errors "
+          f"{r['transport_errors']}; reloads {r['during']}")
 
 
 if __name__ == "__main__":

@@ -265,14 +265,17 @@ def read_tables(path: Path, d: Any) -> list[dict[str, Any]] | None:
 
 def read_serve(path: Path, d: Any) -> list[dict[str, Any]] | None:
     """``benchmarks.serve_load``: latency and throughput of ``bspm serve`` beside ``bspm recommend --users all``."""
-    if not (isinstance(d, dict) and "load" in d and "recommend_all" in d):
+    if not (isinstance(d, dict) and "preset" in d and ("load" in d or "mixed" in d or "reload" in d)):
         return None
     rows = [[f"`{r['kind']}`", str(r["concurrency"]), str(r["requests"]), f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}",
-             f"{r['throughput_rps']:,.0f}", f"{r['users_per_s']:,.0f}", json.dumps(r["statuses"])] for r in d["load"]]
-    text = _table(["kind", "concurrency", "requests", "p50 ms", "p99 ms", "requests/s", "users/s", "statuses"], rows)
-    every = d["recommend_all"]
-    text += (f"\n`bspm recommend --users all`: {every['users']:,} users in {every['seconds']:.1f} s "
-             f"({every['users_per_s']:,.0f} users/s); server start {d.get('server_start_s', 0):.1f} s.\n")
+             f"{r['throughput_rps']:,.0f}", f"{r['users_per_s']:,.0f}", json.dumps(r["statuses"])]
+            for r in d.get("load", [])]
+    text = _table(["kind", "concurrency", "requests", "p50 ms", "p99 ms", "requests/s", "users/s", "statuses"],
+                  rows) if rows else ""
+    every = d.get("recommend_all")
+    if every:
+        text += (f"\n`bspm recommend --users all`: {every['users']:,} users in {every['seconds']:.1f} s "
+                 f"({every['users_per_s']:,.0f} users/s); server start {d.get('server_start_s', 0):.1f} s.\n")
     mixed = d.get("mixed")
     if mixed:
         text += (f"\nMixed load: {mixed['requests']:,} requests, {mixed['bad']:,} bad; statuses "
