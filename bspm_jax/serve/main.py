@@ -35,4 +35,7 @@ def serve(load: str | Path, host: str = "127.0.0.1", port: int = 8000, token_fil
         ready(served)
     app = create_app(served, load=lambda: load_served(load, max_k=limits.max_k), token=token, limits=limits,
                      max_wait=max_wait)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=10)
+    # idle keep-alive connections are kept 75 s (nginx's default): longer than the clients' and proxies' own idle
+    # times, so that a client never sends a request on a connection the server is closing at that moment
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=10,
+                timeout_keep_alive=75)
