@@ -17,6 +17,19 @@ def machine() -> dict[str, object]:
             "cpu_count": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend()}
 
 
+def bspm_process(*args: str) -> float:
+    """Seconds of one fresh ``bspm ARGS --quiet`` process (wall clock: start-up and loading count); exits on failure."""
+    import subprocess
+    import sys
+    import time
+
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "bspm_jax", *args, "--quiet"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr)
+    return time.perf_counter() - t0
+
+
 def save_results(kind: str, out: str | None, result: object) -> Path:
     """Write ``result`` as JSON (atomically) to :func:`results_path`; returns the path."""
     from bspm_jax.runtime.io import write_json_atomic

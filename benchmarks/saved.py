@@ -14,31 +14,21 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from . import save_results
-
-
-def _bspm(*args: str) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bspm_jax", *args, "--quiet"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr)
-    return time.perf_counter() - t0
+from . import bspm_process, save_results
 
 
 def measure(data: str, preset: str, users: int) -> dict:
     ids = ",".join(str(u) for u in range(users))
     with tempfile.TemporaryDirectory() as tmp:
         folder, loaded, refit = Path(tmp) / "model", Path(tmp) / "load.csv", Path(tmp) / "refit.csv"
-        fit_s = _bspm("fit", "--data", data, "--preset", preset, "--save", str(folder))
+        fit_s = bspm_process("fit", "--data", data, "--preset", preset, "--save", str(folder))
         size = sum(f.stat().st_size for f in folder.iterdir())
-        load_s = _bspm("recommend", "--load", str(folder), "--users", ids, "--out", str(loaded))
-        refit_s = _bspm("recommend", "--data", data, "--preset", preset, "--users", ids, "--out", str(refit))
+        load_s = bspm_process("recommend", "--load", str(folder), "--users", ids, "--out", str(loaded))
+        refit_s = bspm_process("recommend", "--data", data, "--preset", preset, "--users", ids, "--out", str(refit))
         same = loaded.read_bytes() == refit.read_bytes()
     import jax
 

@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -31,17 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import machine, save_results
+from . import bspm_process, machine, save_results
 
 TOKEN = "benchmark-token-0123456789"
-
-
-def _bspm(*args: str) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bspm_jax", *args, "--quiet"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(proc.stderr)
-    return time.perf_counter() - t0
 
 
 def _rss_mib(pid: int) -> float:
@@ -183,14 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     folder = work / "model"
     result: dict = {"data": args.data, "preset": args.preset, "machine": machine()}
     if not folder.is_dir():
-        result["fit_save_s"] = _bspm("fit", "--data", args.data, "--preset", args.preset, "--save", str(folder))
+        result["fit_save_s"] = bspm_process("fit", "--data", args.data, "--preset", args.preset, "--save", str(folder))
     history = load_history(folder)
     users = np.asarray(history.user_ids if history.user_ids is not None else np.arange(history.n_users)).tolist()
     items = np.asarray(history.item_ids if history.item_ids is not None else np.arange(history.n_items)).tolist()
     rows = [[items[i] for i in history.train[u].indices] for u in range(history.n_users)]
     rows = [r for r in rows if len(r) >= 5]
     if "load" in parts:
-        export = _bspm("recommend", "--load", str(folder), "--users", "all", "--k", "20", "--out",
+        export = bspm_process("recommend", "--load", str(folder), "--users", "all", "--k", "20", "--out",
                        str(work / "recs.parquet"))
         result["recommend_all"] = {"seconds": export, "users": len(users), "users_per_s": len(users) / export}
         print(f"bspm recommend --users all: {len(users):,} users in {export:.1f} s, {len(users) / export:,.0f} "

@@ -92,9 +92,11 @@ def _recommend_cli(folder: Path, users: list[str], histories: list[list[str]], k
 
 
 def _same(answer: dict, expected: list[tuple[str, float]]) -> None:
-    """The same items in the same order, and the same float32 scores."""
+    """The same items in the same order, and the same scores to float32 rounding (the server scores histories in
+    padded batches of other sizes than ``bspm recommend``; only the native kernel promises the same bits for every
+    batch size, and a CPU without it falls back to XLA)."""
     assert [i["item"] for i in answer["items"]] == [i for i, _ in expected]
-    assert np.array_equal(np.float32([i["score"] for i in answer["items"]]), np.float32([s for _, s in expected]))
+    np.testing.assert_allclose([i["score"] for i in answer["items"]], [s for _, s in expected], rtol=1e-5)
 
 
 def test_every_endpoint_answers_what_bspm_recommend_does(saved: Path) -> None:
