@@ -5,12 +5,13 @@
 
 Fits and saves the preset (once; kept in ``--work``), times ``bspm recommend --load --users all``
 (users per second), starts ``bspm serve`` in its own process, then sends a fixed number of
-requests from an asyncio client (httpx) at concurrency 1, 8 and 32 for each kind: a known
-user's top 20 (``GET``), a new user's history of 20 items (``POST``), a batch of 100 known users
-(``POST``); and a known user scored at request time (``keep_seen``: what answering known users without
-the ranking made at load would cost). Then ``--mixed`` requests at concurrency 32 with 10% malformed or invalid ones mixed
-in (every answer's status counted; the server's RSS sampled), and a reload under load (two
-swaps, then a damaged folder refused, while requests run). Prints tables and writes
+requests from an asyncio client (a keep-alive connection per request in flight) at concurrency
+1, 8 and 32 for each kind: a known user's top 20 (``GET``), a new user's history of 20 items
+(``POST``), a batch of 100 known users (``POST``); and a known user scored at request time
+(``keep_seen``: what answering known users without the ranking made at load would cost). Then
+``--mixed`` requests at concurrency 32 with 10% malformed or invalid ones mixed in (every
+answer's status counted; the server's RSS sampled), and a reload under load (two swaps, then a
+damaged folder refused, while requests run). Prints tables and writes
 ``benchmarks/results/serve-<host>-<date>T<HHMM>.json`` with the machine.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import shutil
 import signal
@@ -25,11 +27,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from . import bspm_process, machine, save_results
+from . import bspm_process, machine, results_path, save_results
 
 TOKEN = "benchmark-token-0123456789"
 
@@ -49,8 +52,6 @@ class Server:
     """``bspm serve`` in its own process on a free port of 127.0.0.1."""
 
     def __init__(self, folder: Path, token_file: Path, log: Path):
-        import httpx
-
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         t0 = time.perf_counter()
@@ -61,9 +62,10 @@ class Server:
             if self.proc.poll() is not None:
                 raise SystemExit("bspm serve stopped while starting")
             try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
+                with urllib.request.urlopen(f"{self.url}/v1/health", timeout=1) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
                 time.sleep(0.5)
         self.start_s = time.perf_counter() - t0
 
@@ -76,12 +78,58 @@ class Server:
             self.proc.wait()
 
 
-async def _load(url: str, requests: list[tuple[str, str, bytes | None]], concurrency: int,
-                during=None) -> dict:
-    """Send ``requests`` ((method, path, body)) with at most ``concurrency`` in flight; latencies and statuses."""
-    import httpx
+class Connection:
+    """One keep-alive HTTP/1.1 connection to 127.0.0.1, one request at a time.
 
-    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    As light as a client can be (a request is one write, an answer is read by its Content-Length), so that the
+    client, on the same cores as the server, takes as little of them as it can: a general client (httpx) with 32
+    connections in one event loop was measured to saturate before the server (LOG, 2026-12-08)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.head = (f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                     "Content-Type: application/json\r\n").encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        """(status, body); ``ConnectionError`` when the connection fails or the answer cannot be read."""
+        try:
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            assert self.reader is not None
+            body = body or b""
+            self.writer.write(f"{method} {path} HTTP/1.1\r\n".encode() + self.head
+                              + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            status = int((await self.reader.readline()).split()[1])
+            length, close = None, False
+            while (line := await self.reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+                elif name.lower() == "connection":
+                    close = "close" in value.lower()
+            if length is None:
+                raise ValueError("an answer without Content-Length")
+            data = await self.reader.readexactly(length)
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as err:
+            self.close()
+            raise ConnectionError(f"{type(err).__name__}: {err}") from None
+        if close:
+            self.close()
+        return status, data
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def _load(port: int, requests: list[tuple[str, str, bytes | None]], concurrency: int,
+                during=None) -> dict:
+    """Send ``requests`` ((method, path, body)) over ``concurrency`` connections, one request in flight on each;
+    latencies and statuses. With ``during`` (a coroutine function given a connection of its own), the requests go
+    round until it returns."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     errors: list[str] = []
@@ -95,34 +143,37 @@ async def _load(url: str, requests: list[tuple[str, str, bytes | None]], concurr
                 return
 
     queue = stream()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=120) as client:
-        async def worker() -> None:
-            nonlocal not_json
-            for method, path, body in queue:
-                if during is not None and done.is_set():
-                    return
-                t0 = time.perf_counter()
-                try:
-                    answer = await client.request(method, path, content=body)
-                except httpx.TransportError as err:  # counted, never fatal: the server closed or refused
-                    errors.append(f"{method} {path} {body[:60] if body else b''!r}: {type(err).__name__}")
-                    continue
-                latencies.append(time.perf_counter() - t0)
-                statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
-                try:
-                    answer.json()
-                except ValueError:
-                    not_json += 1
 
-        t0 = time.perf_counter()
-        tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
-        side_result = None
-        if during is not None:
-            side_result = await during(client)
-            done.set()
-        await asyncio.gather(*tasks)
-        wall = time.perf_counter() - t0
+    async def worker() -> None:
+        nonlocal not_json
+        connection = Connection(port)
+        for method, path, body in queue:
+            if during is not None and done.is_set():
+                break
+            t0 = time.perf_counter()
+            try:
+                status, data = await connection.request(method, path, body)
+            except ConnectionError as err:  # counted, never fatal: the server closed or refused
+                errors.append(f"{method} {path} {body[:60] if body else b''!r}: {err}")
+                continue
+            latencies.append(time.perf_counter() - t0)
+            statuses[status] = statuses.get(status, 0) + 1
+            try:
+                json.loads(data)
+            except ValueError:
+                not_json += 1
+        connection.close()
+
+    t0 = time.perf_counter()
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    side_result = None
+    if during is not None:
+        side = Connection(port)
+        side_result = await during(side)
+        side.close()
+        done.set()
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - t0
     ms = np.asarray(latencies) * 1000
     return {"requests": len(latencies), "concurrency": concurrency, "wall_s": wall,
             "throughput_rps": len(latencies) / wall, "p50_ms": float(np.percentile(ms, 50)),
@@ -166,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out")
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
+    out = str(results_path("serve", args.out))  # one record, rewritten as each part ends
     from bspm_jax import load_history
 
     work = Path(args.work)
@@ -179,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     items = np.asarray(history.item_ids if history.item_ids is not None else np.arange(history.n_items)).tolist()
     rows = [[items[i] for i in history.train[u].indices] for u in range(history.n_users)]
     rows = [r for r in rows if len(r) >= 5]
+    gc.collect()  # the client's histories (a million objects) kept out of its collector: its pauses are not latency
+    gc.freeze()
     if "load" in parts:
         export = bspm_process("recommend", "--load", str(folder), "--users", "all", "--k", "20", "--out",
                        str(work / "recs.parquet"))
@@ -199,21 +253,21 @@ def main(argv: list[str] | None = None) -> int:
         result["load"] = []
         for kind in ("known", "known-scored", "history", "batch100") if "load" in parts else ():
             for concurrency in (1, 8, 32):
-                asyncio.run(_load(server.url, _requests(kind, 50, users, items, rows, rng), concurrency))  # warm
-                r = asyncio.run(_load(server.url, _requests(kind, args.requests, users, items, rows, rng), concurrency))
+                asyncio.run(_load(server.port, _requests(kind, 50, users, items, rows, rng), concurrency))  # warm
+                r = asyncio.run(_load(server.port, _requests(kind, args.requests, users, items, rows, rng), concurrency))
                 r["kind"] = kind
                 r["users_per_s"] = r["throughput_rps"] * (100 if kind == "batch100" else 1)
                 result["load"].append(r)
                 print(f"| {kind} | {concurrency} | {r['requests']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                       f"{r['throughput_rps']:,.0f} | {r['users_per_s']:,.0f} | {r['statuses']} |", flush=True)
-        save_results("serve", args.out, result)
+        save_results("serve", out, result)
 
         if "mixed" in parts:
             _mixed(server, args, users, items, rows, rng, result)
-            save_results("serve", args.out, result)
+            save_results("serve", out, result)
         if "reload" in parts:
             _reload_under_load(server, live, args, users, items, rows, rng, result)
-        path = save_results("serve", args.out, result)
+        path = save_results("serve", out, result)
         print(f"wrote {path}", file=sys.stderr)
     finally:
         server.stop()
@@ -235,7 +289,7 @@ def _mixed(server: Server, args: argparse.Namespace, users: list, items: list, r
     chunks = []
     step = max(1, len(mixed) // 10)
     for start in range(0, len(mixed), step):
-        chunks.append(asyncio.run(_load(server.url, mixed[start:start + step], 32)))
+        chunks.append(asyncio.run(_load(server.port, mixed[start:start + step], 32)))
         rss.append(_rss_mib(server.proc.pid))
     statuses: dict[str, int] = {}
     for c in chunks:
@@ -262,13 +316,13 @@ def _reload_under_load(server: Server, live: Path, args: argparse.Namespace, use
                 arrays = next(p for p in live.iterdir() if p.suffix == ".npz")
                 arrays.write_bytes(arrays.read_bytes()[: 1000])
             t0 = time.perf_counter()
-            answer = await client.post("/v1/reload")
-            out.append({"damaged": damaged, "status": answer.status_code, "seconds": time.perf_counter() - t0})
+            status, _ = await client.request("POST", "/v1/reload")
+            out.append({"damaged": damaged, "status": status, "seconds": time.perf_counter() - t0})
         return out
 
     during = _requests("known", 1000, users, items, rows, rng) + _requests("history", 200, users, items, rows, rng)
     rng.shuffle(during)
-    r = asyncio.run(_load(server.url, during, 8, during=reloads))
+    r = asyncio.run(_load(server.port, during, 8, during=reloads))
     result["reload"] = r
     print(f"reload under load: {r['requests']:,} requests, statuses {r['statuses']}, connection errors "
           f"{r['transport_errors']}; reloads {r['during']}")

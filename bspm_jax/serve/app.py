@@ -45,6 +45,8 @@ class ItemScore(BaseModel):
 class Recommendation(BaseModel):
     """One user's list, best first."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"user": "u42", "items": [{"item": "i7", "score": 0.93}, {"item": "i3", "score": 0.88}]}]})
     user: Id
     items: list[ItemScore]
 
@@ -52,7 +54,8 @@ class Recommendation(BaseModel):
 class BatchRequest(BaseModel):
     """Known users by id, and/or new users' histories (a label and item ids each)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"users": ["u42", "u7"], "k": 10}, {"histories": {"visitor-1": ["i7", "i3", "i12"]}, "k": 5}]})
     users: list[Id] | None = None
     histories: dict[str, list[Id]] | None = None
     k: int = Field(10, ge=1)
@@ -60,6 +63,9 @@ class BatchRequest(BaseModel):
 
 
 class BatchResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"recommendations": [{"user": "u42", "items": [{"item": "i7", "score": 0.93}]},
+                             {"user": "visitor-1", "items": [{"item": "i5", "score": 0.41}]}]}]})
     recommendations: list[Recommendation]
 
 
@@ -363,13 +369,13 @@ def openapi_page(schema: dict[str, Any]) -> str:
             if params:
                 rows = "".join(f"<tr><td><code>{html.escape(p['name'])}</code></td><td>{html.escape(p['in'])}</td>"
                                f"<td>{'yes' if p.get('required') else 'no'}</td>"
-                               f"<td><code>{html.escape(json.dumps(p.get('schema', {})))}</code></td></tr>"
+                               f"<td><code>{html.escape(_type_of(schema, p.get('schema', {})))}</code></td></tr>"
                                for p in params)
-                parts.append("<table><tr><th>parameter</th><th>in</th><th>required</th><th>schema</th></tr>"
+                parts.append("<table><tr><th>parameter</th><th>in</th><th>required</th><th>type</th></tr>"
                              f"{rows}</table>")
             body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
             if body:
-                parts.append(f"<p>Body: <code>{html.escape(json.dumps(_resolve(schema, body)))}</code></p>")
+                parts.append(f"<p>Body: <code>{html.escape(_type_of(schema, body))}</code>{_example(schema, body)}</p>")
             answers = "".join(f"<li><b>{html.escape(code)}</b> {html.escape(r.get('description', ''))}"
                               + _shape(schema, r) + "</li>" for code, r in op.get("responses", {}).items())
             parts.append(f"<ul>{answers}</ul>")
@@ -380,19 +386,43 @@ def openapi_page(schema: dict[str, Any]) -> str:
 
 
 def _shape(schema: dict[str, Any], response: dict[str, Any]) -> str:
-    """An answer's JSON shape, where the schema gives one."""
+    """An answer's JSON shape and example, where the schema gives them."""
     node = response.get("content", {}).get("application/json", {}).get("schema")
-    return f": <code>{html.escape(json.dumps(_resolve(schema, node)))}</code>" if node else ""
+    return f": <code>{html.escape(_type_of(schema, node))}</code>{_example(schema, node)}" if node else ""
 
 
-def _resolve(schema: dict[str, Any], node: Any) -> Any:
-    """A schema node with its ``$ref``s replaced by their definitions' properties."""
-    if isinstance(node, dict):
-        if "$ref" in node:
-            name = node["$ref"].rsplit("/", 1)[-1]
-            target = schema.get("components", {}).get("schemas", {}).get(name, {})
-            return {name: _resolve(schema, target.get("properties", target))}
-        return {k: _resolve(schema, v) for k, v in node.items() if k not in ("title",)}
-    if isinstance(node, list):
-        return [_resolve(schema, v) for v in node]
-    return node
+def _example(schema: dict[str, Any], node: dict[str, Any]) -> str:
+    examples = _component(schema, node).get("examples") or node.get("examples") or []
+    return "".join(f"<br>for example <code>{html.escape(json.dumps(e))}</code>" for e in examples)
+
+
+def _component(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """The definition a ``$ref`` node points to (the node itself otherwise)."""
+    if "$ref" not in node:
+        return node
+    return schema.get("components", {}).get("schemas", {}).get(node["$ref"].rsplit("/", 1)[-1], {})
+
+
+def _type_of(schema: dict[str, Any], node: dict[str, Any]) -> str:
+    """A schema node in a compact notation: ``{"user": string | integer, "items": [{"item": ..., ...}, ...]}``;
+    ``?`` marks a field that may be left out."""
+    node = _component(schema, node)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        text = " | ".join(_type_of(schema, o) for o in options) + (" | null" if len(options) < len(node["anyOf"])
+                                                                  else "")
+    elif node.get("type") == "array":
+        text = f"[{_type_of(schema, node.get('items', {}))}, ...]"
+    elif node.get("properties"):
+        needed = set(node.get("required", []))
+        text = "{" + ", ".join(f"{json.dumps(name)}{'' if name in needed else '?'}: {_type_of(schema, field)}"
+                               for name, field in node["properties"].items()) + "}"
+    elif isinstance(node.get("additionalProperties"), dict):
+        text = "{string: " + _type_of(schema, node["additionalProperties"]) + "}"
+    else:
+        text = node.get("type", "any")
+    if "minimum" in node:
+        text += f" >= {node['minimum']:g}"
+    if "default" in node and node["default"] is not None:
+        text += f", default {json.dumps(node['default'])}"
+    return text

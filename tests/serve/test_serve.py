@@ -4,6 +4,7 @@ answers equal ``bspm recommend --load``; every bad request is a 4xx with a JSON 
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import shutil
@@ -287,6 +288,18 @@ def test_the_api_page_is_self_contained_and_lists_every_endpoint(saved: Path) ->
     for path, methods in schema["paths"].items():
         for method in methods:
             assert f'<span class="m">{method.upper()}</span> <code>{path.replace("{", "{")}</code>' in page
+    # shapes in a compact notation, written out here by hand from the declared models
+    for shape in ['{"user": string | integer, "items": [{"item": string | integer, "score": number}, ...]}',
+                  '{"users"?: [string | integer, ...] | null, "histories"?: {string: [string | integer, ...]} | null, '
+                  '"k"?: integer >= 1, default 10, "keep_seen"?: boolean, default false}']:
+        assert html.escape(shape) in page
+    # the examples shown are ones the API accepts and answers in
+    from bspm_jax.serve.app import BatchRequest, BatchResponse, Recommendation
+
+    for model in (BatchRequest, BatchResponse, Recommendation):
+        examples = schema["components"]["schemas"][model.__name__]["examples"]
+        assert examples and all(model.model_validate(e) for e in examples)
+        assert all(html.escape(json.dumps(e)) in page for e in examples)
 
 
 def test_a_fault_of_the_server_is_a_json_500_and_it_goes_on(saved: Path, caplog) -> None:
