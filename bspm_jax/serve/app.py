@@ -392,7 +392,8 @@ def _shape(schema: dict[str, Any], response: dict[str, Any]) -> str:
 
 
 def _example(schema: dict[str, Any], node: dict[str, Any]) -> str:
-    examples = _component(schema, node).get("examples") or node.get("examples") or []
+    """The examples a schema node (or the definition it points to) declares, each on a line."""
+    examples = _component(schema, node).get("examples", [])
     return "".join(f"<br>for example <code>{html.escape(json.dumps(e))}</code>" for e in examples)
 
 

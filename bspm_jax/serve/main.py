@@ -31,6 +31,7 @@ def serve(load: str | Path, host: str = "127.0.0.1", port: int = 8000, token_fil
 
     limits = limits or Limits()
     token = None if token_file is None else read_token(token_file)
+
     def fresh() -> ServedModel:
         return _settled(load_served(load, max_k=limits.max_k))
 
